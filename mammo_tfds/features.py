@@ -1,0 +1,34 @@
+"""The feature schema every mammo dataset shares.
+
+The trainer is dataset-agnostic because every builder yields at least these
+features; each builder adds its own metadata next to them.
+"""
+import numpy as np
+import tensorflow_datasets as tfds
+
+LABELS = ("benign", "malignant")
+LATERALITIES = ("L", "R")
+VIEWS = ("CC", "MLO")
+
+
+def common(image_size: int, label_names=LABELS) -> dict:
+  """Features shared by all datasets, as a dict to merge a dataset's own into.
+
+  Args:
+    image_size: side of the stored square image.
+    label_names: the class names of `label` (benign / malignant unless the
+      dataset's task is a different one, e.g. MIAS breast density).
+  """
+  return {
+      "image": tfds.features.Image(
+          shape=(image_size, image_size, 1), dtype=np.uint8, encoding_format="png",
+          doc="Cropped to the breast, chest wall on the left, padded square, resized."),
+      "label": tfds.features.ClassLabel(names=list(label_names)),
+      "patient_id": tfds.features.Text(doc="The split unit: no patient is in two splits."),
+      "laterality": tfds.features.ClassLabel(names=list(LATERALITIES)),
+      "view": tfds.features.ClassLabel(names=list(VIEWS)),
+      "source": tfds.features.Text(doc="Source file path relative to the manual dir."),
+      "crop_box": tfds.features.Tensor(
+          shape=(4,), dtype=np.int32,
+          doc="y0, x0, y1, x1 of the crop in source pixels (y1, x1 exclusive)."),
+  }

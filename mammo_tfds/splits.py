@@ -1,0 +1,78 @@
+"""Patient-level, label-stratified, deterministic split assignment.
+
+A split is decided per group of patients, never per image: a patient's views,
+both breasts, and any patient whose pixels duplicate another's all land on
+one side. The order comes from a keyed hash of the group id, so the same
+group goes to the same split on every machine and every rebuild, whatever
+order the files were found in.
+"""
+import collections
+import hashlib
+from typing import Hashable, Iterable, Mapping, Sequence, Tuple
+
+SPLITS = ("train", "validation", "test")
+DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
+
+
+def _rank(group_id: str, seed: int) -> str:
+  return hashlib.sha256(f"{seed}:{group_id}".encode()).hexdigest()
+
+
+def assign(
+    group_labels: Mapping[str, int],
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+) -> dict:
+  """Maps each group id to a split name.
+
+  Args:
+    group_labels: group id -> stratum (the label used for stratification; for
+      a group with several labels, pass the one it should count under, e.g.
+      malignant if any breast is malignant).
+    fractions: train / validation / test shares; they must sum to 1.
+    seed: changes the assignment while keeping it deterministic.
+
+  Within each stratum groups are ordered by hash and cut at the cumulative
+  fractions (rounded), so every split gets its share of each label.
+  """
+  if len(fractions) != len(SPLITS) or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+    raise ValueError(f"split fractions must be {len(SPLITS)} non-negative numbers summing to 1, got {fractions}")
+  strata = collections.defaultdict(list)
+  for group_id, stratum in group_labels.items():
+    strata[stratum].append(group_id)
+  result = {}
+  for members in strata.values():
+    members.sort(key=lambda g: _rank(str(g), seed))
+    n = len(members)
+    bounds, acc = [], 0.0
+    for fraction in fractions:
+      acc += fraction
+      bounds.append(round(acc * n))
+    start = 0
+    for split, end in zip(SPLITS, bounds):
+      for group_id in members[start:end]:
+        result[group_id] = split
+      start = end
+  return result
+
+
+def connected_groups(items: Iterable[Hashable], links: Iterable[Tuple[Hashable, Hashable]]) -> dict:
+  """Union-find: maps each item to the smallest item of its connected group.
+
+  Used to merge patients whose images have identical pixels, so that the
+  merged group is assigned to one split.
+  """
+  parent = {item: item for item in items}
+
+  def find(item):
+    while parent[item] != item:
+      parent[item] = parent[parent[item]]
+      item = parent[item]
+    return item
+
+  for a, b in links:
+    root_a, root_b = find(a), find(b)
+    if root_a != root_b:
+      low, high = sorted((root_a, root_b))
+      parent[high] = low
+  return {item: find(item) for item in parent}
