@@ -54,7 +54,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict(features.common(self.builder_config.image_size)),
         supervised_keys=("image", "label"),
-        homepage="https://github.com/",
     )
 
   def _split_generators(self, dl_manager):
@@ -80,7 +79,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         key = f"{breast['patient_id']}_{breast['laterality']}_{view}"
         result = imaging.preprocess(pixels, size, source=key)
         yield key, {
-            "image": result.image,
+            "image": features.encode_png(result.image, size),
             "label": int(breast["malignant"]),
             "patient_id": breast["patient_id"],
             "laterality": breast["laterality"],

@@ -1,0 +1,166 @@
+"""One evaluation protocol for networks and baselines alike: predictions -> decisions -> metrics.
+
+A classifier's predictions on a split become decisions at an operating
+threshold chosen on the VALIDATION split (never on the split being scored),
+are scored at image level and, for binary tasks, at breast level (a breast's
+score is the mean of its views' scores), and are compared with each baseline
+on the very same examples.
+"""
+import collections
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+
+from mammo_train import metrics
+
+OPERATING_POINT = "operating_point.json"
+DEFAULT_THRESHOLD = 0.5
+
+Level = collections.namedtuple("Level", "labels scores decisions groups")
+
+
+@dataclasses.dataclass
+class Predictions:
+  """A classifier's output on one split, in the order of `data.split_metadata`.
+
+  Attributes:
+    labels: true class per image.
+    scores: P(malignant) [N] for a binary task, class probabilities [N, K] otherwise.
+    patient_id, laterality: per image; the bootstrap unit and the breast id.
+    decisions: [N, K] probability of outputting each class when the classifier
+      decides by itself (majority, random guessing); None when its decisions
+      come from its scores (threshold, or argmax for multi-class).
+  """
+  labels: np.ndarray
+  scores: np.ndarray
+  patient_id: np.ndarray
+  laterality: np.ndarray
+  decisions: np.ndarray | None = None
+
+  def same_examples(self, other: "Predictions") -> bool:
+    return (len(self.labels) == len(other.labels) and np.array_equal(self.labels, other.labels)
+            and np.array_equal(self.patient_id, other.patient_id)
+            and np.array_equal(self.laterality, other.laterality))
+
+
+@dataclasses.dataclass
+class OperatingPoint:
+  """Thresholds per level (binary tasks) and how they were obtained, for the report."""
+  thresholds: dict
+  how: str
+  rule: str | None = None
+  target_recall: float | None = None
+
+  def save(self, workdir) -> None:
+    path = pathlib.Path(workdir) / OPERATING_POINT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+  @classmethod
+  def load(cls, path) -> "OperatingPoint":
+    stored = json.loads(pathlib.Path(path).read_text())
+    return cls(thresholds=stored["thresholds"], how=f"taken from {path}, where it was {stored['how']}",
+               rule=stored.get("rule"), target_recall=stored.get("target_recall"))
+
+
+def levels(predictions: Predictions, num_classes: int) -> dict:
+  """Image level always; breast level too for binary tasks (CMMD labels breasts, not views)."""
+  p = predictions
+  result = {"image": Level(p.labels, p.scores, p.decisions, p.patient_id)}
+  if num_classes == 2:
+    fixed = p.decisions if p.decisions is not None else np.zeros((len(p.labels), 2))
+    labels, scores, decisions, groups = metrics.breast_level(p.labels, p.scores, fixed, p.patient_id,
+                                                             p.laterality)
+    result["breast"] = Level(labels, scores, decisions if p.decisions is not None else None, groups)
+  return result
+
+
+def choose_operating_point(validation: Predictions, split_name: str, rule: str = "recall",
+                           target_recall: float = 0.95) -> OperatingPoint:
+  """Thresholds chosen on validation predictions only, one per level."""
+  thresholds = {name: metrics.choose_threshold(level.labels, level.scores, rule, target_recall)
+                for name, level in levels(validation, 2).items()}
+  how = (f"the highest threshold reaching malignant recall {target_recall:g}" if rule == "recall"
+         else "the threshold maximising Youden's J (sensitivity + specificity - 1)")
+  return OperatingPoint(thresholds, f"{how} on the {split_name} split, then applied unchanged", rule,
+                        target_recall if rule == "recall" else None)
+
+
+def decide(predictions: Predictions, num_classes: int, operating: OperatingPoint | None) -> dict:
+  """Levels with their decisions filled in: fixed ones kept, else threshold (binary) or argmax."""
+  result = {}
+  for name, level in levels(predictions, num_classes).items():
+    if level.decisions is None:
+      if num_classes == 2:
+        threshold = operating.thresholds[name] if operating else DEFAULT_THRESHOLD
+        level = level._replace(decisions=metrics.threshold_decisions(level.scores, threshold))
+      else:
+        level = level._replace(decisions=metrics.one_hot(np.argmax(level.scores, axis=1), num_classes))
+    result[name] = level
+  return result
+
+
+def dataset_entry(builder, split: str, predictions: Predictions, class_names) -> dict:
+  """What was scored: the dataset's full name and version, the split, its counts."""
+  return {"name": builder.info.full_name, "version": str(builder.info.version), "split": split,
+          "class_names": list(class_names), "counts": counts(predictions, class_names)}
+
+
+def counts(predictions: Predictions, class_names) -> dict:
+  result = {"images": int(len(predictions.labels)),
+            "patients": int(len(np.unique(predictions.patient_id))),
+            "per_class": {name: int(np.sum(predictions.labels == i)) for i, name in enumerate(class_names)}}
+  if len(class_names) == 2:
+    result["breasts"] = int(len(levels(predictions, 2)["breast"].labels))
+  return result
+
+
+def assess(target: Predictions, class_names, operating: OperatingPoint | None, *, baselines=None,
+           n_bootstrap: int = 1000, seed: int = 0) -> tuple:
+  """Scores a classifier, and compares it with each baseline, on the same examples.
+
+  Args:
+    target: the classifier's predictions on the split being scored.
+    class_names: names of the label classes, in label order.
+    operating: its thresholds (binary tasks; None for multi-class).
+    baselines: name -> (Predictions on the same examples, OperatingPoint or
+      None, one-line description).
+    n_bootstrap, seed: patient-level bootstrap resamples and their seed; the
+      same resamples are used for every interval and comparison.
+
+  Returns:
+    (result, curves): result holds "threshold", "bootstrap", "levels" and
+    "baselines"; curves maps level -> (labels, scores) for the plots.
+  """
+  k = len(class_names)
+  decided = decide(target, k, operating)
+  result = {
+      "threshold": None if k != 2 else {
+          "values": {name: operating.thresholds[name] if operating else DEFAULT_THRESHOLD
+                     for name in decided},
+          "how": operating.how if operating else f"no operating point was available: default {DEFAULT_THRESHOLD}",
+          "rule": operating.rule if operating else None,
+          "target_recall": operating.target_recall if operating else None},
+      "bootstrap": {"unit": "patient", "n_resamples": n_bootstrap, "seed": seed, "confidence": 0.95,
+                    "method": "percentile"},
+      "levels": {name: metrics.evaluate(*level, class_names, n_bootstrap, seed) for name, level in decided.items()},
+      "baselines": {},
+  }
+  for name, (predictions, baseline_operating, description) in (baselines or {}).items():
+    if not predictions.same_examples(target):
+      raise ValueError(f"baseline {name} was not predicted on the same examples in the same order")
+    baseline_levels = decide(predictions, k, baseline_operating)
+    result["baselines"][name] = {
+        "description": description,
+        "levels": {level: metrics.headline(metrics.point_metrics(*baseline_levels[level][:3], class_names))
+                   for level in decided},
+        "comparison": {
+            level: metrics.compare(decided[level].labels, decided[level].groups,
+                                   decided[level][1:3], baseline_levels[level][1:3], class_names,
+                                   n_bootstrap, seed)
+            for level in decided},
+    }
+  curves = {name: (level.labels, level.scores) for name, level in decided.items()}
+  return result, curves

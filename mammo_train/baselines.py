@@ -1,0 +1,195 @@
+"""Baselines a model must beat, scored with the model's own protocol and report.
+
+  python -m mammo_train.baselines --dataset=cmmd --workdir=runs/baselines
+
+- majority: always the most common class of the training split.
+- prior_random: guesses each class with its training-split share. Its metrics
+  are EXACT expectations (the expected confusion matrix: expected accuracy is
+  the sum over classes of train share x evaluated share, the sum of squared
+  shares when the two agree), not one sampled run.
+- pixel_logistic: logistic regression on the flattened image, downscaled to
+  256x256 as in the original work, fitted by SGD one batch at a time
+  (`SGDClassifier.partial_fit`) so memory stays bounded on CMMD.
+- age_logistic: logistic regression on age alone (CMMD): a known confounder
+  that predicts the label with AUC around 0.7-0.8.
+
+All are fitted on the training split; thresholds are chosen on validation and
+applied unchanged to the scored split. Each writes the same report as a model
+evaluation, plus predictions.npz, which `mammo_train.evaluate --baselines_dir`
+loads to compare a model with it on the same examples (paired bootstrap).
+"""
+import pathlib
+
+import numpy as np
+from absl import app, flags, logging
+from sklearn import linear_model, pipeline, preprocessing
+
+from mammo_train import assessment, data, report
+
+ALL = ("majority", "prior_random", "pixel_logistic", "age_logistic")
+DESCRIPTIONS = {
+    "majority": "always the most common class of the training split",
+    "prior_random": "guesses each class with its training-split share (exact expected metrics)",
+    "pixel_logistic": "logistic regression on flattened downscaled pixels, fitted by SGD over batches",
+    "age_logistic": "logistic regression on age alone (a known confounder)",
+}
+PREDICTIONS = "predictions.npz"
+
+
+def class_shares(labels, num_classes: int) -> np.ndarray:
+  return np.bincount(np.asarray(labels, dtype=int), minlength=num_classes) / len(labels)
+
+
+def _predictions(metadata: dict, scores, decisions=None) -> assessment.Predictions:
+  return assessment.Predictions(metadata["label"], scores, metadata["patient_id"], metadata["laterality"],
+                                decisions)
+
+
+def _constant_scores(shares: np.ndarray, n: int):
+  """Scores that carry no information: the prior itself (AUC exactly 0.5)."""
+  return np.full(n, shares[1]) if len(shares) == 2 else np.tile(shares, (n, 1))
+
+
+def majority(shares: np.ndarray, metadata: dict) -> assessment.Predictions:
+  n = len(metadata["label"])
+  decisions = np.tile(np.eye(len(shares))[np.argmax(shares)], (n, 1))
+  return _predictions(metadata, _constant_scores(shares, n), decisions)
+
+
+def prior_random(shares: np.ndarray, metadata: dict) -> assessment.Predictions:
+  n = len(metadata["label"])
+  return _predictions(metadata, _constant_scores(shares, n), np.tile(shares, (n, 1)))
+
+
+def _pixels(builder, split: str, image_size: int, batch_size: int):
+  """Flattened [0, 1] pixel batches, streamed: CMMD at 256x256 would not fit in memory as one array."""
+  for images, labels in data.eval_batches(builder, split, image_size, batch_size).as_numpy_iterator():
+    yield images.reshape(len(images), -1).astype(np.float32) / 255.0, labels
+
+
+def fit_pixel_logistic(builder, image_size: int = 256, batch_size: int = 64, epochs: int = 3, seed: int = 0):
+  """L2 logistic regression by SGD over training batches, classes weighted to balance."""
+  num_classes = data.num_classes(builder)
+  shares = class_shares(data.split_metadata(builder, "train")["label"], num_classes)
+  weights = {c: 1.0 / (num_classes * share) for c, share in enumerate(shares) if share > 0}
+  model = linear_model.SGDClassifier(loss="log_loss", alpha=1e-3, class_weight=weights, random_state=seed)
+  for _ in range(epochs):
+    for features, labels in _pixels(builder, "train", image_size, batch_size):
+      model.partial_fit(features, labels, classes=np.arange(num_classes))
+  return model
+
+
+def predict_pixel_logistic(model, builder, split: str, image_size: int, batch_size: int) -> np.ndarray:
+  probs = np.concatenate([model.predict_proba(x) for x, _ in _pixels(builder, split, image_size, batch_size)])
+  return probs[:, 1] if probs.shape[1] == 2 else probs
+
+
+def fit_age_logistic(train: dict):
+  model = pipeline.make_pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression())
+  return model.fit(train["age"].reshape(-1, 1).astype(float), train["label"])
+
+
+def predict_age_logistic(model, metadata: dict) -> np.ndarray:
+  probs = model.predict_proba(metadata["age"].reshape(-1, 1).astype(float))
+  return probs[:, 1] if probs.shape[1] == 2 else probs
+
+
+def save_predictions(workdir, predictions: assessment.Predictions, dataset: str, split: str) -> None:
+  fields = {"labels": predictions.labels, "scores": predictions.scores, "patient_id": predictions.patient_id,
+            "laterality": predictions.laterality, "dataset": dataset, "split": split}
+  if predictions.decisions is not None:
+    fields["decisions"] = predictions.decisions
+  np.savez(pathlib.Path(workdir) / PREDICTIONS, **fields)
+
+
+def load(baselines_dir, dataset: str, split: str) -> dict:
+  """Saved baselines of this dataset and split: name -> (Predictions, OperatingPoint or None, description)."""
+  found = {}
+  for path in sorted(pathlib.Path(baselines_dir).glob(f"*/{PREDICTIONS}")):
+    with np.load(path) as stored:
+      if str(stored["dataset"]) != dataset or str(stored["split"]) != split:
+        continue
+      predictions = assessment.Predictions(
+          stored["labels"], stored["scores"], stored["patient_id"], stored["laterality"],
+          stored["decisions"] if "decisions" in stored else None)
+    operating = path.parent / assessment.OPERATING_POINT
+    name = path.parent.name
+    found[name] = (predictions, assessment.OperatingPoint.load(operating) if operating.exists() else None,
+                   DESCRIPTIONS.get(name, name))
+  return found
+
+
+def run(builder, split: str, workdir, names=ALL, image_size: int = 256, batch_size: int = 64,
+        epochs: int = 3, threshold_rule: str = "recall", target_recall: float = 0.95,
+        n_bootstrap: int = 1000, seed: int = 0) -> dict:
+  """Fits and scores each baseline; writes workdir/<name>/ reports; returns name -> metrics dict."""
+  class_names = builder.info.features["label"].names
+  num_classes = len(class_names)
+  metadata = {name: data.split_metadata(builder, name) for name in ("train", "validation", split)}
+  shares = class_shares(metadata["train"]["label"], num_classes)
+  results = {}
+  for name in names:
+    if name == "age_logistic" and "age" not in metadata["train"]:
+      logging.info("%s has no age: skipping the age baseline", builder.info.full_name)
+      continue
+    logging.info("baseline %s", name)
+    if name in ("majority", "prior_random"):
+      make = majority if name == "majority" else prior_random
+      validation, target = make(shares, metadata["validation"]), make(shares, metadata[split])
+    elif name == "pixel_logistic":
+      model = fit_pixel_logistic(builder, image_size, batch_size, epochs, seed)
+      validation, target = (_predictions(metadata[s], predict_pixel_logistic(model, builder, s, image_size,
+                                                                             batch_size))
+                            for s in ("validation", split))
+    elif name == "age_logistic":
+      model = fit_age_logistic(metadata["train"])
+      validation, target = (_predictions(metadata[s], predict_age_logistic(model, metadata[s]))
+                            for s in ("validation", split))
+    else:
+      raise ValueError(f"unknown baseline {name!r}: expected some of {ALL}")
+    operating = None
+    if num_classes == 2 and target.decisions is None:
+      operating = assessment.choose_operating_point(validation, "validation", threshold_rule, target_recall)
+    result, curves = assessment.assess(target, class_names, operating, n_bootstrap=n_bootstrap, seed=seed)
+    result = {"dataset": assessment.dataset_entry(builder, split, target, class_names),
+              "model": f"baseline {name}: {DESCRIPTIONS[name]}", **result}
+    folder = pathlib.Path(workdir) / name
+    report.write(result, curves, folder)
+    if operating:
+      operating.save(folder)
+    save_predictions(folder, target, builder.info.full_name, split)
+    results[name] = result
+  return results
+
+
+def _define_flags():
+  flags.DEFINE_string("dataset", "cmmd", "Prepared dataset: cmmd, mias, mias/density, synthetic, synthetic/tiny.")
+  flags.DEFINE_string("data_dir", None, "TFDS data dir holding the prepared dataset.")
+  flags.DEFINE_string("split", "test", "Split to score the baselines on (fitted on train, thresholds on validation).")
+  flags.DEFINE_string("workdir", None, "Folder for one report per baseline.", required=True)
+  flags.DEFINE_list("baselines", list(ALL), "Which baselines to run.")
+  flags.DEFINE_integer("image_size", 256, "Side of the downscaled image for pixel_logistic.")
+  flags.DEFINE_integer("batch_size", 64, "Images per SGD step of pixel_logistic.")
+  flags.DEFINE_integer("epochs", 3, "Passes of SGD over the training split for pixel_logistic.")
+  flags.DEFINE_enum("threshold_rule", "recall", ["recall", "youden"], "How the threshold is chosen on validation.")
+  flags.DEFINE_float("target_recall", 0.95, "Malignant recall the threshold must reach (rule 'recall').")
+  flags.DEFINE_integer("n_bootstrap", 1000, "Patient-level bootstrap resamples.")
+  flags.DEFINE_integer("seed", 0, "Seed of SGD and of the bootstrap.")
+
+
+def main(argv):
+  del argv
+  config = flags.FLAGS
+  builder = data.load_builder(config.dataset, config.data_dir)
+  results = run(builder, config.split, config.workdir, config.baselines, config.image_size, config.batch_size,
+                config.epochs, config.threshold_rule, config.target_recall, config.n_bootstrap, config.seed)
+  for name, result in results.items():
+    image = result["levels"]["image"]
+    auc = "roc_auc" if "roc_auc" in image else "macro_roc_auc"
+    print(f"{name}: accuracy {image['accuracy']:.3f} {image['ci']['accuracy']}, "
+          f"balanced accuracy {image['balanced_accuracy']:.3f}, {auc} {image[auc]:.3f} {image['ci'][auc]}")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,281 @@
+"""tf.data input pipelines over the prepared mammo TFDS datasets.
+
+Datasets are read from their prepared files (`tfds.builder(name, data_dir)`),
+never by importing the builder modules, so the trainer works wherever the
+TFRecord shards are and the builders are never registered twice.
+
+Evaluation streams (`eval_batches`) are deterministic and untouched: no
+shuffle, augmentation or oversampling. The training stream (`train_batches`)
+shuffles, augments with tf.image ops and, on request, oversamples the minority
+classes, all on the fly: no augmented or duplicated image is ever written, and
+nothing of the kind reaches validation or test.
+"""
+import dataclasses
+import math
+import os
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+# The config each dataset is read with when the name gives none.
+DEFAULT_CONFIGS = {"cmmd": "600", "mias": "abnormal", "synthetic": "600"}
+SPLITS = ("train", "validation", "test")
+# Scalar metadata `split_metadata` returns when the dataset has it.
+METADATA = ("label", "patient_id", "laterality", "view", "age")
+_AUTOTUNE = tf.data.AUTOTUNE
+
+
+class DatasetNotBuiltError(Exception):
+  """The dataset's prepared files are not in the data dir."""
+
+
+def qualified_name(dataset: str) -> str:
+  """'synthetic' -> 'synthetic/600': the name with its config made explicit.
+
+  Raises:
+    ValueError: the dataset is not one of the mammo datasets.
+  """
+  name, _, config = dataset.partition("/")
+  if name not in DEFAULT_CONFIGS:
+    raise ValueError(f"unknown dataset {dataset!r}: expected one of {', '.join(sorted(DEFAULT_CONFIGS))} "
+                     "(optionally with a config, e.g. synthetic/tiny or mias/density)")
+  return f"{name}/{config or DEFAULT_CONFIGS[name]}"
+
+
+def load_builder(dataset: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+  """The builder of a prepared dataset ('synthetic', 'synthetic/tiny', 'mias/density', ...).
+
+  Raises:
+    ValueError: unknown dataset name.
+    DatasetNotBuiltError: the dataset has not been built into `data_dir`; the
+      message gives the command that builds it.
+  """
+  name = qualified_name(dataset)
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    folder, config = name.split("/")
+    where = data_dir or tfds.core.constants.DATA_DIR
+    raise DatasetNotBuiltError(
+        f"dataset {name} is not built in {where}: build it with "
+        f"`tfds build mammo_tfds/{folder} --config={config} --data_dir={where}`") from None
+
+
+def split_names(builder: tfds.core.DatasetBuilder, split: str) -> list[str]:
+  """The TFDS splits behind `split` ('all' = every split, in a fixed order)."""
+  if split == "all":
+    return [name for name in SPLITS if name in builder.info.splits]
+  if split not in builder.info.splits:
+    raise ValueError(f"{builder.info.full_name} has no split {split!r}: it has {', '.join(builder.info.splits)}")
+  return [split]
+
+
+def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
+  return sum(builder.info.splits[name].num_examples for name in split_names(builder, split))
+
+
+def num_classes(builder: tfds.core.DatasetBuilder) -> int:
+  return builder.info.features["label"].num_classes
+
+
+def _read(builder, split: str, *, shuffle: bool = False, seed: int = 0, decoders=None,
+          deterministic: bool = True) -> tf.data.Dataset:
+  """Examples of `split`, read with interleaved parallel reads and parallel decoding.
+
+  With shuffle=False the file order is fixed, and the interleave deterministic,
+  so every read of a split yields the same examples in the same order: the
+  order `eval_batches` and `split_metadata` agree on.
+  """
+  options = tf.data.Options()
+  options.deterministic = deterministic
+  read_config = tfds.ReadConfig(
+      shuffle_seed=seed, interleave_cycle_length=4, num_parallel_calls_for_interleave_files=_AUTOTUNE,
+      num_parallel_calls_for_decode=_AUTOTUNE, try_autocache=False, options=options)
+  return builder.as_dataset(split="+".join(split_names(builder, split)), shuffle_files=shuffle,
+                            read_config=read_config, decoders=decoders)
+
+
+def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
+  """Stored uint8 image(s) -> image_size square uint8, area-averaged when shrinking."""
+  if image.shape[-2] == image_size:
+    return image
+  resized = tf.image.resize(image, (image_size, image_size), method="area", antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def _image_label(example, image_size: int):
+  return resize(example["image"], image_size), example["label"]
+
+
+def eval_batches(builder: tfds.core.DatasetBuilder, split: str, image_size: int,
+                 batch_size: int) -> tf.data.Dataset:
+  """(uint8 images [B, S, S, 1], int labels [B]) of `split`, in the order of `split_metadata`.
+
+  Never shuffled, augmented or oversampled. `split` is 'train', 'validation',
+  'test' or 'all' (every split, for evaluating on a dataset not trained on).
+  """
+  return (_read(builder, split)
+          .map(lambda example: _image_label(example, image_size), num_parallel_calls=_AUTOTUNE)
+          .batch(batch_size)
+          .prefetch(_AUTOTUNE))
+
+
+def split_metadata(builder: tfds.core.DatasetBuilder, split: str) -> dict[str, np.ndarray]:
+  """Per-example metadata of `split`, in the order `eval_batches` yields the images.
+
+  Returns 'label' (int), 'patient_id' (str), 'laterality' and 'view' (their
+  class names, e.g. 'L', 'MLO'), and 'age' where the dataset has it. Images
+  are not decoded, so this is a quick pass over the records.
+  """
+  features = builder.info.features
+  keys = [key for key in METADATA if key in features]
+  examples = _read(builder, split, decoders={"image": tfds.decode.SkipDecoding()})
+  columns = {key: [] for key in keys}
+  for batch in examples.map(lambda example: {key: example[key] for key in keys}).batch(1024):
+    for key in keys:
+      columns[key].append(batch[key].numpy())
+  metadata = {key: np.concatenate(values) if values else np.zeros(0) for key, values in columns.items()}
+  for key in keys:
+    feature = features[key]
+    if isinstance(feature, tfds.features.Text):
+      metadata[key] = np.array([value.decode("utf-8") for value in metadata[key]], dtype=str)
+    elif isinstance(feature, tfds.features.ClassLabel) and key != "label":
+      metadata[key] = np.array(feature.names, dtype=str)[metadata[key].astype(int)]
+  return metadata
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+  """Random training-image changes; a zero strength turns that change off.
+
+  Only up-down flips: every stored image has the chest wall on the left, and
+  a left-right flip would show the model an orientation no test image has.
+  """
+  flip: bool = True
+  rotation: float = 10.0  # largest rotation, degrees
+  zoom: float = 0.1  # largest zoom in or out, fraction
+  shift: float = 0.05  # largest shift, fraction of the side
+
+  @classmethod
+  def none(cls) -> "Augmentation":
+    return cls(flip=False, rotation=0.0, zoom=0.0, shift=0.0)
+
+  @property
+  def active(self) -> bool:
+    return self.flip or bool(self.rotation or self.zoom or self.shift)
+
+
+def augment(images: tf.Tensor, seed: tf.Tensor, augmentation: Augmentation) -> tf.Tensor:
+  """One random flip and affine warp (rotation, zoom, shift) per image of a uint8 batch.
+
+  Stateless random ops driven by `seed` (a [2] int tensor), so a run is
+  repeatable; the warp is one projective-transform op over the whole batch,
+  much cheaper on CPU than per-image Keras random layers, and it keeps uint8.
+  Areas moved in from outside the image are black, like the background.
+  """
+  batch = tf.shape(images)[0]
+  size = tf.cast(tf.shape(images)[1], tf.float32)
+  flip_seed, angle_seed, zoom_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+  if augmentation.flip:
+    flip = tf.random.stateless_uniform([batch], flip_seed) < 0.5
+    images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[1]), images)
+  if not (augmentation.rotation or augmentation.zoom or augmentation.shift):
+    return images
+  angle = tf.random.stateless_uniform([batch], angle_seed, -1, 1) * augmentation.rotation * math.pi / 180
+  scale = 1 + tf.random.stateless_uniform([batch], zoom_seed, -1, 1) * augmentation.zoom
+  shift = tf.random.stateless_uniform([batch, 2], shift_seed, -1, 1) * augmentation.shift * size
+  centre = (size - 1) / 2
+  # Output pixel (x, y) samples the input at centre + R(angle) (p - centre) / scale - shift.
+  cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+  a2 = centre - cos * centre + sin * centre - shift[:, 0]
+  b2 = centre - sin * centre - cos * centre - shift[:, 1]
+  zeros = tf.zeros_like(cos)
+  transforms = tf.stack([cos, -sin, a2, sin, cos, b2, zeros, zeros], axis=1)
+  return tf.raw_ops.ImageProjectiveTransformV3(
+      images=images, transforms=transforms, output_shape=tf.shape(images)[1:3], fill_value=0.0,
+      interpolation="BILINEAR", fill_mode="CONSTANT")
+
+
+def targets(labels: tf.Tensor, classes: int) -> tf.Tensor:
+  """Int labels -> what the model's output is compared with: [B, 1] for a
+  sigmoid over two classes, one-hot [B, classes] for a softmax."""
+  if classes == 2:
+    return tf.cast(labels, tf.float32)[:, None]
+  return tf.one_hot(labels, classes)
+
+
+def class_counts(builder: tfds.core.DatasetBuilder, split: str = "train") -> np.ndarray:
+  labels = split_metadata(builder, split)["label"]
+  return np.bincount(labels.astype(int), minlength=num_classes(builder))
+
+
+def balancing_class_weights(counts: np.ndarray) -> dict[int, float]:
+  """Inverse-frequency loss weights that give every present class the same total weight."""
+  present = counts > 0
+  return {int(label): float(counts.sum() / (present.sum() * count))
+          for label, count in enumerate(counts) if count > 0}
+
+
+def fits_in_memory(builder: tfds.core.DatasetBuilder, split: str, image_size: int) -> bool:
+  """Whether the decoded images of `split` take under half the free memory."""
+  needed = num_examples(builder, split) * image_size * image_size
+  available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  return needed < available / 2
+
+
+def _maybe_cache(dataset: tf.data.Dataset, cache: bool, builder, split: str, image_size: int):
+  if not cache:
+    return dataset
+  if not fits_in_memory(builder, split, image_size):
+    logging.warning("%s %s at %d px does not fit in memory: not cached", builder.info.full_name, split, image_size)
+    return dataset
+  return dataset.cache()
+
+
+def steps_per_epoch(builder: tfds.core.DatasetBuilder, global_batch_size: int) -> int:
+  """One epoch = as many images as the training split (oversampled or not)."""
+  return max(1, math.ceil(num_examples(builder, "train") / global_batch_size))
+
+
+def train_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, global_batch_size: int,
+                  augmentation: Augmentation, oversample: bool, cache: bool, seed: int,
+                  deterministic: bool) -> tf.data.Dataset:
+  """Endless (uint8 images [B, S, S, 1], targets) batches of the training split.
+
+  Reads shuffled shards, decodes and resizes in parallel, caches the decoded
+  images, then shuffles; with `oversample`, draws each batch evenly from one
+  endless shuffled stream per class (`sample_from_datasets`), so the minority
+  classes are repeated on the fly, never written. Augmentation runs last, on
+  whole batches, so a cached image is augmented anew each time it is drawn.
+  """
+  classes = num_classes(builder)
+  examples = (_read(builder, "train", shuffle=True, seed=seed, deterministic=deterministic)
+              .map(lambda example: _image_label(example, image_size), num_parallel_calls=_AUTOTUNE))
+  examples = _maybe_cache(examples, cache, builder, "train", image_size)
+  if oversample:
+    counts = class_counts(builder)
+    streams = [examples.filter(lambda _, label, c=c: label == c).shuffle(int(count), seed=seed + c).repeat()
+               for c, count in enumerate(counts) if count > 0]
+    examples = tf.data.Dataset.sample_from_datasets(streams, seed=seed)
+  else:
+    examples = examples.shuffle(num_examples(builder, "train"), seed=seed).repeat()
+  batches = examples.batch(global_batch_size, drop_remainder=True)
+  if augmentation.active:
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    batches = tf.data.Dataset.zip(batches, seeds).map(
+        lambda images, labels, s: (augment(images, s, augmentation), labels), num_parallel_calls=_AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = deterministic
+  return (batches.map(lambda images, labels: (images, targets(labels, classes)), num_parallel_calls=_AUTOTUNE)
+          .prefetch(_AUTOTUNE).with_options(options))
+
+
+def validation_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, global_batch_size: int,
+                       cache: bool) -> tf.data.Dataset:
+  """The validation split as (uint8 images, targets), in file order, never altered."""
+  classes = num_classes(builder)
+  batches = eval_batches(builder, "validation", image_size, global_batch_size).map(
+      lambda images, labels: (images, targets(labels, classes)))
+  return _maybe_cache(batches, cache, builder, "validation", image_size)

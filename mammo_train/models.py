@@ -1,0 +1,149 @@
+"""The classifiers: the small cnn and Keras applications backbones.
+
+Every model takes the stored uint8 image [S, S, 1] and does its own
+preprocessing (grayscale to three channels, the backbone's scaling), so a
+saved model predicts on raw images with no outside code and loads with plain
+`keras.models.load_model` (only built-in layers are used).
+
+A backbone model is `image -> preprocess -> backbone (pooled features) ->
+dropout -> output`, the backbone one nested layer named "backbone" that is
+always called with training=False (BatchNorm keeps its ImageNet statistics).
+A frozen backbone computes the same features for the same image every epoch;
+keeping it one layer lets those features be computed once and only the head
+trained on them, instead of rerunning the backbone each epoch.
+"""
+import os
+import socket
+
+import keras
+
+from mammo_train.config import ConfigError
+
+# Keras applications constructor, its preprocessing ("caffe": BGR mean
+# subtraction, "tf": scale to [-1, 1]), smallest input side, notop ImageNet file.
+BACKBONES = {
+    "resnet50": (keras.applications.ResNet50, "caffe", 32,
+                 "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "vgg16": (keras.applications.VGG16, "caffe", 32,
+              "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "inceptionv3": (keras.applications.InceptionV3, "tf", 75,
+                    "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+}
+WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+# ImageNet channel means in the BGR order caffe preprocessing subtracts them in;
+# the three channels are the same gray image, so the RGB -> BGR swap is a no-op.
+CAFFE_MEANS = (103.939, 116.779, 123.68)
+
+
+def _output(features, classes: int, dropout: float, l2: float):
+  """Dropout and the output layer: one sigmoid unit for two classes, else a softmax.
+  Always float32, so mixed precision never rounds the probabilities."""
+  x = keras.layers.Dropout(dropout, name="dropout")(features)
+  return keras.layers.Dense(
+      1 if classes == 2 else classes, activation="sigmoid" if classes == 2 else "softmax",
+      kernel_regularizer=keras.regularizers.L2(l2) if l2 else None, dtype="float32", name="output")(x)
+
+
+def cnn(image_size: int, classes: int, dropout: float, l2: float) -> keras.Model:
+  """The original work's small network: two conv blocks, a dense layer, the output.
+
+  Global max pooling after the conv blocks keeps the dense layer small at any
+  image size and answers to one small lesion anywhere in the breast.
+  """
+  regularizer = keras.regularizers.L2(l2) if l2 else None
+  inputs = keras.Input((image_size, image_size, 1), dtype="uint8", name="image")
+  x = keras.layers.Rescaling(1 / 255, name="preprocess")(inputs)
+  for block, filters in enumerate((32, 64), start=1):
+    x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_regularizer=regularizer,
+                            name=f"block{block}_conv")(x)
+    x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+  x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
+  x = keras.layers.Dense(64, activation="relu", kernel_regularizer=regularizer, name="dense")(x)
+  return keras.Model(inputs, _output(x, classes, dropout, l2), name="cnn")
+
+
+def imagenet_weights(name: str) -> str:
+  """The notop ImageNet weights of backbone `name`: 'imagenet' when Keras has
+  them cached or can download them, else a ConfigError that says how to pass
+  a local copy (fails at once rather than waiting on a download timeout)."""
+  path = BACKBONES[name][3]
+  cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models",
+                       os.path.basename(path))
+  if os.path.isfile(cache):
+    return "imagenet"
+  try:
+    socket.create_connection(("storage.googleapis.com", 443), timeout=3).close()
+    return "imagenet"
+  except OSError:
+    raise ConfigError(
+        f"--weights=imagenet: the {name} ImageNet weights are not cached at {cache} and cannot be "
+        f"downloaded (offline): fetch {WEIGHTS_URL}{path} elsewhere, then pass "
+        f"--weights=/path/to/{os.path.basename(path)} (or copy it to {cache})") from None
+
+
+def backbone_model(name: str, image_size: int, classes: int, weights: str, dropout: float,
+                   l2: float) -> keras.Model:
+  """A Keras applications backbone with average pooling, dropout and the output.
+
+  Args:
+    weights: 'imagenet', 'none' or the path of a notop .h5 weights file.
+  """
+  constructor, preprocessing, min_size, _ = BACKBONES[name]
+  if image_size < min_size:
+    raise ConfigError(f"--model={name} needs --image_size of at least {min_size}, got {image_size}")
+  if weights == "imagenet":
+    weights = imagenet_weights(name)
+  inputs = keras.Input((image_size, image_size, 1), dtype="uint8", name="image")
+  x = keras.layers.Concatenate(name="grayscale_to_rgb")([inputs, inputs, inputs])
+  if preprocessing == "caffe":
+    x = keras.layers.Rescaling(1.0, offset=[-mean for mean in CAFFE_MEANS], name="preprocess")(x)
+  else:
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(x)
+  backbone = constructor(include_top=False, weights=None if weights == "none" else weights,
+                         input_shape=(image_size, image_size, 3), pooling="avg", name="backbone")
+  features = backbone(x, training=False)
+  return keras.Model(inputs, _output(features, classes, dropout, l2), name=name)
+
+
+def build(name: str, image_size: int, classes: int, weights: str, dropout: float, l2: float) -> keras.Model:
+  if name == "cnn":
+    return cnn(image_size, classes, dropout, l2)
+  return backbone_model(name, image_size, classes, weights, dropout, l2)
+
+
+def set_fine_tune(model: keras.Model, layers: int | None):
+  """Trains the top `layers` layers of the model's backbone and freezes the rest.
+
+  0 freezes the whole backbone; None trains all of it. BatchNorm layers stay
+  frozen either way (their statistics are ImageNet's, and batches are small).
+  Models without a backbone (the cnn) train every layer.
+  """
+  if not any(layer.name == "backbone" for layer in model.layers):
+    return
+  backbone = model.get_layer("backbone")
+  trainable = [layer for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)]
+  if layers is None:
+    layers = len(trainable)
+  if layers > len(trainable):
+    raise ConfigError(f"--fine_tune_layers={layers} is more than the {len(trainable)} layers of the "
+                      f"{model.name} backbone")
+  backbone.trainable = layers > 0
+  for index, layer in enumerate(trainable):
+    layer.trainable = (index >= len(trainable) - layers
+                       and not isinstance(layer, keras.layers.BatchNormalization))
+
+
+def load(path: str, image_size: int, classes: int, name: str) -> keras.Model:
+  """An earlier run's .keras model, checked to fit this run's images, classes and --model."""
+  model = keras.models.load_model(path)
+  shape = tuple(model.input.shape[1:])
+  if shape != (image_size, image_size, 1):
+    raise ConfigError(f"--init_from={path} takes images of shape {shape}, this run gives "
+                      f"{(image_size, image_size, 1)}: pass the same --image_size")
+  units = model.output.shape[-1]
+  if units != (1 if classes == 2 else classes):
+    raise ConfigError(f"--init_from={path} has {units} output units; this dataset has {classes} classes")
+  if (name == "cnn") == any(layer.name == "backbone" for layer in model.layers):
+    raise ConfigError(f"--init_from={path} is a {model.name} model, not --model={name}")
+  return model
+

@@ -1,0 +1,88 @@
+"""Crop / orient / pad / resize properties of mammo_tfds.imaging."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from mammo_tfds import imaging, phantom
+
+
+def _film(rng, malignant=True, laterality="L", view="MLO", shape=(300, 250)):
+  return phantom.draw(rng, *shape, malignant, laterality, view)
+
+
+def test_crop_drops_film_label_and_keeps_the_breast():
+  pixels = np.zeros((400, 300), np.uint8)
+  pixels[50:350, 0:180] = 120  # breast against the left edge
+  pixels[10:30, 250:290] = 240  # film label, separate and bright
+  y0, x0, y1, x1 = imaging.breast_box(pixels)
+  assert y0 <= 50 and y1 >= 350 and x0 == 0 and x1 >= 180
+  assert x1 < 250, "the film label must be cut away"
+
+
+def test_crop_keeps_faint_skin_at_low_threshold():
+  pixels = np.zeros((400, 300), np.uint8)
+  pixels[50:350, 0:150] = 120
+  pixels[150:250, 150:200] = 30  # faint skin / axillary tail, above 20 but below Otsu levels
+  assert imaging.breast_box(pixels)[3] >= 200
+
+
+def test_box_is_never_smaller_than_the_exact_region():
+  rng = np.random.default_rng(1)
+  pixels = _film(rng, shape=(1100, 900))  # downscaled labelling path (factor 3)
+  mask = pixels > imaging.BREAST_THRESHOLD
+  from scipy import ndimage
+  labels, _ = ndimage.label(mask)
+  largest = np.argmax(np.bincount(labels.ravel())[1:]) + 1
+  rows, cols = np.nonzero(labels == largest)
+  y0, x0, y1, x1 = imaging.breast_box(pixels)
+  assert y0 <= rows.min() and x0 <= cols.min() and y1 > rows.max() and x1 > cols.max()
+
+
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_chest_wall_ends_up_on_the_left(laterality):
+  result = imaging.preprocess(_film(np.random.default_rng(2), laterality=laterality), 128)
+  image = result.image[:, :, 0]
+  assert result.flipped == (laterality == "R")
+  assert (image[:, :12] > imaging.BREAST_THRESHOLD).mean() > (image[:, -12:] > imaging.BREAST_THRESHOLD).mean()
+
+
+def test_output_shape_dtype_and_lesion_mapping():
+  yy, xx = np.mgrid[0:300, 0:200]
+  # Half-disc breast against the RIGHT edge: will be flipped.
+  pixels = np.where(np.hypot(yy - 150, xx - 199) < 110, 100, 0).astype(np.uint8)
+  pixels[147:154, 127:134] = 255  # a "lesion" centred on (150, 130)
+  result = imaging.preprocess(pixels, 64)
+  assert result.image.shape == (64, 64, 1) and result.image.dtype == np.uint8
+  assert result.flipped
+  row, col = imaging.source_to_output(150, 130, result, 64)
+  assert 0 <= row < 64 and 0 <= col < 64
+  # The brightest stored pixel is where the lesion was mapped to.
+  peak = np.unravel_index(np.argmax(result.image[:, :, 0]), (64, 64))
+  assert abs(peak[0] - row) <= 1.5 and abs(peak[1] - col) <= 1.5
+
+
+@pytest.mark.parametrize("pixels", [np.zeros((100, 80), np.uint8), np.full((100, 80), 5, np.uint8)])
+def test_blank_image_is_a_clear_error(pixels):
+  with pytest.raises(imaging.BlankImageError, match="blank.png.*blank"):
+    imaging.preprocess(pixels, 32, source="blank.png")
+
+
+def test_wrong_dtype_is_refused():
+  with pytest.raises(ValueError, match="uint8"):
+    imaging.preprocess(np.zeros((10, 10), np.uint16), 32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.uint8, st.tuples(st.integers(1, 90), st.integers(1, 90))))
+def test_random_arrays_give_a_valid_box_or_a_blank_error(pixels):
+  try:
+    result = imaging.preprocess(pixels, 16)
+  except imaging.BlankImageError:
+    assert (pixels > imaging.BREAST_THRESHOLD).mean() < imaging.MIN_FOREGROUND_FRACTION
+    return
+  y0, x0, y1, x1 = result.crop_box
+  assert 0 <= y0 < y1 <= pixels.shape[0] and 0 <= x0 < x1 <= pixels.shape[1]
+  assert result.image.shape == (16, 16, 1)
+  # Every pixel of the largest bright region is inside the box.
+  assert (pixels[y0:y1, x0:x1] > imaging.BREAST_THRESHOLD).any()
