@@ -3,11 +3,8 @@
 The trainer is dataset-agnostic because every builder yields at least these
 features; each builder adds its own metadata next to them.
 """
-import io
-
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
 LABELS = ("benign", "malignant")
 LATERALITIES = ("L", "R")
@@ -36,18 +33,3 @@ def common(image_size: int, label_names=LABELS) -> dict:
           doc="y0, x0, y1, x1 of the crop in source pixels (y1, x1 exclusive)."),
   }
 
-
-def encode_png(image: np.ndarray, image_size: int) -> bytes:
-  """PNG bytes of a stored image, checked against the schema.
-
-  TFDS stores bytes given for an Image feature unchecked, so the shape and
-  dtype are checked here. Pillow at compression level 3 encodes a 600x600
-  image about 3x faster than TFDS's own encoder (31 vs 90 ms here) for files
-  about 15% larger; decoding speed, which training pays for, is the same.
-  """
-  expected = (image_size, image_size, 1)
-  if image.shape != expected or image.dtype != np.uint8:
-    raise ValueError(f"stored image must be {expected} uint8, got {image.shape} {image.dtype}")
-  buffer = io.BytesIO()
-  Image.fromarray(image[:, :, 0]).save(buffer, format="PNG", compress_level=3)
-  return buffer.getvalue()

@@ -13,6 +13,7 @@ is never eroded or shaved: lesions sit 2-10 px from the chest-wall edge on
 some films (mdb072, mdb110, mdb126).
 """
 import dataclasses
+import io
 
 import numpy as np
 from PIL import Image
@@ -27,6 +28,12 @@ MIN_FOREGROUND_FRACTION = 0.002
 # The mask is labelled on a copy whose longer side is at most this, which
 # keeps connected-component labelling cheap on 2294x1914 CMMD images.
 _MASK_SIDE = 512
+# Depths (fractions of the crop height) at which `edge_sharpness` samples each
+# row: just inside the breast's outline, and further in.
+_EDGE_NEAR, _EDGE_FAR = 0.005, 0.05
+# One side must be this much sharper than the other for the edges to decide;
+# on mini-MIAS the sharper side is >= ~2x, except mdb151/152 (1.01).
+_EDGE_DECISIVE = 1.3
 
 
 class BlankImageError(ValueError):
@@ -72,17 +79,61 @@ def breast_box(pixels: np.ndarray, source: str = "<array>",
   ], dtype=np.int32)
 
 
+def _largest_region(mask: np.ndarray) -> np.ndarray:
+  labels, count = ndimage.label(mask)
+  if count == 0:
+    return mask
+  sizes = np.bincount(labels.ravel())
+  sizes[0] = 0
+  return labels == int(np.argmax(sizes))
+
+
+def edge_sharpness(crop: np.ndarray, threshold: int = BREAST_THRESHOLD):
+  """(left, right): how abruptly the breast ends on each side of a crop.
+
+  Per row, the value just inside the breast's outline over the value further
+  in, median over rows. Where the film or image edge cuts the breast (the
+  chest wall side) brightness runs up to the outline (about 1); the skin line
+  fades as the compressed breast thins (about 0.5 on mini-MIAS). Only the
+  breast region counts, so a film label inside the box is no outline.
+  """
+  height, width = crop.shape
+  near = max(1, round(_EDGE_NEAR * height))
+  far = max(near + 1, round(_EDGE_FAR * height))
+  mask = _largest_region(crop > threshold)
+  left = np.argmax(mask, axis=1)
+  right = width - 1 - np.argmax(mask[:, ::-1], axis=1)
+  rows = np.nonzero(mask.any(axis=1) & (right - left > 2 * far))[0]
+  if rows.size == 0:
+    return 1.0, 1.0
+  values = crop.astype(np.float32)
+
+  def ratio(near_cols, far_cols):
+    return float(np.median(values[rows, near_cols] / np.maximum(values[rows, far_cols], 1.0)))
+
+  return (ratio(left[rows] + near, left[rows] + far),
+          ratio(right[rows] - near, right[rows] - far))
+
+
 def chest_wall_is_right(crop: np.ndarray, threshold: int = BREAST_THRESHOLD) -> bool:
   """True if the chest wall is on the right of a cropped breast.
 
-  The chest wall side is the one where breast tissue runs along the whole
-  edge; the nipple side tapers off into background. Compare how much of the
-  outer tenth of columns on each side is tissue.
+  The chest wall is where the film (or detector) edge cuts the breast, so
+  tissue ends sharply there and fades at the skin line (`edge_sharpness`).
+  That decides when one side is clearly the sharper. Otherwise (skin drawn
+  with a hard edge, as in `phantom`; a breast cut on both sides, mini-MIAS
+  mdb151/mdb152, which end up with the chest wall on the right) the chest wall
+  is the side where tissue fills more of the outer tenth of columns, since the
+  nipple side tapers off into background. That rule alone is wrong on six
+  mini-MIAS films whose chest wall edge is slanted (e.g. mdb181, mdb263).
   """
+  left, right = edge_sharpness(crop, threshold)
+  if max(left, right) > _EDGE_DECISIVE * min(left, right):
+    return right > left
   band = max(1, crop.shape[1] // 10)
-  left = (crop[:, :band] > threshold).mean()
-  right = (crop[:, -band:] > threshold).mean()
-  return bool(right > left)
+  left_band = (crop[:, :band] > threshold).mean()
+  right_band = (crop[:, -band:] > threshold).mean()
+  return bool(right_band > left_band)
 
 
 def pad_square(crop: np.ndarray) -> np.ndarray:
@@ -132,3 +183,19 @@ def source_to_output(y: float, x: float, result: Preprocessed, size: int = DEFAU
     col = width - 1 - col
   scale = size / side
   return row * scale, col * scale
+
+
+def encode_png(image: np.ndarray, image_size: int) -> bytes:
+  """PNG bytes of a stored image, checked against the schema.
+
+  TFDS stores bytes given for an Image feature unchecked, so the shape and
+  dtype are checked here. Pillow at compression level 3 encodes a 600x600
+  image about 3x faster than TFDS's own encoder (31 vs 90 ms here) for files
+  about 15% larger; decoding speed, which training pays for, is the same.
+  """
+  expected = (image_size, image_size, 1)
+  if image.shape != expected or image.dtype != np.uint8:
+    raise ValueError(f"stored image must be {expected} uint8, got {image.shape} {image.dtype}")
+  buffer = io.BytesIO()
+  Image.fromarray(image[:, :, 0]).save(buffer, format="PNG", compress_level=3)
+  return buffer.getvalue()

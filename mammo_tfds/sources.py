@@ -114,12 +114,18 @@ def read_dicom(path) -> DicomImage:
       photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper())
 
 
-def read_pgm(path) -> np.ndarray:
-  """Reads a binary PGM (as mini-MIAS ships them) as 2-D uint8."""
-  if not os.path.exists(path):
+def read_pgm(path, fileobj=None) -> np.ndarray:
+  """Reads a binary PGM (as mini-MIAS ships them) as 2-D uint8.
+
+  Args:
+    path: the file; with `fileobj`, only its name in error messages.
+    fileobj: an open binary file to read instead, e.g. a member of the
+      mini-MIAS archive, which is read in place rather than extracted.
+  """
+  if fileobj is None and not os.path.exists(path):
     raise SourceError(path, "file not found")
   try:
-    with Image.open(path) as image:
+    with Image.open(fileobj or path) as image:
       image.load()
       if image.mode == "L":
         return np.asarray(image, dtype=np.uint8).copy()

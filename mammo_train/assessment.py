@@ -104,7 +104,7 @@ def decide(predictions: Predictions, num_classes: int, operating: OperatingPoint
 
 def dataset_entry(builder, split: str, predictions: Predictions, class_names) -> dict:
   """What was scored: the dataset's full name and version, the split, its counts."""
-  return {"name": builder.info.full_name, "version": str(builder.info.version), "split": split,
+  return {"name": builder.info.full_name.rsplit("/", 1)[0], "version": str(builder.info.version), "split": split,
           "class_names": list(class_names), "counts": counts(predictions, class_names)}
 
 

@@ -68,15 +68,22 @@ def _pixels(builder, split: str, image_size: int, batch_size: int):
 
 
 def fit_pixel_logistic(builder, image_size: int = 256, batch_size: int = 64, epochs: int = 3, seed: int = 0):
-  """L2 logistic regression by SGD over training batches, classes weighted to balance."""
+  """Standardised pixels -> L2 logistic regression by SGD, classes weighted to balance.
+
+  One pass fits the per-pixel mean and scale (raw pixels would saturate the
+  probabilities of a 65,536-feature linear model), then `epochs` passes of SGD.
+  """
   num_classes = data.num_classes(builder)
   shares = class_shares(data.split_metadata(builder, "train")["label"], num_classes)
   weights = {c: 1.0 / (num_classes * share) for c, share in enumerate(shares) if share > 0}
-  model = linear_model.SGDClassifier(loss="log_loss", alpha=1e-3, class_weight=weights, random_state=seed)
+  scaler = preprocessing.StandardScaler()
+  for features, _ in _pixels(builder, "train", image_size, batch_size):
+    scaler.partial_fit(features)
+  classifier = linear_model.SGDClassifier(loss="log_loss", alpha=1e-2, class_weight=weights, random_state=seed)
   for _ in range(epochs):
     for features, labels in _pixels(builder, "train", image_size, batch_size):
-      model.partial_fit(features, labels, classes=np.arange(num_classes))
-  return model
+      classifier.partial_fit(scaler.transform(features), labels, classes=np.arange(num_classes))
+  return pipeline.make_pipeline(scaler, classifier)
 
 
 def predict_pixel_logistic(model, builder, split: str, image_size: int, batch_size: int) -> np.ndarray:

@@ -265,7 +265,7 @@ def train_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, global_
   if augmentation.active:
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     batches = tf.data.Dataset.zip(batches, seeds).map(
-        lambda images, labels, s: (augment(images, s, augmentation), labels), num_parallel_calls=_AUTOTUNE)
+        lambda batch, seed: (augment(batch[0], seed, augmentation), batch[1]), num_parallel_calls=_AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = deterministic
   return (batches.map(lambda images, labels: (images, targets(labels, classes)), num_parallel_calls=_AUTOTUNE)

@@ -43,7 +43,7 @@ def _png(figure: Figure) -> bytes:
 
 def _curves(kind: str, labels, scores, class_names, level_metrics) -> Figure:
   """ROC or PR curve (one per class, one-vs-rest, when there are more than two)."""
-  figure = Figure(figsize=(5, 5), dpi=100)
+  figure = Figure(figsize=(5, 5), dpi=100, layout="constrained")
   axes = figure.add_subplot()
   binary = len(class_names) == 2
   for index, name in enumerate(class_names[1:] if binary else class_names):
@@ -75,7 +75,7 @@ def _curves(kind: str, labels, scores, class_names, level_metrics) -> Figure:
 
 def _confusion(matrix, class_names) -> Figure:
   matrix = np.asarray(matrix, dtype=float)
-  figure = Figure(figsize=(4.5, 4), dpi=100)
+  figure = Figure(figsize=(5, 4), dpi=100, layout="constrained")
   axes = figure.add_subplot()
   image = axes.imshow(matrix, cmap="Blues")
   figure.colorbar(image)

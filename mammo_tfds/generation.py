@@ -1,0 +1,114 @@
+"""Turn a list of independent work items into examples, on all cores or on Beam.
+
+Every mammo builder makes its examples item by item (a file, a breast, a
+patient) with no state shared between items. That lets one per-item function
+serve two engines:
+
+* a plain `tfds build` runs it in a pool of worker processes
+  (`MAMMO_BUILD_WORKERS`, default: all cores; 1 = in this process), ordered,
+  so the output is identical to a serial build;
+* `tfds build ... --beam_pipeline_options=...` (or a DownloadConfig with Beam
+  options) runs it as an Apache Beam pipeline, for collections larger than
+  one machine (Dataflow, Flink, Spark).
+
+The per-item function returns a list of `(key, example)` pairs and `Skip`
+records; skips are logged and counted by the builder's SkipLog (plain build)
+or logged and counted as a Beam metric (Beam build).
+"""
+import dataclasses
+import multiprocessing
+import os
+from typing import Callable, Iterable, List, Union
+
+import tensorflow_datasets as tfds
+from absl import logging
+
+from mammo_tfds import skips
+
+
+@dataclasses.dataclass(frozen=True)
+class Skip:
+  """An input left out of the dataset, with the reason (one of a few fixed phrases) and details."""
+  path: str
+  reason: str
+  detail: str = ""
+
+
+Outcome = Union[tuple, Skip]
+ItemFn = Callable[[object], List[Outcome]]
+
+
+def build_workers() -> int:
+  value = os.environ.get("MAMMO_BUILD_WORKERS", "").strip()
+  if not value:
+    return os.cpu_count() or 1
+  if not value.isdigit() or int(value) < 1:
+    raise ValueError(f"MAMMO_BUILD_WORKERS must be a positive integer, got {value!r}")
+  return int(value)
+
+
+def _only_examples(outcomes: List[Outcome]):
+  """Beam: keeps the examples, logs and counts the skips."""
+  import apache_beam as beam  # pylint: disable=import-outside-toplevel
+  for outcome in outcomes:
+    if isinstance(outcome, Skip):
+      logging.warning("skipping %s: %s (%s)", outcome.path, outcome.reason, outcome.detail)
+      beam.metrics.Metrics.counter("mammo", f"skipped: {outcome.reason}").inc()
+    else:
+      yield outcome
+
+
+class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Base of the mammo builders: `_generate_examples(items)` maps `_item_fn()` over items."""
+
+  _use_beam = False
+
+  def __init__(self, *, strict: bool | None = None, **kwargs):
+    """`strict=True` (or MAMMO_STRICT=1) stops the build at the first skipped input."""
+    super().__init__(**kwargs)
+    self.strict = skips.strict_from_env() if strict is None else strict
+    self.skip_log = skips.SkipLog(self.name, self.strict)
+
+  def _download_and_prepare(self, dl_manager, download_config):
+    self._use_beam = bool(download_config.beam_options or download_config.beam_runner)
+    super()._download_and_prepare(dl_manager, download_config)
+    if not self._use_beam:
+      print(self.skip_log.summary(self._kept_total()), flush=True)
+
+  def _kept_total(self) -> int:
+    return sum(split.num_examples for split in self.info.splits.values())
+
+  def _item_fn(self) -> ItemFn:
+    """A picklable callable: one work item -> list of (key, example) and Skip records.
+
+    It must not hold open files or TF objects: it is sent to worker processes.
+    """
+    raise NotImplementedError
+
+  def _generate_examples(self, items: Iterable):
+    item_fn = self._item_fn()
+    items = list(items)
+    if self._use_beam:
+      import apache_beam as beam  # pylint: disable=import-outside-toplevel
+      return (beam.Create(items) | beam.Map(item_fn) | beam.FlatMap(_only_examples))
+    return self._generate_locally(item_fn, items)
+
+  def _generate_locally(self, item_fn: ItemFn, items: list):
+    workers = min(build_workers(), max(1, len(items)))
+    if workers == 1:
+      results = map(item_fn, items)
+      yield from self._record(results)
+      return
+    # fork: workers inherit the loaded modules (builders loaded by `tfds build`
+    # from a folder are not importable by name in a fresh process). They run
+    # numpy / Pillow / pydicom only, never TF.
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+      yield from self._record(pool.imap(item_fn, items, chunksize=1))
+
+  def _record(self, results):
+    for outcomes in results:
+      for outcome in outcomes:
+        if isinstance(outcome, Skip):
+          self.skip_log.skip(outcome.path, outcome.reason, outcome.detail)
+        else:
+          yield outcome

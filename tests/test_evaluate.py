@@ -1,0 +1,127 @@
+"""End-to-end evaluation on the tiny synthetic dataset, and the protocol's guarantees."""
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from absl import flags
+from PIL import Image
+
+from mammo_train import assessment, data, evaluate, metrics, report
+from mammo_tfds.synthetic import synthetic_dataset_builder
+
+PNGS = [f"{level}_{kind}.png" for level in ("image", "breast") for kind in ("roc", "pr", "confusion")]
+
+
+@pytest.fixture(scope="module")
+def builder(tmp_path_factory):
+  data_dir = tmp_path_factory.mktemp("tfds")
+  synthetic_dataset_builder.Builder(config="tiny", data_dir=data_dir).download_and_prepare()
+  return data.load_builder("synthetic/tiny", str(data_dir))
+
+
+@pytest.fixture(scope="module")
+def model():
+  """Brightness -> P(malignant): deterministic, untrained, enough to exercise the pipeline."""
+  images = keras.Input((64, 64, 1), dtype="uint8")
+  brightness = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(images))
+  return keras.Model(images, keras.layers.Dense(1, activation="sigmoid", kernel_initializer="ones",
+                                                bias_initializer=keras.initializers.Constant(-0.3))(brightness))
+
+
+def _valid_png(path) -> bool:
+  with Image.open(path) as image:
+    image.verify()
+    return image.format == "PNG"
+
+
+def test_threshold_ignores_the_scored_split():
+  """The same validation set gives the same threshold whatever the test labels, which would choose another."""
+  rng = np.random.default_rng(0)
+  validation = assessment.Predictions(np.tile([0, 1], 20), np.tile([0.2, 0.6], 20) + rng.uniform(0, 0.3, 40),
+                                      np.arange(40).astype(str), np.full(40, "L"))
+  operating = assessment.choose_operating_point(validation, "validation", "youden")
+  scores = rng.uniform(size=30)
+  for labels in (scores > 0.5, scores > 0.8):
+    test = assessment.Predictions(labels.astype(int), scores, np.arange(30).astype(str), np.full(30, "L"))
+    result, _ = assessment.assess(test, metrics.BINARY_NAMES, operating, n_bootstrap=10)
+    assert result["threshold"]["values"] == operating.thresholds
+    assert metrics.choose_threshold(test.labels, scores, "youden") != operating.thresholds["image"]
+
+
+def test_evaluate_model_writes_every_report_file(builder, model, tmp_path):
+  workdir = tmp_path / "eval"
+  result = evaluate.evaluate_model(model, builder, "test", workdir, 64, 16, tb_logdir=tmp_path / "tb",
+                                   n_bootstrap=50)
+  for name in PNGS:
+    assert _valid_png(workdir / name), name
+  stored = json.loads((workdir / "metrics.json").read_text())
+  assert stored["dataset"]["name"] == "synthetic/tiny" and stored["dataset"]["counts"]["images"] == 16
+  assert stored["bootstrap"] == {"unit": "patient", "n_resamples": 50, "seed": 0, "confidence": 0.95,
+                                 "method": "percentile"}
+  assert set(stored["baselines"]) == {"majority", "prior_random"}
+  markdown = (workdir / "report.md").read_text()
+  assert all(f"({name})" in markdown for name in PNGS)
+  assert "validation split" in markdown
+  assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+  validation = evaluate.predict(model, builder, "validation", 64, 16)
+  assert result["threshold"]["values"]["image"] == metrics.choose_threshold(validation.labels, validation.scores)
+  assert json.loads((workdir / assessment.OPERATING_POINT).read_text())["thresholds"] == result["threshold"]["values"]
+
+
+def test_test_labels_never_reach_the_threshold(builder, model, tmp_path, monkeypatch):
+  chosen = evaluate.evaluate_model(model, builder, "test", tmp_path / "a", 64, 16, n_bootstrap=10)
+  predict = evaluate.predict
+
+  def inverted_test_labels(model, builder, split, *args):
+    predictions = predict(model, builder, split, *args)
+    if split == "test":
+      predictions.labels = 1 - predictions.labels
+    return predictions
+
+  monkeypatch.setattr(evaluate, "predict", inverted_test_labels)
+  again = evaluate.evaluate_model(model, builder, "test", tmp_path / "b", 64, 16, n_bootstrap=10)
+  assert again["threshold"] == chosen["threshold"]
+  assert again["levels"]["image"]["accuracy"] == pytest.approx(1 - chosen["levels"]["image"]["accuracy"])
+
+
+def test_cross_dataset_takes_the_training_runs_threshold(builder, model, tmp_path):
+  run = tmp_path / "run"
+  run.mkdir()
+  model.save(run / "best.keras")
+  chosen = evaluate.evaluate_model(str(run / "best.keras"), builder, "test", run / "eval", None, 16, n_bootstrap=10)
+  crossed = evaluate.evaluate_model(str(run / "best.keras"), builder, "all", tmp_path / "cross", None, 16,
+                                    n_bootstrap=10)
+  assert crossed["threshold"]["values"] == chosen["threshold"]["values"]
+  assert str(run / "eval" / assessment.OPERATING_POINT) in crossed["threshold"]["how"]
+  assert crossed["dataset"]["counts"]["images"] == 94
+  bare = evaluate.evaluate_model(model, builder, "all", tmp_path / "bare", 64, 16, n_bootstrap=10)
+  assert bare["threshold"]["values"] == {"image": 0.5, "breast": 0.5}
+  assert "default 0.5" in (tmp_path / "bare" / "report.md").read_text()
+
+
+def test_multiclass_report(tmp_path):
+  rng = np.random.default_rng(1)
+  labels = np.tile(np.arange(3), 10)
+  probs = rng.dirichlet(np.ones(3), size=30)
+  target = assessment.Predictions(labels, probs, (np.arange(30) // 2).astype(str), np.full(30, "L"))
+  result, curves = assessment.assess(target, ("fatty", "glandular", "dense"), None, n_bootstrap=20)
+  result["dataset"] = {"name": "fake/density", "version": "1.0.0", "split": "test",
+                       "class_names": ["fatty", "glandular", "dense"],
+                       "counts": assessment.counts(target, ("fatty", "glandular", "dense"))}
+  result["model"] = "random"
+  report.write(result, curves, tmp_path)
+  assert set(result["levels"]) == {"image"} and result["threshold"] is None
+  assert "macro_roc_auc" in result["levels"]["image"]
+  for name in ("image_roc.png", "image_pr.png", "image_confusion.png"):
+    assert _valid_png(tmp_path / name)
+  assert "argmax" in (tmp_path / "report.md").read_text()
+
+
+def test_importing_defines_no_flags_and_the_cli_has_help():
+  assert "threshold_rule" not in flags.FLAGS
+  done = subprocess.run([sys.executable, "-m", "mammo_train.evaluate", "--helpfull"], capture_output=True,
+                        text=True, timeout=120, check=False)
+  assert done.returncode == 0 and "--threshold_rule" in done.stdout
