@@ -18,7 +18,7 @@ or logged and counted as a Beam metric (Beam build).
 import dataclasses
 import multiprocessing
 import os
-from typing import Callable, Iterable, List, Union
+from typing import Callable, Iterable, Iterator, List, Union
 
 import tensorflow_datasets as tfds
 from absl import logging
@@ -58,6 +58,21 @@ def _only_examples(outcomes: List[Outcome]):
       yield outcome
 
 
+def parallel_map(fn: Callable, items: list) -> Iterator:
+  """fn(item) for each item, in order, on `build_workers()` processes.
+
+  fork: workers inherit the loaded modules (builders that `tfds build` loads
+  from a folder are not importable by name in a fresh process). They run
+  numpy / Pillow / pydicom only, never TF.
+  """
+  workers = min(build_workers(), max(1, len(items)))
+  if workers == 1:
+    yield from map(fn, items)
+    return
+  with multiprocessing.get_context("fork").Pool(workers) as pool:
+    yield from pool.imap(fn, items, chunksize=1)
+
+
 class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Base of the mammo builders: `_generate_examples(items)` maps `_item_fn()` over items."""
 
@@ -73,10 +88,15 @@ class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self._use_beam = bool(download_config.beam_options or download_config.beam_runner)
     super()._download_and_prepare(dl_manager, download_config)
     if not self._use_beam:
-      print(self.skip_log.summary(self._kept_total()), flush=True)
+      line = self._summary_line()
+      print(line, flush=True)
+      if self.info.metadata is not None:  # kept with the dataset, in its metadata.json
+        self.info.metadata["summary"] = line
 
-  def _kept_total(self) -> int:
-    return sum(split.num_examples for split in self.info.splits.values())
+  def _summary_line(self) -> str:
+    """The line that ends a plain build: what was kept and what was skipped, and why."""
+    kept = sum(split.num_examples for split in self.info.splits.values())
+    return self.skip_log.summary(kept)
 
   def _item_fn(self) -> ItemFn:
     """A picklable callable: one work item -> list of (key, example) and Skip records.
@@ -94,16 +114,7 @@ class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return self._generate_locally(item_fn, items)
 
   def _generate_locally(self, item_fn: ItemFn, items: list):
-    workers = min(build_workers(), max(1, len(items)))
-    if workers == 1:
-      results = map(item_fn, items)
-      yield from self._record(results)
-      return
-    # fork: workers inherit the loaded modules (builders loaded by `tfds build`
-    # from a folder are not importable by name in a fresh process). They run
-    # numpy / Pillow / pydicom only, never TF.
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-      yield from self._record(pool.imap(item_fn, items, chunksize=1))
+    yield from self._record(parallel_map(item_fn, items))
 
   def _record(self, results):
     for outcomes in results:

@@ -75,8 +75,13 @@ def to_uint8(pixels: np.ndarray, ds, path) -> np.ndarray:
   photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
   if photometric not in ("MONOCHROME1", "MONOCHROME2"):
     raise SourceError(path, f"unsupported PhotometricInterpretation {photometric!r} (expected MONOCHROME1/2)")
+  has_window = "VOILUTSequence" in ds or "WindowCenter" in ds
+  if pixels.dtype == np.uint8 and bits <= 8 and not has_window:
+    # Already the stored scale: skips a float round trip that costs ~10x the
+    # file read on a 2294x1914 CMMD image, with the same result.
+    return 255 - pixels if photometric == "MONOCHROME1" else pixels
   values = pixels.astype(np.float64)
-  if "VOILUTSequence" in ds or "WindowCenter" in ds:
+  if has_window:
     values = np.asarray(apply_voi_lut(pixels, ds), dtype=np.float64)
     low, high = values.min(), values.max()
   elif bits <= 8:

@@ -1,0 +1,74 @@
+"""TFDS builder of The Chinese Mammography Database (CMMD), labelled per breast.
+
+How the collection is read, joined and checked, and which bad inputs stop
+the build or are skipped: `mammo_tfds/cmmd/collection.py` and README.md.
+"""
+import functools
+
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+
+from mammo_tfds import configs, features, generation, splits
+from mammo_tfds.cmmd import collection
+
+HOMEPAGE = "https://www.cancerimagingarchive.net/collection/cmmd/"
+
+class Builder(generation.ParallelBuilder):
+  """CMMD mammograms labelled benign / malignant per breast."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+  BUILDER_CONFIGS = [configs.MammoConfig(name="600", description="Stored 600x600.")]
+  DEFAULT_CONFIG_NAME = "600"
+  builder_config_cls = configs.MammoConfig
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """
+  CMMD cannot be downloaded automatically: TCIA serves it through the NBIA Data
+  Retriever. From https://www.cancerimagingarchive.net/collection/cmmd/ :
+    1. download the .tcia manifest and open it with the NBIA Data Retriever;
+       choose the "Descriptive Directory Name" layout or any other (file and
+       folder names are not used: everything is read from the DICOM tags);
+    2. download CMMD_clinicaldata_revision.xlsx (or keep a CSV export of it,
+       named *clinicaldata*.csv);
+    3. put both under the manual dir, e.g.
+         <manual_dir>/CMMD/D1-0001/.../1-1.dcm
+         <manual_dir>/CMMD_clinicaldata_revision.xlsx
+  and build with: tfds build mammo_tfds/cmmd --manual_dir=<manual_dir>
+  """
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    schema = features.common(self.builder_config.image_size)
+    schema.update({
+        "age": tfds.features.Scalar(np.int32, doc="Age at examination in years; -1 if missing."),
+        "abnormality": tfds.features.ClassLabel(names=list(collection.ABNORMALITIES)),
+        "subtype": tfds.features.Text(doc="Molecular subtype (D2 malignant breasts); empty if missing."),
+        "subset": tfds.features.Text(doc="D1 or D2, from the patient id. Predicts the label: a confounder."),
+    })
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict(schema),
+        supervised_keys=("image", "label"),
+        homepage=HOMEPAGE,
+        metadata=tfds.core.MetadataDict(),
+    )
+
+  def _split_generators(self, dl_manager):
+    result = collection.scan(dl_manager.manual_dir, self.skip_log)
+    duplicates = collection.duplicate_sets(result.labelled)
+    split_of = collection.assign_splits(result.labelled, duplicates)
+    self.info.metadata.update(collection.report(result, duplicates))
+    self._without_row = len(result.without_row)
+    self._manual_dir = str(dl_manager.manual_dir)
+    by_split = {split: [pair for pair in result.labelled if split_of[pair[0].patient_id] == split]
+                for split in splits.SPLITS}
+    for split in [split for split, pairs in by_split.items() if not pairs]:
+      # TFDS cannot write an empty split; only a tree of a few patients has one.
+      logging.warning("cmmd: no patients fall in split %r; it is left out", split)
+      del by_split[split]
+    return {split: self._generate_examples(pairs) for split, pairs in by_split.items()}
+
+  def _item_fn(self):
+    return functools.partial(collection.labelled_example, self._manual_dir, self.builder_config.image_size)
+
+  def _summary_line(self) -> str:
+    return (f"{super()._summary_line()}; left out by design: {self._without_row} images of breasts "
+            "with no clinical sheet row")
