@@ -136,8 +136,12 @@ def assess(target: Predictions, class_names, operating: OperatingPoint | None, *
   """
   k = len(class_names)
   decided = decide(target, k, operating)
+  thresholded = k == 2 and target.decisions is None
   result = {
-      "threshold": None if k != 2 else {
+      "decisions": ("malignant when the score reaches the operating threshold" if thresholded
+                    else "the most probable class (argmax)" if target.decisions is None
+                    else "made by the classifier itself, without a threshold"),
+      "threshold": None if not thresholded else {
           "values": {name: operating.thresholds[name] if operating else DEFAULT_THRESHOLD
                      for name in decided},
           "how": operating.how if operating else f"no operating point was available: default {DEFAULT_THRESHOLD}",
@@ -145,7 +149,8 @@ def assess(target: Predictions, class_names, operating: OperatingPoint | None, *
           "target_recall": operating.target_recall if operating else None},
       "bootstrap": {"unit": "patient", "n_resamples": n_bootstrap, "seed": seed, "confidence": 0.95,
                     "method": "percentile"},
-      "levels": {name: metrics.evaluate(*level, class_names, n_bootstrap, seed) for name, level in decided.items()},
+      "levels": {name: metrics.evaluate(*level, class_names, n_bootstrap, seed)
+                 for name, level in decided.items()},
       "baselines": {},
   }
   for name, (predictions, baseline_operating, description) in (baselines or {}).items():

@@ -95,7 +95,7 @@ def evaluate_model(model, builder, split, workdir, image_size, batch_size, seed=
     threshold: a float, or an operating_point.json, to use instead of choosing one.
 
   Returns:
-    The metrics dict written to metrics.json.
+    The metrics dict as written to metrics.json (undefined values are None).
   """
   model_path = None
   if isinstance(model, (str, os.PathLike)):
@@ -122,7 +122,7 @@ def evaluate_model(model, builder, split, workdir, image_size, batch_size, seed=
   if operating is not None and _chooses_threshold(builder, split, threshold):
     operating.save(workdir)
   logging.info("evaluation of %s on %s %s written to %s", result["model"], builder.info.full_name, split, workdir)
-  return result
+  return report.plain(result)
 
 
 def _define_flags():
@@ -161,9 +161,9 @@ def main(argv):
                           config.n_bootstrap, baselines_dir=config.baselines_dir,
                           threshold=_threshold_flag(config.threshold))
   print(f"report: {pathlib.Path(workdir) / 'report.md'}")
-  for level, scores in result["levels"].items():
-    auc = "roc_auc" if "roc_auc" in scores else "macro_roc_auc"
-    print(f"{level}: {auc} {scores[auc]:.3f} {scores['ci'][auc]}, accuracy {scores['accuracy']:.3f}")
+  for level_name, level in result["levels"].items():
+    print(f"{level_name} level: " + ", ".join(f"{name} {report.interval_text(level, name)}"
+                                              for name in report.HEADLINE if name in level))
 
 
 if __name__ == "__main__":

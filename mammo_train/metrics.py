@@ -68,7 +68,7 @@ def breast_level(labels, scores, decisions, patient_ids, lateralities):
   unique, index, inverse = np.unique(breast_ids, return_index=True, return_inverse=True)
   counts = np.bincount(inverse, minlength=len(unique)).astype(float)
   labels = np.asarray(labels)
-  if np.any(np.bincount(inverse, weights=labels, minlength=len(unique)) != labels[index] * counts):
+  if np.any(labels != labels[index][inverse]):
     raise ValueError("the views of a breast disagree on its label")
 
   def mean(values):

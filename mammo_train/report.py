@@ -22,12 +22,12 @@ HEADLINE = ("roc_auc", "pr_auc", "macro_roc_auc", "accuracy", "balanced_accuracy
             "specificity")
 
 
-def _plain(value):
+def plain(value):
   """JSON-safe: numpy scalars and arrays become Python ones, NaN / infinity become null."""
   if isinstance(value, dict):
-    return {str(key): _plain(item) for key, item in value.items()}
+    return {str(key): plain(item) for key, item in value.items()}
   if isinstance(value, (list, tuple, np.ndarray)):
-    return [_plain(item) for item in value]
+    return [plain(item) for item in value]
   if isinstance(value, (np.integer, np.bool_)):
     return value.item()
   if isinstance(value, (float, np.floating)):
@@ -89,7 +89,8 @@ def _confusion(matrix, class_names) -> Figure:
   return figure
 
 
-def _interval(level: dict, name: str) -> str:
+def interval_text(level: dict, name: str) -> str:
+  """'0.812 [0.760, 0.861]': a metric of a (JSON-plain) level with its interval, or 'n/a'."""
   low, high = level.get("ci", {}).get(name, (None, None))
   value = level[name]
   if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -103,12 +104,11 @@ def _level_section(level_name: str, level: dict, class_names, figures) -> list:
   lines = [f"## {level_name.capitalize()} level", "",
            f"{level['n']} {level_name}s from {level['n_patients']} patients.", "",
            "| metric | value [95% CI] |", "| --- | --- |"]
-  lines += [f"| {name} | {_interval(level, name)} |" for name in HEADLINE if name in level]
+  lines += [f"| {name} | {interval_text(level, name)} |" for name in HEADLINE if name in level]
   lines += ["", "| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
   for name in class_names:
-    row = level["per_class"][name]
-    lines.append(f"| {name} | {_interval(level, f'{name}_precision')} | "
-                 f"{_interval(level, f'{name}_recall')} | {_interval(level, f'{name}_f1')} | {row['support']} |")
+    cells = [interval_text(level, f"{name}_{key}") for key in ("precision", "recall", "f1")]
+    lines.append(f"| {name} | " + " | ".join(cells) + f" | {level['per_class'][name]['support']} |")
   lines += ["", "Confusion matrix (rows: true, columns: predicted):", "",
             "| | " + " | ".join(class_names) + " |", "| --- " * (len(class_names) + 1) + "|"]
   for name, row in zip(class_names, level["confusion_matrix"]):
@@ -161,12 +161,11 @@ def markdown(result: dict, figures: dict) -> str:
            f"{counts['images']} images, {counts['patients']} patients"
            + (f", {counts['breasts']} breasts" if "breasts" in counts else "") + "; per class: "
            + ", ".join(f"{name} {count}" for name, count in counts["per_class"].items()) + "."]
+  lines.append(f"- Decisions: {result['decisions']}.")
   threshold = result.get("threshold")
   if threshold:
     values = ", ".join(f"{level} {value:.4f}" for level, value in threshold["values"].items())
     lines.append(f"- Operating threshold (malignant when score >= threshold): {values}; {threshold['how']}.")
-  else:
-    lines.append("- Decisions: the most probable class (argmax).")
   boot = result["bootstrap"]
   lines += [f"- 95% intervals: percentile bootstrap over {boot['unit']}s, {boot['n_resamples']} resamples, "
             f"seed {boot['seed']}.", ""]
@@ -175,6 +174,22 @@ def markdown(result: dict, figures: dict) -> str:
   if result.get("baselines"):
     lines += _baseline_section(result["baselines"], result["levels"])
   return "\n".join(lines)
+
+
+def summary(results: dict) -> str:
+  """Several evaluations of one split side by side (e.g. every baseline), linking to their reports."""
+  first = next(iter(results.values()))
+  dataset = first["dataset"]
+  metrics = [name for name in HEADLINE if name in first["levels"]["image"]]
+  lines = [f"# {dataset['name']} ({dataset['split']}): side by side", "",
+           f"95% intervals: patient-level percentile bootstrap, {first['bootstrap']['n_resamples']} resamples, "
+           f"seed {first['bootstrap']['seed']}.", "",
+           "| evaluation | level | " + " | ".join(metrics) + " |", "| --- " * (len(metrics) + 2) + "|"]
+  for name, result in results.items():
+    for level_name, level in result["levels"].items():
+      lines.append(f"| [{name}]({name}/report.md) | {level_name} | "
+                   + " | ".join(interval_text(level, metric) for metric in metrics) + " |")
+  return "\n".join(lines) + "\n"
 
 
 def write(result: dict, curves: dict, workdir, tb_logdir=None, step: int = 0) -> list:
@@ -205,9 +220,9 @@ def write(result: dict, curves: dict, workdir, tb_logdir=None, step: int = 0) ->
   for file, data in images.items():
     (workdir / file).write_bytes(data)
     written.append(workdir / file)
-  (workdir / "metrics.json").write_text(json.dumps(_plain(result), indent=2) + "\n")
-  plain = json.loads((workdir / "metrics.json").read_text())
-  (workdir / "report.md").write_text(markdown(plain, figures) + "\n")
+  stored = plain(result)
+  (workdir / "metrics.json").write_text(json.dumps(stored, indent=2) + "\n")
+  (workdir / "report.md").write_text(markdown(stored, figures) + "\n")
   written += [workdir / "metrics.json", workdir / "report.md"]
   if tb_logdir:
     with tf.summary.create_file_writer(str(tb_logdir)).as_default():
