@@ -10,7 +10,7 @@ finding's position is not given (mdb059 has none; mdb216, 233 and 245 have
 -1.
 
 The table puts the origin of x, y at the BOTTOM-left corner (note 3 of
-`Info.txt`); everything here returns rows from the top (row = height - y), as
+`Info.txt`); everything here returns rows from the top (row = 1024 - Y), as
 numpy indexes the pixels.
 
 Any value the table does not define stops the parse with the file and line
@@ -33,7 +33,7 @@ CLASSES = {
     "NORM": "normal",
 }
 SEVERITIES = {"B": "benign", "M": "malignant"}
-# Image-level severity, worst finding first.
+# Image-level severity, least severe first.
 NORMAL, BENIGN, MALIGNANT = "normal", "benign", "malignant"
 UNKNOWN = -1
 _REFNUM = re.compile(r"mdb\d{3}")
@@ -41,10 +41,11 @@ _NOTE_3 = ("*NOTE", "3*")
 
 
 class InfoError(ValueError):
-  """A row of the label table cannot be read; the message names file and line."""
+  """The label table cannot be read; the message names the file and, where there is one, the line."""
 
-  def __init__(self, source: str, line_number: int, problem: str):
-    super().__init__(f"{source}, line {line_number}: {problem}")
+  def __init__(self, source: str, line_number: Optional[int], problem: str):
+    where = f"{source}, line {line_number}" if line_number else source
+    super().__init__(f"{where}: {problem}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +115,8 @@ def _int(token: str, what: str, source: str, line_number: int) -> int:
   return int(token)
 
 
-def _finding(abnormality: str, tokens: List[str], source: str, line_number: int, height: int) -> Finding:
-  """The finding of a non-NORM row; tokens start at SEVERITY. Films are square: height is also the width."""
+def _finding(abnormality: str, tokens: List[str], source: str, line_number: int) -> Finding:
+  """The finding of a non-NORM row; tokens start at SEVERITY."""
   if not tokens:
     raise InfoError(source, line_number, "abnormal row has no SEVERITY (expected B or M)")
   severity, position = tokens[0], tokens[1:]
@@ -126,12 +127,12 @@ def _finding(abnormality: str, tokens: List[str], source: str, line_number: int,
   if len(position) != 3:
     raise InfoError(source, line_number, f"expected X Y RADIUS after SEVERITY, got {' '.join(position)!r}")
   x, y, radius = (_int(t, name, source, line_number) for t, name in zip(position, ("X", "Y", "RADIUS")))
-  if not (x < height and 0 < y <= height):
-    raise InfoError(source, line_number, f"centre X={x} Y={y} is outside the {height}x{height} film")
-  return Finding(abnormality, severity, x, height - y, radius)
+  if not (x < IMAGE_SIZE and 0 < y <= IMAGE_SIZE):
+    raise InfoError(source, line_number, f"centre X={x} Y={y} is outside the {IMAGE_SIZE}x{IMAGE_SIZE} film")
+  return Finding(abnormality, severity, x, IMAGE_SIZE - y, radius)
 
 
-def parse_row(line: str, source: str, line_number: int, height: int = IMAGE_SIZE) -> Row:
+def parse_row(line: str, source: str, line_number: int) -> Row:
   """One table row: REFNUM TISSUE CLASS [SEVERITY [X Y RADIUS | *NOTE 3*]]."""
   tokens = line.split()
   if len(tokens) < 3:
@@ -147,12 +148,12 @@ def parse_row(line: str, source: str, line_number: int, height: int = IMAGE_SIZE
     if len(tokens) > 3:
       raise InfoError(source, line_number, f"NORM row has extra values {' '.join(tokens[3:])!r}")
     return Row(line_number, refnum, tissue, None)
-  return Row(line_number, refnum, tissue, _finding(abnormality, tokens[3:], source, line_number, height))
+  return Row(line_number, refnum, tissue, _finding(abnormality, tokens[3:], source, line_number))
 
 
-def parse_rows(text: str, source: str, height: int = IMAGE_SIZE) -> List[Row]:
+def parse_rows(text: str, source: str) -> List[Row]:
   """Every table row of `text`: the lines that begin with `mdb`; the rest is README or header."""
-  return [parse_row(line, source, number, height)
+  return [parse_row(line, source, number)
           for number, line in enumerate(text.splitlines(), start=1) if line.startswith("mdb")]
 
 
@@ -176,20 +177,19 @@ def films(rows: List[Row], source: str) -> Dict[str, Film]:
   return result
 
 
-def parse(text: str, source: str = "Info.txt", height: int = IMAGE_SIZE) -> Dict[str, Film]:
+def parse(text: str, source: str = "Info.txt") -> Dict[str, Film]:
   """REFNUM -> Film for a whole `Info.txt` or `Info_kaggle.txt`.
 
   Args:
     text: the file's text (any line ends).
     source: file name for error messages.
-    height: film height in pixels, to turn the table's bottom-up Y into a row.
 
   Raises:
     InfoError: a value the table does not define, naming file and line.
   """
-  table = films(parse_rows(text, source, height), source)
+  table = films(parse_rows(text, source), source)
   if not table:
-    raise InfoError(source, 0, "no table rows (lines beginning with 'mdb'): not a mini-MIAS Info.txt?")
+    raise InfoError(source, None, "no table rows (lines beginning with 'mdb'): not a mini-MIAS Info.txt?")
   return table
 
 

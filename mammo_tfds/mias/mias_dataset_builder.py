@@ -8,26 +8,21 @@ is the file's name inside the archive either way.
 One split assignment of all 161 patients serves both configs, so a model
 trained on one task and tested on the other never sees a test patient.
 """
-import io
+import functools
 import os
 import pathlib
 import re
 import tarfile
 import zlib
 
-from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mammo_tfds import configs, features, imaging, skips, sources, splits
-from mammo_tfds.mias import info
+from mammo_tfds import configs, features, generation, sources, splits
+from mammo_tfds.mias import examples, info
 
 ARCHIVE = "all-mias.tar.gz"
 LABEL_TABLES = ("Info.txt", "Info_kaggle.txt")  # the first one found is used
-TASKS = ("abnormal", "density")
-DENSITIES = tuple(info.TISSUES.values())  # fatty, fatty-glandular, dense: F, G, D
-SEVERITY_NAMES = (info.NORMAL, info.BENIGN, info.MALIGNANT)
-FINDING_CLASSES = tuple(c for c in info.CLASSES if c != "NORM")
 SPLIT_SEED = 0
 _FILM = re.compile(r"mdb\d{3}\.pgm")
 
@@ -35,42 +30,34 @@ _FILM = re.compile(r"mdb\d{3}\.pgm")
 class _Archive:
   """`all-mias.tar.gz`, read in place.
 
-  gzip cannot seek, so every read is one streamed pass over the archive
-  (about a second): one for the label table and file list, one per split.
+  gzip cannot seek, and one streamed pass over the archive takes seconds, so
+  it is read once and its files (338 MB) are kept in memory for the build.
   """
 
   def __init__(self, path: pathlib.Path):
     self.path = path
+    self._files = None
 
-  def _files(self, wanted):
-    """(base name, bytes if wanted(name) else None) of every file; a damaged archive is an error naming it."""
-    try:
-      with tarfile.open(self.path, "r|gz") as tar:
-        for member in tar:
-          if member.isfile():
-            name = os.path.basename(member.name)
-            yield name, tar.extractfile(member).read() if wanted(name) else None
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
-      raise sources.SourceError(self.path, f"archive is damaged or truncated, download it again ({error})") from None
+  def _read(self) -> dict:
+    """Base name -> bytes of every file; a damaged archive is an error naming it."""
+    if self._files is None:
+      try:
+        with tarfile.open(self.path, "r|gz") as tar:
+          self._files = {os.path.basename(m.name): tar.extractfile(m).read() for m in tar if m.isfile()}
+      except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        raise sources.SourceError(self.path, f"archive is damaged or truncated, download it again ({error})") from None
+    return self._files
 
   def contents(self):
     """(label table name, its text, set of film file names)."""
-    tables, films = {}, set()
-    for name, data in self._files(lambda name: name in LABEL_TABLES):
-      if data is not None:
-        tables[name] = data.decode("latin-1")
-      elif _FILM.fullmatch(name):
-        films.add(name)
-    table = next((name for name in LABEL_TABLES if name in tables), None)
+    files = self._read()
+    table = next((name for name in LABEL_TABLES if name in files), None)
     if table is None:
       raise sources.SourceError(self.path, f"no label table ({' or '.join(LABEL_TABLES)}) in the archive")
-    return table, tables[table], films
+    return table, files[table].decode("latin-1"), {name for name in files if _FILM.fullmatch(name)}
 
-  def open_films(self, names):
-    """(name, open binary file) for each of `names`, in archive order."""
-    for name, data in self._files(lambda name: name in names):
-      if data is not None:
-        yield name, io.BytesIO(data)
+  def read(self, name: str) -> bytes:
+    return self._read()[name]
 
 
 class _Folder:
@@ -85,10 +72,8 @@ class _Folder:
     films = {p.name for p in self.path.iterdir() if _FILM.fullmatch(p.name)}
     return table, text, films
 
-  def open_films(self, names):
-    for name in sorted(names):
-      with open(self.path / name, "rb") as handle:
-        yield name, handle
+  def read(self, name: str) -> bytes:
+    return (self.path / name).read_bytes()
 
 
 def find_source(manual_dir: pathlib.Path):
@@ -105,29 +90,12 @@ def patient_strata(films) -> dict:
   """Patient id -> (worst severity, tissue): stratifies both tasks' labels at once."""
   strata = {}
   for film in films:
-    worst = max(SEVERITY_NAMES.index(film.severity), strata.get(film.patient_id, (-1,))[0])
+    worst = max(examples.SEVERITIES.index(film.severity), strata.get(film.patient_id, (-1,))[0])
     strata[film.patient_id] = (worst, film.tissue)
   return strata
 
 
-def label(film: info.Film, task: str) -> int:
-  if task == "abnormal":
-    return features.LABELS.index(film.severity)
-  return DENSITIES.index(info.TISSUES[film.tissue])
-
-
-def _findings(film: info.Film) -> dict:
-  """Columns of the film's findings (source pixels, rows from the top, -1 where unknown)."""
-  return {
-      "class": [FINDING_CLASSES.index(f.abnormality) for f in film.findings],
-      "severity": [features.LABELS.index(info.SEVERITIES[f.severity]) for f in film.findings],
-      "x": np.array([f.x for f in film.findings], dtype=np.int32),
-      "y": np.array([f.y for f in film.findings], dtype=np.int32),
-      "radius": np.array([f.radius for f in film.findings], dtype=np.int32),
-  }
-
-
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(generation.ParallelBuilder):
   """mini-MIAS: benign vs malignant abnormal films, or breast density of all films."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -149,10 +117,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     task, size = self.builder_config.task, self.builder_config.image_size
-    if task not in TASKS:
-      raise ValueError(f"mias: unknown task {task!r} in config {self.builder_config.name!r}; expected one of {TASKS}")
+    if task not in examples.TASKS:
+      raise ValueError(f"mias: unknown task {task!r} in config {self.builder_config.name!r}; "
+                       f"expected one of {examples.TASKS}")
     finding = {
-        "class": tfds.features.ClassLabel(names=list(FINDING_CLASSES)),
+        "class": tfds.features.ClassLabel(names=list(examples.FINDING_CLASSES)),
         "severity": tfds.features.ClassLabel(names=list(features.LABELS)),
         "x": tfds.features.Scalar(dtype=np.int32, doc="Column of the centre in source pixels; -1 if not given."),
         "y": tfds.features.Scalar(dtype=np.int32, doc="Row of the centre from the top, source pixels; -1 if not given."),
@@ -160,15 +129,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     }
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
-            **features.common(size, features.LABELS if task == "abnormal" else DENSITIES),
+            **features.common(size, features.LABELS if task == "abnormal" else examples.DENSITIES),
             "flipped": tfds.features.Scalar(dtype=np.bool_, doc="Mirrored to put the chest wall on the left."),
-            "tissue": tfds.features.ClassLabel(names=list(DENSITIES)),
-            "severity": tfds.features.ClassLabel(names=list(SEVERITY_NAMES)),
+            "tissue": tfds.features.ClassLabel(names=list(examples.DENSITIES)),
+            "severity": tfds.features.ClassLabel(names=list(examples.SEVERITIES)),
             "abnormality": tfds.features.Sequence(tfds.features.ClassLabel(names=list(info.CLASSES))),
             "findings": tfds.features.Sequence(finding),
         }),
         supervised_keys=("image", "label"),
         homepage="http://peipa.essex.ac.uk/info/mias.html",
+        metadata=tfds.core.MetadataDict(),
     )
 
   def _split_generators(self, dl_manager):
@@ -184,43 +154,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     assignment = splits.assign(patient_strata(table.values()), seed=SPLIT_SEED)
     films = [f for f in table.values() if self.builder_config.task == "density" or f.findings]
     return {
-        split: self._generate_examples(source, [f for f in films if assignment[f.patient_id] == split], split)
+        split: self._generate_examples(
+            examples.FilmItem(f, source.read(f.file_name)) for f in films if assignment[f.patient_id] == split)
         for split in splits.SPLITS
     }
 
-  def _generate_examples(self, source, films, split):
-    """Films that cannot be read, are not 1024x1024 or are blank are skipped and counted."""
-    skipped = skips.SkipLog(f"mias/{self.builder_config.name} {split}", strict=skips.strict_from_env())
-    by_name = {film.file_name: film for film in films}
-    kept = 0
-    for name, handle in source.open_films(set(by_name)):
-      film = by_name[name]
-      try:
-        pixels = sources.read_pgm(name, handle)
-      except sources.SourceError as error:
-        skipped.skip(name, "unreadable", error.problem)
-        continue
-      if pixels.shape != (info.IMAGE_SIZE, info.IMAGE_SIZE):
-        skipped.skip(name, "not 1024x1024", f"{pixels.shape[1]}x{pixels.shape[0]}: Info.txt coordinates would not fit")
-        continue
-      try:
-        result = imaging.preprocess(pixels, self.builder_config.image_size, source=name)
-      except imaging.BlankImageError as error:
-        skipped.skip(name, "blank", str(error))
-        continue
-      kept += 1
-      yield film.refnum, {
-          "image": result.image,
-          "label": label(film, self.builder_config.task),
-          "patient_id": film.patient_id,
-          "laterality": film.laterality,
-          "view": "MLO",
-          "source": name,
-          "crop_box": result.crop_box,
-          "flipped": result.flipped,
-          "tissue": DENSITIES.index(info.TISSUES[film.tissue]),
-          "severity": film.severity,
-          "abnormality": list(film.abnormalities),
-          "findings": _findings(film),
-      }
-    (logging.warning if skipped.count() else logging.info)("%s", skipped.summary(kept))
+  def _item_fn(self):
+    return functools.partial(examples.film_examples, task=self.builder_config.task,
+                             image_size=self.builder_config.image_size)
