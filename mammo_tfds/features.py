@@ -31,5 +31,7 @@ def common(image_size: int, label_names=LABELS) -> dict:
       "crop_box": tfds.features.Tensor(
           shape=(4,), dtype=np.int32,
           doc="y0, x0, y1, x1 of the crop in source pixels (y1, x1 exclusive)."),
+      "flipped": tfds.features.Scalar(
+          dtype=np.bool_, doc="Mirrored left-right after cropping, to put the chest wall on the left."),
   }
 

@@ -307,6 +307,7 @@ def labelled_example(manual_dir: str, image_size: int, pair) -> list:
       "view": scanned.view,
       "source": scanned.path,
       "crop_box": result.crop_box,
+      "flipped": result.flipped,
       "age": row.age,
       "abnormality": row.abnormality,
       "subtype": row.subtype,

@@ -130,7 +130,6 @@ class Builder(generation.ParallelBuilder):
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
             **features.common(size, features.LABELS if task == "abnormal" else examples.DENSITIES),
-            "flipped": tfds.features.Scalar(dtype=np.bool_, doc="Mirrored to put the chest wall on the left."),
             "tissue": tfds.features.ClassLabel(names=list(examples.DENSITIES)),
             "severity": tfds.features.ClassLabel(names=list(examples.SEVERITIES)),
             "abnormality": tfds.features.Sequence(tfds.features.ClassLabel(names=list(info.CLASSES))),

@@ -44,5 +44,6 @@ def breast_examples(breast: dict, image_size: int, source_shape: tuple):
         "view": view,
         "source": f"synthetic/{key}",
         "crop_box": result.crop_box,
+        "flipped": result.flipped,
     }))
   return examples
