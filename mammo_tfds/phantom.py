@@ -12,6 +12,15 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import expit
 
+# Lesion radius as a fraction of the film height, drawn per breast.
+LESION_RADIUS = (0.045, 0.08)
+# Lesion contrast over the tissue, grey levels: overlapping ranges, malignant
+# masses denser on average (as in real films), so contrast alone is a weak cue.
+CONTRAST = {False: (30.0, 60.0), True: (45.0, 80.0)}
+# Spicule width as a fraction of the lesion radius: wide enough to survive
+# resizing the stored 600 px image to 128 px for training.
+SPICULE_WIDTH = 0.12
+
 
 def _smooth_noise(rng, shape, sigma):
   """Unit-variance Gaussian-filtered noise; drawn coarse and upsampled, which is
@@ -44,7 +53,7 @@ def _lesion(rng, yy, xx, cy, cx, radius, malignant):
   spicules = np.zeros_like(distance)
   for angle in rng.uniform(0, 2 * np.pi, size=rng.integers(6, 13)):
     length = radius * rng.uniform(1.6, 3.0)
-    width = max(1.2, radius * 0.07)
+    width = max(1.2, radius * SPICULE_WIDTH)
     along = dx * np.cos(angle) + dy * np.sin(angle)
     across = np.abs(-dx * np.sin(angle) + dy * np.cos(angle))
     taper = np.clip(1 - along / length, 0, 1)
@@ -83,12 +92,12 @@ def draw(rng: np.random.Generator, height: int, width: int, malignant: bool,
     muscle = xx / (width * rng.uniform(0.25, 0.4)) + yy / (height * rng.uniform(0.35, 0.55)) < 1
     intensity = np.where(muscle, intensity + 45, intensity)
   if lesion is None:
-    lesion = (rng.uniform(0.3, 0.7), rng.uniform(0.25, 0.6), rng.uniform(0.035, 0.07))
+    lesion = (rng.uniform(0.3, 0.7), rng.uniform(0.25, 0.6), rng.uniform(*LESION_RADIUS))
   row_frac, col_frac, radius_frac = lesion
   cy = centre_y + (row_frac - 0.5) * 1.4 * half_height
   cx = col_frac * depth * 0.8
   radius = radius_frac * height
-  contrast = rng.uniform(22, 45)
+  contrast = rng.uniform(*CONTRAST[bool(malignant)])
   # The lesion (spicules included) stays within 3.2 radii: draw it in that window only.
   reach = int(3.2 * radius) + 2
   top, bottom = max(0, int(cy) - reach), min(height, int(cy) + reach)

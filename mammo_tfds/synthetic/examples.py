@@ -22,7 +22,7 @@ def plan(num_patients: int, seed: int = SEED):
     for side in sides:
       breasts.append(dict(
           patient_id=patient, laterality=side, malignant=bool(rng.random() < MALIGNANT_SHARE),
-          lesion=(float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.25, 0.6)), float(rng.uniform(0.035, 0.07))),
+          lesion=(float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.25, 0.6)), float(rng.uniform(*phantom.LESION_RADIUS))),
           seed=int(rng.integers(2**31))))
   return breasts
 
