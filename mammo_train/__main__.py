@@ -10,7 +10,7 @@ stderr and exit status 2.
 """
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from mammo_train import config, data, train
 
@@ -18,7 +18,6 @@ from mammo_train import config, data, train
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  logging.set_verbosity(logging.INFO)
   try:
     cfg = config.from_flags(flags.FLAGS)
     metrics = train.train(cfg, config.flagfile(flags.FLAGS))

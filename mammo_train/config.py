@@ -120,10 +120,8 @@ def from_flags(values: flags.FlagValues = flags.FLAGS) -> Config:
   if values.init_from:
     _check(values.init_from.endswith(".keras") and os.path.isfile(values.init_from),
            f"--init_from={values.init_from}: expected an existing .keras model file, e.g. runs/r50/best.keras")
-  history = os.path.join(values.workdir, "history.csv")
-  _check(not os.path.exists(history) or os.path.isdir(os.path.join(values.workdir, "backup")),
-         f"--workdir={values.workdir} holds a finished run (history.csv and no backup to resume from): "
-         "pass a new --workdir")
+  _check(not os.path.exists(os.path.join(values.workdir, "final.keras")),
+         f"--workdir={values.workdir} holds a finished run (final.keras): pass a new --workdir")
   fine_tune_layers = values.fine_tune_layers
   if fine_tune_layers is None and values.model != "cnn" and (weights != "none" or values.init_from):
     fine_tune_layers = 0  # a pretrained backbone starts frozen; a random one trains whole (None)

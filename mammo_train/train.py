@@ -21,10 +21,14 @@ from mammo_train.config import Config
 # On CPU, mixed_bfloat16 only pays where the hardware has bfloat16 arithmetic
 # (AVX512-BF16 / AMX); elsewhere it is emulated and slower than float32.
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-# Halve the learning rate after this many epochs without a better val loss.
-LR_PATIENCE = 3
+# Halve the learning rate after this many epochs without a better val loss: a
+# small validation split gives a noisy loss, and a short patience decays the
+# rate to nothing within a few minutes of training.
+LR_PATIENCE = 8
 LR_FACTOR = 0.5
 GRID_IMAGES = 16
+# Where keras.callbacks.BackupAndRestore records the last epoch it backed up.
+_BACKUP_METADATA = "training_metadata.json"
 
 
 def cpu_has_bfloat16() -> bool:
@@ -97,8 +101,31 @@ def best_so_far(history_csv: str, monitor: str = "val_auc") -> float | None:
   return max(values) if values else None
 
 
+def trim_history(workdir: str):
+  """Drops history.csv rows of epochs the backup does not hold.
+
+  A run killed after logging an epoch but before backing it up redoes that
+  epoch when it resumes; without this its row would be logged twice.
+  """
+  history, metadata = os.path.join(workdir, "history.csv"), os.path.join(workdir, "backup", _BACKUP_METADATA)
+  if not os.path.exists(history):
+    return
+  done = 0
+  if os.path.exists(metadata):
+    with open(metadata) as f:
+      done = json.load(f)["epoch"]
+  with open(history) as f:
+    reader = csv.DictReader(f)
+    fields, rows = reader.fieldnames, [row for row in reader if int(row["epoch"]) < done]
+  with open(history, "w", newline="") as f:
+    writer = csv.DictWriter(f, fields)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
 def callbacks(cfg: Config) -> list[keras.callbacks.Callback]:
   history = os.path.join(cfg.workdir, "history.csv")
+  trim_history(cfg.workdir)
   return [
       keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=LR_FACTOR, patience=LR_PATIENCE),
       keras.callbacks.ModelCheckpoint(os.path.join(cfg.workdir, "best.keras"), monitor="val_auc",
@@ -144,6 +171,14 @@ def train(cfg: Config, flagfile: str) -> dict:
   counts = data.class_counts(builder)
   steps = data.steps_per_epoch(builder, global_batch)
 
+  with strategy.scope():  # variables are made per replica
+    if cfg.init_from:
+      model = models.load(cfg.init_from, image_size, classes, cfg.model)
+    else:
+      model = models.build(cfg.model, image_size, classes, cfg.weights, cfg.dropout, cfg.l2)
+    models.set_fine_tune(model, cfg.fine_tune_layers)
+    compile_model(model, classes, cfg.learning_rate)
+
   os.makedirs(cfg.workdir, exist_ok=True)
   with open(os.path.join(cfg.workdir, "flags.txt"), "w") as f:
     f.write(flagfile)
@@ -161,17 +196,9 @@ def train(cfg: Config, flagfile: str) -> dict:
                                        cache=cfg.cache)
   write_pipeline_grid(os.path.join(cfg.workdir, "logs"), next(iter(train_batches))[0].numpy())
 
-  with strategy.scope():
-    if cfg.init_from:
-      model = models.load(cfg.init_from, image_size, classes, cfg.model)
-    else:
-      model = models.build(cfg.model, image_size, classes, cfg.weights, cfg.dropout, cfg.l2)
-    models.set_fine_tune(model, cfg.fine_tune_layers)
-    compile_model(model, classes, cfg.learning_rate)
-
   model.fit(train_batches, epochs=cfg.epochs, steps_per_epoch=steps, validation_data=validation,
             class_weight=data.balancing_class_weights(counts) if cfg.class_weights else None,
-            callbacks=callbacks(cfg), verbose=2)
+            callbacks=callbacks(cfg), shuffle=False, verbose=2)
   model.save(os.path.join(cfg.workdir, "final.keras"))
 
   best = keras.models.load_model(os.path.join(cfg.workdir, "best.keras"))
