@@ -40,6 +40,11 @@ flags.DEFINE_float("zoom", 0.1, "Largest random zoom in or out, as a fraction; 0
 flags.DEFINE_float("shift", 0.05, "Largest random shift, as a fraction of the side; 0 = none.")
 flags.DEFINE_integer("image_size", None, "Side the stored images are resized to (default: the stored size).")
 flags.DEFINE_boolean("cache", True, "Keep decoded, resized images in memory when they fit.")
+flags.DEFINE_boolean("feature_cache", True, "With a frozen backbone (--fine_tune_layers=0), compute its "
+                     "features once per image and view, keep them in the workdir, and train only the head "
+                     "on them instead of rerunning the backbone every epoch.")
+flags.DEFINE_integer("cache_views", 2, "Augmented views of each training image in the feature cache "
+                     "(1 with --noaugment). Computing them costs about views + 0.2 epochs of the backbone.")
 flags.DEFINE_enum("precision", "auto", PRECISIONS, "Keras dtype policy; auto = mixed_float16 on a GPU, "
                   "the faster of float32 and mixed_bfloat16 on this CPU otherwise.")
 flags.DEFINE_enum("strategy", "auto", STRATEGIES, "auto = mirrored over several GPUs, else default; "
@@ -74,6 +79,8 @@ class Config:
   augmentation: data.Augmentation
   image_size: int | None
   cache: bool
+  feature_cache: bool
+  cache_views: int
   precision: str
   strategy: str
   workdir: str
@@ -105,6 +112,7 @@ def from_flags(values: flags.FlagValues = flags.FLAGS) -> Config:
   _check(0 <= values.rotation <= 180, f"--rotation must be 0-180 degrees, got {values.rotation}")
   _check(0 <= values.zoom < 1, f"--zoom must be in [0, 1), got {values.zoom}")
   _check(0 <= values.shift < 1, f"--shift must be in [0, 1), got {values.shift}")
+  _check(values.cache_views >= 1, f"--cache_views must be at least 1, got {values.cache_views}")
   _check(values.image_size is None or values.image_size >= 16,
          f"--image_size must be at least 16, got {values.image_size}")
   weights = values.weights
@@ -133,6 +141,7 @@ def from_flags(values: flags.FlagValues = flags.FLAGS) -> Config:
       batch_size=values.batch_size, learning_rate=values.learning_rate, dropout=values.dropout,
       l2=values.l2, oversample=values.oversample, class_weights=values.class_weights,
       augmentation=augmentation, image_size=values.image_size, cache=values.cache,
+      feature_cache=values.feature_cache, cache_views=values.cache_views,
       precision=values.precision, strategy=values.strategy, workdir=values.workdir, seed=values.seed,
       deterministic=values.deterministic, tensorboard_graph=values.tensorboard_graph)
 

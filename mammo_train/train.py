@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mammo_train import data, evaluate, models
+from mammo_train import data, evaluate, feature_cache, models
 from mammo_train.config import Config
 
 # On CPU, mixed_bfloat16 only pays where the hardware has bfloat16 arithmetic
@@ -123,14 +123,19 @@ def trim_history(workdir: str):
     writer.writerows(rows)
 
 
-def callbacks(cfg: Config) -> list[keras.callbacks.Callback]:
+def callbacks(cfg: Config, full_model: keras.Model | None = None) -> list[keras.callbacks.Callback]:
+  """The run's callbacks; `full_model` when the head trains alone, so best.keras is the whole model."""
   history = os.path.join(cfg.workdir, "history.csv")
   trim_history(cfg.workdir)
+  best = os.path.join(cfg.workdir, "best.keras")
+  if full_model is None:
+    checkpoint = keras.callbacks.ModelCheckpoint(best, monitor="val_auc", mode="max", save_best_only=True,
+                                                 initial_value_threshold=best_so_far(history))
+  else:
+    checkpoint = feature_cache.SaveModelOnImprovement(full_model, best, "val_auc", best_so_far(history))
   return [
       keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=LR_FACTOR, patience=LR_PATIENCE),
-      keras.callbacks.ModelCheckpoint(os.path.join(cfg.workdir, "best.keras"), monitor="val_auc",
-                                      mode="max", save_best_only=True,
-                                      initial_value_threshold=best_so_far(history)),
+      checkpoint,
       keras.callbacks.CSVLogger(history, append=True),
       keras.callbacks.TensorBoard(os.path.join(cfg.workdir, "logs"), write_graph=cfg.tensorboard_graph),
       # Last, so an epoch is backed up only once every other callback has logged it.
@@ -192,13 +197,25 @@ def train(cfg: Config, flagfile: str) -> dict:
   train_batches = data.train_batches(
       builder, image_size=image_size, global_batch_size=global_batch, augmentation=cfg.augmentation,
       oversample=cfg.oversample, cache=cfg.cache, seed=cfg.seed, deterministic=cfg.deterministic)
-  validation = data.validation_batches(builder, image_size=image_size, global_batch_size=global_batch,
-                                       cache=cfg.cache)
   write_pipeline_grid(os.path.join(cfg.workdir, "logs"), next(iter(train_batches))[0].numpy())
+  if cfg.feature_cache and cfg.fine_tune_layers == 0 and feature_cache.has_backbone(model):
+    # Frozen backbone: its features are computed once, only the head trains.
+    with strategy.scope():
+      extractor, head = feature_cache.split_model(model)
+      compile_model(head, classes, cfg.learning_rate)
+    folder = feature_cache.compute(os.path.join(cfg.workdir, "feature_cache"), builder, extractor, image_size,
+                                   global_batch, cfg.augmentation, cfg.cache_views, cfg.seed)
+    trained, full_model = head, model
+    train_batches = feature_cache.train_batches(folder, classes, global_batch, cfg.oversample, cfg.seed)
+    validation = feature_cache.validation_batches(folder, classes, global_batch)
+  else:
+    trained, full_model = model, None
+    validation = data.validation_batches(builder, image_size=image_size, global_batch_size=global_batch,
+                                         cache=cfg.cache)
 
-  model.fit(train_batches, epochs=cfg.epochs, steps_per_epoch=steps, validation_data=validation,
-            class_weight=data.balancing_class_weights(counts) if cfg.class_weights else None,
-            callbacks=callbacks(cfg), shuffle=False, verbose=2)
+  trained.fit(train_batches, epochs=cfg.epochs, steps_per_epoch=steps, validation_data=validation,
+              class_weight=data.balancing_class_weights(counts) if cfg.class_weights else None,
+              callbacks=callbacks(cfg, full_model), shuffle=False, verbose=2)
   model.save(os.path.join(cfg.workdir, "final.keras"))
 
   best = keras.models.load_model(os.path.join(cfg.workdir, "best.keras"))

@@ -70,3 +70,20 @@ def test_cached_views_and_batches(resnet, tiny_builder, tmp_path):
   validation = np.load(os.path.join(folder, "validation.npy"))
   expected = np.asarray(extractor(next(iter(data.eval_batches(tiny_builder, "validation", SIZE, 64)))[0]))
   np.testing.assert_allclose(validation, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_frozen_backbone_run_trains_the_head_on_cached_features(tiny_data_dir, tmp_path, capsys):
+  from tests.test_train import QUICK, run_main, _history  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "frozen"
+  argv = [*QUICK, f"--data_dir={tiny_data_dir}", f"--workdir={workdir}", "--model=resnet50", "--weights=none",
+          "--fine_tune_layers=0", "--epochs=3", "--cache_views=2", "--oversample"]
+  status, err = run_main(argv, capsys)
+  assert status == 0, err
+  caches = os.listdir(workdir / "feature_cache")
+  assert len(caches) == 1 and os.path.exists(workdir / "feature_cache" / caches[0] / feature_cache.KEY_FILE)
+  assert len(_history(workdir)) == 3
+  best = keras.models.load_model(workdir / "best.keras")
+  assert best.input.shape[1:] == (SIZE, SIZE, 1), "best.keras is the whole model, not the head"
+  final = keras.models.load_model(workdir / "final.keras")
+  images, _ = next(iter(data.eval_batches(data.load_builder("synthetic/tiny", str(tiny_data_dir)), "test", SIZE, 4)))
+  assert np.all(np.isfinite(final.predict(images, verbose=0)))
