@@ -216,3 +216,11 @@ def test_real_sheet(shared_data):
   patients = [patient for patient, _ in rows]
   assert sum(patients.count(p) == 2 for p in set(patients)) == 97
   assert rows[("D1-0808", "R")].label != rows[("D1-1292", "R")].label
+
+
+def test_no_patient_is_in_two_splits(built):
+  _, examples = built
+  splits_of = {}
+  for split, example in examples.values():
+    splits_of.setdefault(example["patient_id"].decode(), set()).add(split)
+  assert splits_of and all(len(splits) == 1 for splits in splits_of.values())
