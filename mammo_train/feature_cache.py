@@ -80,10 +80,15 @@ def _folder(root: str, key: dict) -> str:
 
 
 def _features(extractor, batches) -> tuple:
-  """Features and labels of a stream of (images, labels) batches, batch by batch."""
+  """Features and labels of a stream of (images, labels) batches, batch by batch.
+
+  The extractor runs as one traced graph (tf.function): called eagerly per
+  batch, ResNet50 at 600 px was about 2x slower per image than inside fit.
+  """
+  run = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
   features, labels = [], []
   for images, batch_labels in batches:
-    features.append(np.asarray(extractor(images, training=False), dtype=np.float32))
+    features.append(np.asarray(run(images), dtype=np.float32))
     labels.append(batch_labels.numpy())
   return np.concatenate(features), np.concatenate(labels)
 
