@@ -79,13 +79,8 @@ def _folder(root: str, key: dict) -> str:
   return os.path.join(root, hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16])
 
 
-def _features(extractor, batches) -> tuple:
-  """Features and labels of a stream of (images, labels) batches, batch by batch.
-
-  The extractor runs as one traced graph (tf.function): called eagerly per
-  batch, ResNet50 at 600 px was about 2x slower per image than inside fit.
-  """
-  run = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
+def _features(run, batches) -> tuple:
+  """Features and labels of a stream of (images, labels) batches, batch by batch."""
   features, labels = [], []
   for images, batch_labels in batches:
     features.append(np.asarray(run(images), dtype=np.float32))
@@ -117,13 +112,16 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   shutil.rmtree(partial, ignore_errors=True)
   os.makedirs(partial)
   views = views if augmentation.active else 1
+  # One traced graph for every batch: called eagerly, ResNet50 at 600 px was
+  # about 2x slower per image than inside fit.
+  run = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
   for view in range(views):
     stream = (_augmented(builder, image_size, batch_size, augmentation, view, seed) if augmentation.active
               else data.eval_batches(builder, "train", image_size, batch_size))
-    features, labels = _features(extractor, stream)
+    features, labels = _features(run, stream)
     np.save(os.path.join(partial, f"train_view{view}.npy"), features)
     np.save(os.path.join(partial, "train_labels.npy"), labels)
-  features, labels = _features(extractor, data.eval_batches(builder, "validation", image_size, batch_size))
+  features, labels = _features(run, data.eval_batches(builder, "validation", image_size, batch_size))
   np.save(os.path.join(partial, "validation.npy"), features)
   np.save(os.path.join(partial, "validation_labels.npy"), labels)
   with open(os.path.join(partial, KEY_FILE), "w") as f:
