@@ -54,13 +54,18 @@ def load_builder(dataset: str, data_dir: str | None) -> tfds.core.DatasetBuilder
   """
   name = qualified_name(dataset)
   try:
-    return tfds.builder(name, data_dir=data_dir)
+    builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
+    builder = None
+  # Where the builder module is imported (registered), tfds.builder returns an
+  # unprepared builder instead of raising: check for the prepared files too.
+  if builder is None or not builder.is_prepared():
     folder, config = name.split("/")
     where = data_dir or tfds.core.constants.DATA_DIR
     raise DatasetNotBuiltError(
         f"dataset {name} is not built in {where}: build it with "
-        f"`tfds build mammo_tfds/{folder} --config={config} --data_dir={where}`") from None
+        f"`tfds build mammo_tfds/{folder} --config={config} --data_dir={where}`")
+  return builder
 
 
 def split_names(builder: tfds.core.DatasetBuilder, split: str) -> list[str]:
