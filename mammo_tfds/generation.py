@@ -111,10 +111,7 @@ class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     if self._use_beam:
       import apache_beam as beam  # pylint: disable=import-outside-toplevel
       return (beam.Create(items) | beam.Map(item_fn) | beam.FlatMap(_only_examples))
-    return self._generate_locally(item_fn, items)
-
-  def _generate_locally(self, item_fn: ItemFn, items: list):
-    yield from self._record(parallel_map(item_fn, items))
+    return self._record(parallel_map(item_fn, items))
 
   def _record(self, results):
     for outcomes in results:

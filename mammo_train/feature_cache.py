@@ -103,6 +103,7 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   Written to a temporary folder and renamed when complete, so a killed run
   never leaves a cache that looks complete.
   """
+  views = views if augmentation.active else 1  # unaugmented views would all be the same
   key = cache_key(builder, extractor, image_size, augmentation, views, seed)
   folder = _folder(root, key)
   if os.path.exists(os.path.join(folder, KEY_FILE)):
@@ -111,7 +112,6 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   partial = folder + ".partial"
   shutil.rmtree(partial, ignore_errors=True)
   os.makedirs(partial)
-  views = views if augmentation.active else 1
   # One traced graph for every batch: called eagerly, ResNet50 at 600 px was
   # about 2x slower per image than inside fit.
   run = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
@@ -120,12 +120,12 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
               else data.eval_batches(builder, "train", image_size, batch_size))
     features, labels = _features(run, stream)
     np.save(os.path.join(partial, f"train_view{view}.npy"), features)
-    np.save(os.path.join(partial, "train_labels.npy"), labels)
+  np.save(os.path.join(partial, "train_labels.npy"), labels)  # file order: the same for every view
   features, labels = _features(run, data.eval_batches(builder, "validation", image_size, batch_size))
   np.save(os.path.join(partial, "validation.npy"), features)
   np.save(os.path.join(partial, "validation_labels.npy"), labels)
   with open(os.path.join(partial, KEY_FILE), "w") as f:
-    json.dump({**key, "views": views}, f, indent=2)
+    json.dump(key, f, indent=2)
   shutil.rmtree(folder, ignore_errors=True)
   os.rename(partial, folder)
   logging.info("feature cache: wrote %s", folder)
@@ -135,7 +135,8 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
 def train_batches(folder: str, classes: int, global_batch_size: int, oversample: bool,
                   seed: int) -> tf.data.Dataset:
   """Endless (features, targets) batches: each draw picks an image, then one of its views."""
-  views = json.load(open(os.path.join(folder, KEY_FILE)))["views"]
+  with open(os.path.join(folder, KEY_FILE)) as f:
+    views = json.load(f)["views"]
   stacked = np.stack([np.load(os.path.join(folder, f"train_view{v}.npy")) for v in range(views)], axis=1)
   labels = np.load(os.path.join(folder, "train_labels.npy"))
   images = tf.data.Dataset.from_tensor_slices((stacked, labels))
