@@ -15,6 +15,9 @@ The per-item function returns a list of `(key, example)` pairs and `Skip`
 records; skips are logged and counted by the builder's SkipLog (plain build)
 or logged and counted as a Beam metric (Beam build).
 """
+import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import multiprocessing
 import os
@@ -58,19 +61,63 @@ def _only_examples(outcomes: List[Outcome]):
       yield outcome
 
 
-def parallel_map(fn: Callable, items: list) -> Iterator:
-  """fn(item) for each item, in order, on `build_workers()` processes.
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
+
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
+  """Asks glibc to reuse freed memory instead of handing it back to the kernel.
+
+  Each source image passes through a dozen 4-17 MB temporaries (file bytes,
+  pixels, masks, crop, padded square). By default glibc maps and unmaps
+  blocks that size, so every image faults its memory in afresh: on 2294x1914
+  CMMD files that was 2.0 of 8.5 s of CPU in system time, serial, and the
+  page faults of two workers slow each other. Keeping up to `trim_threshold`
+  of freed heap cut system time to 0.3 s and the scan pass by ~30%.
+  Inherited by forked workers. Returns False where it cannot apply (not glibc).
+  """
+  name = ctypes.util.find_library("c")
+  try:
+    libc = ctypes.CDLL(name)
+    mallopt = libc.mallopt
+  except (OSError, AttributeError, TypeError):
+    return False
+  return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+
+
+# The pool of the build in progress (`worker_pool`), or None.
+_active_pool = None
+
+
+@contextlib.contextmanager
+def worker_pool():
+  """Keeps one pool of `build_workers()` processes for every `parallel_map` in the block.
+
+  A build maps over its items several times (a scan, then each split); forking
+  the builder process once instead of each time saves about 0.1 s a map here.
   fork: workers inherit the loaded modules (builders that `tfds build` loads
   from a folder are not importable by name in a fresh process). They run
   numpy / Pillow / pydicom only, never TF.
   """
-  workers = min(build_workers(), max(1, len(items)))
-  if workers == 1:
+  global _active_pool  # pylint: disable=global-statement
+  if build_workers() == 1 or _active_pool is not None:
+    yield
+    return
+  with multiprocessing.get_context("fork").Pool(build_workers()) as pool:
+    _active_pool = pool
+    try:
+      yield
+    finally:
+      _active_pool = None
+
+
+def parallel_map(fn: Callable, items: list) -> Iterator:
+  """fn(item) for each item, in order, on `build_workers()` processes."""
+  if build_workers() == 1 or len(items) < 2:
     yield from map(fn, items)
     return
-  with multiprocessing.get_context("fork").Pool(workers) as pool:
-    yield from pool.imap(fn, items, chunksize=1)
+  with worker_pool():
+    yield from _active_pool.imap(fn, items, chunksize=1)
 
 
 class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -86,12 +133,16 @@ class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _download_and_prepare(self, dl_manager, download_config):
     self._use_beam = bool(download_config.beam_options or download_config.beam_runner)
-    super()._download_and_prepare(dl_manager, download_config)
-    if not self._use_beam:
-      line = self._summary_line()
-      print(line, flush=True)
-      if self.info.metadata is not None:  # kept with the dataset, in its metadata.json
-        self.info.metadata["summary"] = line
+    if self._use_beam:
+      super()._download_and_prepare(dl_manager, download_config)
+      return
+    keep_freed_memory()
+    with worker_pool():
+      super()._download_and_prepare(dl_manager, download_config)
+    line = self._summary_line()
+    print(line, flush=True)
+    if self.info.metadata is not None:  # kept with the dataset, in its metadata.json
+      self.info.metadata["summary"] = line
 
   def _summary_line(self) -> str:
     """The line that ends a plain build: what was kept and what was skipped, and why."""

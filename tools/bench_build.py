@@ -4,10 +4,20 @@ Writes CMMD-layout trees of 2294x1914 DICOMs with tools/write_cmmd.py (once,
 kept in --tree_dir for reruns), then builds each in a fresh process and
 reports images per second of the build (download_and_prepare only, not TF's
 start-up) and the peak memory (PSS) of the whole process tree (builder plus
-worker processes, sampled every 0.1 s). Targets: peak memory does not grow with N;
-throughput grows with cores (>= 1.7x from 1 to 2 workers).
+worker processes, sampled every 0.1 s). Each build runs --repeats times and
+the fastest counts: the machines this runs on are shared, and noise only
+ever adds time.
 
-  python tools/bench_build.py [--patients=8] [--tree_dir=/tmp/mammo_bench_cmmd] [--json]
+Two throughputs are given. End to end: DICOMs over the whole build's time,
+which includes a fixed cost (TFDS loading its checksum registry, forking the
+workers, writing metadata: about 0.5 s here). Steady state: the extra DICOMs
+of the 4N tree over the extra time they took, (4N - N) / (t_4N - t_N), in
+which the fixed cost cancels; it is what a build of the real 5,202 DICOMs
+runs at. Beside them, the machine's own limit: the builder's per-image
+functions run bare in 2 processes at once vs 1. Targets: peak memory does not grow with N; throughput grows with
+cores (>= 1.7x from 1 to 2 workers).
+
+  python tools/bench_build.py [--patients=8] [--repeats=3] [--tree_dir=/tmp/mammo_bench_cmmd] [--json]
 """
 import argparse
 import json
@@ -32,6 +42,41 @@ def ensure_tree(folder: pathlib.Path, patients: int) -> int:
     write_cmmd.write_tree(folder, patients, seed=patients)
     marker.write_text("")
   return sum(1 for _ in folder.rglob("*.dcm"))
+
+
+def per_image_work(manual_dir: str) -> float:
+  """Seconds of the builder's own per-image functions (scan, then preprocess) over a tree, in this process."""
+  from etils import epath  # pylint: disable=import-outside-toplevel
+  from mammo_tfds import generation  # pylint: disable=import-outside-toplevel
+  from mammo_tfds.cmmd import collection  # pylint: disable=import-outside-toplevel
+  generation.keep_freed_memory()  # as a build does
+  root = epath.Path(manual_dir)
+  dicoms, sheet = collection.find_inputs(root)
+  rows = collection.read_sheet(sheet)
+  start = time.perf_counter()
+  for path in dicoms:
+    scanned = collection._scan_one(str(root), str(path))  # pylint: disable=protected-access
+    row = rows.get((getattr(scanned, "patient_id", None), getattr(scanned, "laterality", None)))
+    if row is not None:
+      collection.labelled_example(str(root), 600, (scanned, row))
+  return time.perf_counter() - start
+
+
+def machine_scaling(manual_dir: pathlib.Path) -> float:
+  """How much faster 2 processes do twice the per-image work than 1 process does it once, x2.
+
+  No TFDS, no pool, no parent: the most two worker processes could give on
+  this machine, since two busy processes slow each other (shared memory
+  bandwidth and caches, a host that may be busy).
+  """
+  import multiprocessing  # pylint: disable=import-outside-toplevel
+  with multiprocessing.get_context("fork").Pool(2) as pool:
+    pool.apply(per_image_work, (str(manual_dir),))  # warms the page cache and the imports
+    alone = pool.apply(per_image_work, (str(manual_dir),))
+    start = time.perf_counter()
+    pool.map(per_image_work, [str(manual_dir)] * 2, chunksize=1)
+    together = time.perf_counter() - start
+  return 2 * alone / together
 
 
 def build_once(manual_dir: str, data_dir: str) -> dict:
@@ -73,6 +118,7 @@ def measure(manual_dir: pathlib.Path, workers: int) -> dict:
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--patients", type=int, default=8, help="N: patients of the small tree (4N for the large)")
+  parser.add_argument("--repeats", type=int, default=3, help="builds of each tree and worker count; the fastest counts")
   parser.add_argument("--tree_dir", default=os.path.join(tempfile.gettempdir(), "mammo_bench_cmmd"))
   parser.add_argument("--json", action="store_true")
   parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
@@ -81,20 +127,43 @@ def main():
     print(json.dumps(build_once(*args._child)))  # pylint: disable=protected-access
     return
 
-  rows, results = [], {}
+  rows, results, images = [], {}, {}
   for scale in (1, 4):
     tree = pathlib.Path(args.tree_dir) / f"patients_{scale * args.patients}"
-    images = ensure_tree(tree, scale * args.patients)
+    images[scale] = ensure_tree(tree, scale * args.patients)
+  for _ in range(args.repeats):  # interleaved, so a slow spell of the machine hits every case alike
+    for scale in (1, 4):
+      for workers in (1, 2):
+        tree = pathlib.Path(args.tree_dir) / f"patients_{scale * args.patients}"
+        result = measure(tree, workers)
+        best = results.get((scale, workers))
+        if best is None or result["seconds"] < best["seconds"]:
+          result["peak_mb"] = max(result["peak_mb"], best["peak_mb"] if best else 0)
+          results[(scale, workers)] = result
+        else:
+          best["peak_mb"] = max(best["peak_mb"], result["peak_mb"])
+  for scale in (1, 4):
     for workers in (1, 2):
-      result = measure(tree, workers)
-      results[(scale, workers)] = result
-      rows.append([f"{images} DICOMs, {workers} worker(s)", images / result["seconds"],
-                   f"img/s; {result['seconds']:.1f} s; peak {result['peak_mb']:.0f} MB; kept {result['kept']}"])
-  rows.append(["speed-up 1 -> 2 workers (4N)", results[(4, 1)]["seconds"] / results[(4, 2)]["seconds"],
-               "target >= 1.7"])
+      result = results[(scale, workers)]
+      rows.append([f"{images[scale]} DICOMs, {workers} worker(s)", images[scale] / result["seconds"],
+                   f"img/s end to end; {result['seconds']:.1f} s; peak {result['peak_mb']:.0f} MB; "
+                   f"kept {result['kept']}"])
+  steady = {}
+  for workers in (1, 2):
+    extra_seconds = results[(4, workers)]["seconds"] - results[(1, workers)]["seconds"]
+    steady[workers] = (images[4] - images[1]) / extra_seconds
+    rows.append([f"steady state, {workers} worker(s)", steady[workers],
+                 f"img/s: {images[4] - images[1]} more DICOMs in {extra_seconds:.1f} s more"])
+  rows.append(["speed-up 1 -> 2 workers, steady state", steady[2] / steady[1], "target >= 1.7"])
+  rows.append(["speed-up 1 -> 2 workers, end to end (4N)",
+               results[(4, 1)]["seconds"] / results[(4, 2)]["seconds"], "includes the fixed cost"])
+  ceiling = max(machine_scaling(pathlib.Path(args.tree_dir) / f"patients_{args.patients}")
+                for _ in range(args.repeats))
+  rows.append(["machine limit: per-image work, 2 processes / 1", ceiling,
+               "the most 2 workers could give here (no TFDS, no pool)"])
   rows.append(["peak memory 4N / N (2 workers)", results[(4, 2)]["peak_mb"] / results[(1, 2)]["peak_mb"],
                "target ~1: does not grow with N"])
-  bench_common.emit("bench_build: CMMD-layout build at 2294x1914", rows, args.json)
+  bench_common.emit(f"bench_build: CMMD-layout build at 2294x1914, best of {args.repeats}", rows, args.json)
 
 
 if __name__ == "__main__":
