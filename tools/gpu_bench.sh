@@ -15,6 +15,6 @@ export TF_CPP_MIN_LOG_LEVEL=3
 MAMMO_BUILD_WORKERS=$(nproc) .venv/bin/tfds build mammo_tfds/synthetic --config=600 --data_dir="$data_dir" >/dev/null
 .venv/bin/python tools/bench_input.py --data_dir="$data_dir" --images=2048
 .venv/bin/python tools/bench_train.py --data_dir="$data_dir" --models=resnet50 --sizes=224,600 \
-  --policies=float32,mixed_float16 --batch_size=64 --steps=20
+  --policies=float32,mixed_float16 --batch_size=64 --steps=30 --min_steps=10 --max_seconds=10
 .venv/bin/python tools/bench_train.py --data_dir="$data_dir" --models=cnn,vgg16,inceptionv3 --sizes=600 \
-  --policies=float32,mixed_float16 --batch_size=32 --steps=10
+  --policies=float32,mixed_float16 --batch_size=32 --steps=20 --min_steps=5 --max_seconds=5
