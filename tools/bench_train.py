@@ -6,7 +6,9 @@ augmentation) and by one batch repeated from memory. Their ratio says whether
 the input pipeline is the bottleneck (it must not be: ratio ~1). Runs on CPU
 or GPU; on a GPU, mixed_float16 is the one that matters.
 
-  python tools/bench_train.py            # every model, size and policy: about 40 min on 2 cores
+  python tools/bench_train.py            # every model, size and policy: hours on 2 cores (emulated
+                                         # mixed precision); README's CPU table took 47 min without
+                                         # VGG16 / InceptionV3 at 600 px mixed
   python tools/bench_train.py --models=cnn,resnet50 --sizes=224 --policies=float32,mixed_bfloat16
 """
 import argparse
@@ -25,8 +27,9 @@ class StepClock:
   """Keras callback timing the steps after the warm-up ones, in one fit call.
 
   It ends the fit once `min_steps` steps are timed and `max_seconds` have
-  passed, so a slow case (VGG16 at 600 px in bfloat16 on a CPU: about a minute
-  a step) costs a few steps while a fast one is timed over many.
+  passed, so a slow case (VGG16 at 224 px in bfloat16 on a CPU without
+  bfloat16 instructions: about a minute a step of 4) costs a few steps while a
+  fast one is timed over many.
   """
 
   def __new__(cls, warmup: int, min_steps: int, max_seconds: float):
