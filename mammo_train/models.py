@@ -55,7 +55,11 @@ def cnn(image_size: int, classes: int, dropout: float, l2: float) -> keras.Model
   128 px, 40 epochs, two blocks (32, 64) reached validation / test AUC
   0.91 / 0.74, these four 0.99 / 0.99, at two thirds of the step time.
   Global max pooling keeps the dense layer small at any image size and
-  answers to one small lesion anywhere in the breast.
+  answers to one small lesion anywhere in the breast. BatchNorm momentum
+  0.9, not Keras' 0.99: with 0.99 the moving averages trailed the weights so
+  far that on synthetic (128 px, 14 steps an epoch) validation AUC stayed at
+  chance for 30 of 40 epochs while training AUC passed 0.9; with 0.9 it
+  tracks training from the second epoch.
   """
   regularizer = keras.regularizers.L2(l2) if l2 else None
   inputs = keras.Input((image_size, image_size, 1), dtype="uint8", name="image")
@@ -63,7 +67,7 @@ def cnn(image_size: int, classes: int, dropout: float, l2: float) -> keras.Model
   for block, filters in enumerate(CNN_FILTERS, start=1):
     x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=regularizer,
                             name=f"block{block}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"block{block}_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{block}_bn")(x)
     x = keras.layers.ReLU(name=f"block{block}_relu")(x)
     x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
   x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
