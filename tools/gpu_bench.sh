@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-GPU benchmark: installs the package, builds the synthetic dataset and runs
 # the input and training benchmarks, printing one table each. Meant to finish in
-# under 8 minutes on one NVIDIA H100 / H200.
+# under 8 minutes on one NVIDIA H100 / H200. Needs pip access to PyPI (or a
+# wheel mirror): it installs the package and tensorflow[and-cuda].
 #   bash tools/gpu_bench.sh [DATA_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
