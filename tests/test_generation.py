@@ -1,4 +1,8 @@
 """A build gives the same examples serially, on a process pool and as a Beam pipeline."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -52,13 +56,11 @@ def test_bad_worker_count_is_a_clear_error(monkeypatch):
 
 
 def _worker_pid(_):
-  import os  # pylint: disable=import-outside-toplevel
   return os.getpid()
 
 
 def test_one_build_forks_its_workers_once(monkeypatch):
   """Every map inside worker_pool() (a scan, then each split) runs on the same processes."""
-  import os  # pylint: disable=import-outside-toplevel
   monkeypatch.setenv("MAMMO_BUILD_WORKERS", "2")
   with generation.worker_pool():
     first = set(generation.parallel_map(_worker_pid, list(range(8))))
@@ -89,8 +91,6 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 def test_kept_memory_stops_page_faults_per_image():
   """keep_freed_memory: preprocessing a CMMD-sized image reuses memory instead of faulting it in."""
-  import subprocess  # pylint: disable=import-outside-toplevel
-  import sys  # pylint: disable=import-outside-toplevel
 
   def faults(mode):
     run = subprocess.run([sys.executable, "-c", _FAULTS_OF_PREPROCESSING, mode], capture_output=True, text=True,

@@ -47,7 +47,7 @@ def ensure_tree(folder: pathlib.Path, patients: int) -> int:
 def per_image_work(manual_dir: str) -> float:
   """Seconds of the builder's own per-image functions (scan, then preprocess) over a tree, in this process."""
   from etils import epath  # pylint: disable=import-outside-toplevel
-  from mammo_tfds import generation  # pylint: disable=import-outside-toplevel
+  from mammo_tfds import generation, imaging  # pylint: disable=import-outside-toplevel
   from mammo_tfds.cmmd import collection  # pylint: disable=import-outside-toplevel
   generation.keep_freed_memory()  # as a build does
   root = epath.Path(manual_dir)
@@ -56,9 +56,11 @@ def per_image_work(manual_dir: str) -> float:
   start = time.perf_counter()
   for path in dicoms:
     scanned = collection._scan_one(str(root), str(path))  # pylint: disable=protected-access
-    row = rows.get((getattr(scanned, "patient_id", None), getattr(scanned, "laterality", None)))
+    if isinstance(scanned, generation.Skip):
+      continue
+    row = rows.get((scanned.patient_id, scanned.laterality))
     if row is not None:
-      collection.labelled_example(str(root), 600, (scanned, row))
+      collection.labelled_example(str(root), imaging.DEFAULT_SIZE, (scanned, row))
   return time.perf_counter() - start
 
 

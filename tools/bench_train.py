@@ -58,11 +58,11 @@ class StepClock:
     return _Clock()
 
 
-def timed_fit(model, batches, batch: int, warmup: int, args) -> tuple:
-  """(images per second, timed steps) of fitting `model` on `batches`."""
+def timed_fit(model, batches, warmup: int, args) -> tuple:
+  """(images per second, timed steps) of fitting `model` on `batches` of `args.batch_size`."""
   clock = StepClock(warmup, args.min_steps, args.max_seconds)
   model.fit(batches, steps_per_epoch=warmup + args.steps, epochs=1, verbose=0, callbacks=[clock])
-  return clock.steps * batch / clock.seconds, clock.steps
+  return clock.steps * args.batch_size / clock.seconds, clock.steps
 
 
 def measure(builder, model_name: str, size: int, policy: str, args) -> dict:
@@ -82,10 +82,10 @@ def measure(builder, model_name: str, size: int, policy: str, args) -> dict:
   batches = data.train_batches(builder, image_size=size, global_batch_size=args.batch_size,
                                augmentation=data.Augmentation(), oversample=False, cache=True, seed=0,
                                deterministic=False)
-  pipeline, pipeline_steps = timed_fit(model, batches, args.batch_size, WARMUP_STEPS, args)
+  pipeline, pipeline_steps = timed_fit(model, batches, WARMUP_STEPS, args)
   images, targets = next(iter(batches))
   repeated = tf.data.Dataset.from_tensors((images, targets)).repeat()
-  memory, memory_steps = timed_fit(model, repeated, args.batch_size, 1, args)
+  memory, memory_steps = timed_fit(model, repeated, 1, args)
   keras.backend.clear_session()
   keras.mixed_precision.set_global_policy("float32")
   return {"model": model_name, "size": size, "policy": policy, "pipeline": pipeline, "memory": memory,
