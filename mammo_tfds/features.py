@@ -6,6 +6,8 @@ features; each builder adds its own metadata next to them.
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mammo_tfds import imaging
+
 LABELS = ("benign", "malignant")
 LATERALITIES = ("L", "R")
 VIEWS = ("CC", "MLO")
@@ -35,3 +37,24 @@ def common(image_size: int, label_names=LABELS) -> dict:
           dtype=np.bool_, doc="Mirrored left-right after cropping, to put the chest wall on the left."),
   }
 
+
+
+def example(result: imaging.Preprocessed, image_size: int, *, label: int, patient_id: str, laterality: str,
+            view: str, source: str, **metadata) -> dict:
+  """One example of the common schema from a preprocessed image, plus the dataset's own metadata.
+
+  Every builder yields through this, so the shared features are filled the
+  same way everywhere (the image encoded and checked, crop box and flip from
+  the preprocessing that made it).
+  """
+  return {
+      "image": imaging.encode_png(result.image, image_size),
+      "label": label,
+      "patient_id": patient_id,
+      "laterality": laterality,
+      "view": view,
+      "source": source,
+      "crop_box": result.crop_box,
+      "flipped": result.flipped,
+      **metadata,
+  }

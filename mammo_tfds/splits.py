@@ -76,3 +76,22 @@ def connected_groups(items: Iterable[Hashable], links: Iterable[Tuple[Hashable, 
       low, high = sorted((root_a, root_b))
       parent[high] = low
   return {item: find(item) for item in parent}
+
+
+def assign_patients(patient_strata: Mapping[str, Hashable], links: Iterable[Tuple[str, str]] = (),
+                    seed: int = 0, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> dict:
+  """Patient -> split, with linked patients (e.g. identical pixels) kept on one side.
+
+  Args:
+    patient_strata: patient id -> its stratum (e.g. 1 if any breast is malignant).
+    links: pairs of patients that must share a split; a linked group is
+      stratified under the largest stratum of its members.
+    seed, fractions: as for `assign`.
+  """
+  group_of = connected_groups(patient_strata, links)
+  group_strata = {}
+  for patient, stratum in patient_strata.items():
+    group = group_of[patient]
+    group_strata[group] = max(group_strata.get(group, stratum), stratum)
+  split_of_group = assign(group_strata, fractions, seed)
+  return {patient: split_of_group[group] for patient, group in group_of.items()}

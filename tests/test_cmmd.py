@@ -12,9 +12,9 @@ import pydicom
 import pytest
 import tensorflow_datasets as tfds
 
-from mammo_tfds import configs, skips, sources
+from mammo_tfds import builder_configs, skips, sources
 from mammo_tfds.cmmd import cmmd_dataset_builder as cmmd
-from mammo_tfds.cmmd import collection
+from mammo_tfds.cmmd import examples
 from tools import write_cmmd
 
 SEED = 3
@@ -61,7 +61,7 @@ def built(tree, tmp_path_factory):
   """The dataset built from `tree` at 64x64: (builder, {source: (split, example)})."""
   root, _, _ = tree
   builder = cmmd.Builder(data_dir=tmp_path_factory.mktemp("cmmd_data"),
-                         config=configs.MammoConfig(name="64", image_size=64))
+                         config=builder_configs.MammoConfig(name="64", image_size=64))
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=root))
   examples = {}
   for split in builder.info.splits:
@@ -129,10 +129,10 @@ def test_bad_files_are_skipped_and_counted(tree, built):
   _, written, bad = tree
   builder, _ = built
   skipped = builder.info.metadata["skipped"]
-  assert sorted(skipped[collection.UNUSABLE]) == sorted([bad["corrupt"], bad["truncated"], bad["untagged"]])
+  assert sorted(skipped[examples.UNUSABLE]) == sorted([bad["corrupt"], bad["truncated"], bad["untagged"]])
   # Each breast that lost a file (truncated, untagged, deleted) is a sheet row short of images.
-  assert len(skipped[collection.ROW_WITHOUT_IMAGES]) == 3
-  assert all(re.fullmatch(r"CMMD_clinicaldata_revision\.xlsx row \d+", r) for r in skipped[collection.ROW_WITHOUT_IMAGES])
+  assert len(skipped[examples.ROW_WITHOUT_IMAGES]) == 3
+  assert all(re.fullmatch(r"CMMD_clinicaldata_revision\.xlsx row \d+", r) for r in skipped[examples.ROW_WITHOUT_IMAGES])
   assert "skipped 6: 3 sheet row missing images, 3 unusable DICOM" in builder.info.metadata["summary"]
   assert bad["deleted"] in written
 
@@ -145,14 +145,14 @@ def test_bad_files_are_skipped_and_counted(tree, built):
 def test_bad_file_messages_name_the_file(tree, case, problem):
   root, _, bad = tree
   with pytest.raises(sources.SourceError, match=re.escape(problem)) as error:
-    collection.scan_file(root / bad[case], bad[case])
+    examples.scan_file(root / bad[case], bad[case])
   assert bad[case] in str(error.value)
 
 
 def test_strict_mode_fails_on_the_first_skip(tree):
   root, _, _ = tree
   with pytest.raises(sources.SourceError, match=r"\[strict mode\]"):
-    collection.scan(root, skips.SkipLog("cmmd", strict=True))
+    examples.scan(root, skips.SkipLog("cmmd", strict=True))
 
 
 def _sheet(tmp_path, rows, columns=write_cmmd.SHEET_COLUMNS, sheet_format="xlsx"):
@@ -166,7 +166,7 @@ def test_unknown_classification_names_the_row(tmp_path):
   path = _sheet(tmp_path, ROWS + [("D1-0002", "R", 40, 2, "mass", "Benignn", None)])
   with pytest.raises(sources.SourceError, match=r"row 4 \(ID1 'D1-0002', LeftRight 'R'\): unknown "
                      r"classification 'Benignn'") as error:
-    collection.read_sheet(path)
+    examples.read_sheet(path)
   assert path.name in str(error.value)
 
 
@@ -176,40 +176,40 @@ def test_renamed_column_names_the_file_and_the_columns_found(tmp_path):
   message = f"{path}: missing column(s) classification; columns found: ID1, LeftRight, Age, number, " \
             "abnormality, Classification, subtype"
   with pytest.raises(sources.SourceError, match=re.escape(message)):
-    collection.read_sheet(path)
+    examples.read_sheet(path)
 
 
 def test_build_stops_on_a_bad_sheet(tmp_path):
   write_cmmd.write_tree(tmp_path / "manual", 2, SEED, (120, 100))
   (tmp_path / "manual" / "CMMD_clinicaldata_revision.xlsx").unlink()
   _sheet(tmp_path / "manual", ROWS + [("D1-0001", "X", 44, 2, "mass", "Benign", None)])
-  builder = cmmd.Builder(data_dir=tmp_path / "data", config=configs.MammoConfig(name="64", image_size=64))
+  builder = cmmd.Builder(data_dir=tmp_path / "data", config=builder_configs.MammoConfig(name="64", image_size=64))
   with pytest.raises(sources.SourceError, match="row 4 .*unknown LeftRight 'X'"):
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=tmp_path / "manual"))
 
 
 def test_csv_export_reads_like_the_xlsx_and_missing_age_is_minus_one(tmp_path):
   rows = ROWS + [("D1-0003", "R", None, 2, "calcification", "Malignant", None)]
-  xlsx = collection.read_sheet(_sheet(tmp_path, rows))
-  csv = collection.read_sheet(_sheet(tmp_path, rows, sheet_format="csv"))
+  xlsx = examples.read_sheet(_sheet(tmp_path, rows))
+  csv = examples.read_sheet(_sheet(tmp_path, rows, sheet_format="csv"))
   assert xlsx == csv
   assert csv[("D1-0003", "R")].age == -1
-  assert csv[("D2-0001", "R")] == collection.SheetRow(3, "D2-0001", "R", 51, 2, "both", 1, "Luminal A")
+  assert csv[("D2-0001", "R")] == examples.SheetRow(3, "D2-0001", "R", 51, 2, "both", 1, "Luminal A")
 
 
 def test_no_sheet_or_two_sheets_stop_the_build(tmp_path):
   write_cmmd.write_tree(tmp_path, 1, SEED, (120, 100))
   _sheet(tmp_path, ROWS, sheet_format="csv")
   with pytest.raises(sources.SourceError, match=r"expected one clinical sheet.*found .*\.csv, .*\.xlsx$"):
-    collection.find_inputs(tmp_path)
+    examples.find_inputs(tmp_path)
   (tmp_path / "CMMD_clinicaldata_revision.xlsx").unlink()
   (tmp_path / "CMMD_clinicaldata_revision.csv").unlink()
   with pytest.raises(sources.SourceError, match="expected one clinical sheet.*found none"):
-    collection.find_inputs(tmp_path)
+    examples.find_inputs(tmp_path)
 
 
 def test_real_sheet(shared_data):
-  rows = collection.read_sheet(shared_data / "cmmd" / "CMMD_clinicaldata_revision.xlsx")
+  rows = examples.read_sheet(shared_data / "cmmd" / "CMMD_clinicaldata_revision.xlsx")
   assert len(rows) == 1872
   labels = [row.label for row in rows.values()]
   assert (labels.count(0), labels.count(1)) == (556, 1316)

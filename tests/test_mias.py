@@ -12,7 +12,7 @@ import tarfile
 import pytest
 import tensorflow_datasets as tfds
 
-from mammo_tfds import configs, imaging, sources
+from mammo_tfds import builder_configs, imaging, sources
 from mammo_tfds.mias import info, mias_dataset_builder
 
 DUMMY_ARCHIVE = pathlib.Path(mias_dataset_builder.__file__).parent / "dummy_data" / "all-mias.tar.gz"
@@ -184,7 +184,7 @@ def test_empty_manual_dir_says_what_it_expected(tmp_path):
 
 
 def test_unknown_task_is_refused(tmp_path):
-  config = configs.MammoConfig(name="abnormal_224", image_size=224)  # task left at "malignancy"
+  config = builder_configs.MammoConfig(name="abnormal_224", image_size=224)  # task left at "malignancy"
   with pytest.raises(ValueError, match="unknown task 'malignancy'"):
     mias_dataset_builder.Builder(config=config, data_dir=tmp_path)
 

@@ -48,19 +48,19 @@ def per_image_work(manual_dir: str) -> float:
   """Seconds of the builder's own per-image functions (scan, then preprocess) over a tree, in this process."""
   from etils import epath  # pylint: disable=import-outside-toplevel
   from mammo_tfds import generation, imaging  # pylint: disable=import-outside-toplevel
-  from mammo_tfds.cmmd import collection  # pylint: disable=import-outside-toplevel
+  from mammo_tfds.cmmd import examples  # pylint: disable=import-outside-toplevel
   generation.keep_freed_memory()  # as a build does
   root = epath.Path(manual_dir)
-  dicoms, sheet = collection.find_inputs(root)
-  rows = collection.read_sheet(sheet)
+  dicoms, sheet = examples.find_inputs(root)
+  rows = examples.read_sheet(sheet)
   start = time.perf_counter()
   for path in dicoms:
-    scanned = collection._scan_one(str(root), str(path))  # pylint: disable=protected-access
+    scanned = examples._scan_one(str(root), str(path))  # pylint: disable=protected-access
     if isinstance(scanned, generation.Skip):
       continue
     row = rows.get((scanned.patient_id, scanned.laterality))
     if row is not None:
-      collection.labelled_example(str(root), imaging.DEFAULT_SIZE, (scanned, row))
+      examples.labelled_example(str(root), imaging.DEFAULT_SIZE, (scanned, row))
   return time.perf_counter() - start
 
 

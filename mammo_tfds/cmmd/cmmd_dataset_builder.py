@@ -1,7 +1,7 @@
 """TFDS builder of The Chinese Mammography Database (CMMD), labelled per breast.
 
 How the collection is read, joined and checked, and which bad inputs stop
-the build or are skipped: `mammo_tfds/cmmd/collection.py` and README.md.
+the build or are skipped: `mammo_tfds/cmmd/examples.py` and README.md.
 """
 import functools
 
@@ -9,8 +9,8 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mammo_tfds import configs, features, generation, splits
-from mammo_tfds.cmmd import collection
+from mammo_tfds import builder_configs, features, generation, splits
+from mammo_tfds.cmmd import examples
 
 HOMEPAGE = "https://www.cancerimagingarchive.net/collection/cmmd/"
 
@@ -19,9 +19,9 @@ class Builder(generation.ParallelBuilder):
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release."}
-  BUILDER_CONFIGS = [configs.MammoConfig(name="600", description="Stored 600x600.")]
+  BUILDER_CONFIGS = [builder_configs.MammoConfig(name="600", description="Stored 600x600.")]
   DEFAULT_CONFIG_NAME = "600"
-  builder_config_cls = configs.MammoConfig
+  builder_config_cls = builder_configs.MammoConfig
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   CMMD cannot be downloaded automatically: TCIA serves it through the NBIA Data
   Retriever. From https://www.cancerimagingarchive.net/collection/cmmd/ :
@@ -40,7 +40,7 @@ class Builder(generation.ParallelBuilder):
     schema = features.common(self.builder_config.image_size)
     schema.update({
         "age": tfds.features.Scalar(np.int32, doc="Age at examination in years; -1 if missing."),
-        "abnormality": tfds.features.ClassLabel(names=list(collection.ABNORMALITIES)),
+        "abnormality": tfds.features.ClassLabel(names=list(examples.ABNORMALITIES)),
         "subtype": tfds.features.Text(doc="Molecular subtype (D2 malignant breasts); empty if missing."),
         "subset": tfds.features.Text(doc="D1 or D2, from the patient id. Predicts the label: a confounder."),
     })
@@ -52,10 +52,10 @@ class Builder(generation.ParallelBuilder):
     )
 
   def _split_generators(self, dl_manager):
-    result = collection.scan(dl_manager.manual_dir, self.skip_log)
-    duplicates = collection.duplicate_sets(result.labelled)
-    split_of = collection.assign_splits(result.labelled, duplicates)
-    self.info.metadata.update(collection.report(result, duplicates))
+    result = examples.scan(dl_manager.manual_dir, self.skip_log)
+    duplicates = examples.duplicate_sets(result.labelled)
+    split_of = examples.assign_splits(result.labelled, duplicates)
+    self.info.metadata.update(examples.report(result, duplicates))
     self._without_row = len(result.without_row)
     self._manual_dir = str(dl_manager.manual_dir)
     by_split = {split: [pair for pair in result.labelled if split_of[pair[0].patient_id] == split]
@@ -67,7 +67,7 @@ class Builder(generation.ParallelBuilder):
     return {split: self._generate_examples(pairs) for split, pairs in by_split.items()}
 
   def _item_fn(self):
-    return functools.partial(collection.labelled_example, self._manual_dir, self.builder_config.image_size)
+    return functools.partial(examples.labelled_example, self._manual_dir, self.builder_config.image_size)
 
   def _summary_line(self) -> str:
     return (f"{super()._summary_line()}; left out by design: {self._without_row} images of breasts "

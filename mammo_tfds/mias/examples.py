@@ -58,17 +58,7 @@ def film_examples(item: FilmItem, task: str, image_size: int) -> list:
     result = imaging.preprocess(pixels, image_size, source=name)
   except imaging.BlankImageError as error:
     return [generation.Skip(name, "blank", str(error))]
-  return [(film.refnum, {
-      "image": imaging.encode_png(result.image, image_size),
-      "label": label(film, task),
-      "patient_id": film.patient_id,
-      "laterality": film.laterality,
-      "view": "MLO",
-      "source": name,
-      "crop_box": result.crop_box,
-      "flipped": result.flipped,
-      "tissue": DENSITIES.index(info.TISSUES[film.tissue]),
-      "severity": film.severity,
-      "abnormality": list(film.abnormalities),
-      "findings": _findings(film),
-  })]
+  return [(film.refnum, features.example(
+      result, image_size, label=label(film, task), patient_id=film.patient_id, laterality=film.laterality,
+      view="MLO", source=name, tissue=DENSITIES.index(info.TISSUES[film.tissue]), severity=film.severity,
+      abnormality=list(film.abnormalities), findings=_findings(film)))]

@@ -18,7 +18,7 @@ import zlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mammo_tfds import configs, features, generation, sources, splits
+from mammo_tfds import builder_configs, features, generation, sources, splits
 from mammo_tfds.mias import examples, info
 
 ARCHIVE = "all-mias.tar.gz"
@@ -107,13 +107,13 @@ class Builder(generation.ParallelBuilder):
   copy's PGMs and Info_kaggle.txt) directly in the manual dir.
   """
   BUILDER_CONFIGS = [
-      configs.MammoConfig(name="abnormal", task="abnormal",
+      builder_configs.MammoConfig(name="abnormal", task="abnormal",
                           description="The 115 films with an abnormality: benign (63) vs malignant (52)."),
-      configs.MammoConfig(name="density", task="density",
+      builder_configs.MammoConfig(name="density", task="density",
                           description="All 322 films: fatty / fatty-glandular / dense tissue."),
   ]
   DEFAULT_CONFIG_NAME = "abnormal"
-  builder_config_cls = configs.MammoConfig
+  builder_config_cls = builder_configs.MammoConfig
 
   def _info(self) -> tfds.core.DatasetInfo:
     task, size = self.builder_config.task, self.builder_config.image_size
@@ -150,7 +150,7 @@ class Builder(generation.ParallelBuilder):
           missing[0], f"listed in {table_name} but not found in {dl_manager.manual_dir} "
           f"({len(missing)} missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); "
           "the download is incomplete")
-    assignment = splits.assign(patient_strata(table.values()), seed=SPLIT_SEED)
+    assignment = splits.assign_patients(patient_strata(table.values()), seed=SPLIT_SEED)
     films = [f for f in table.values() if self.builder_config.task == "density" or f.findings]
     return {
         split: self._generate_examples(

@@ -36,14 +36,7 @@ def breast_examples(breast: dict, image_size: int, source_shape: tuple):
                           lesion=breast["lesion"])
     key = f"{breast['patient_id']}_{breast['laterality']}_{view}"
     result = imaging.preprocess(pixels, image_size, source=key)
-    examples.append((key, {
-        "image": imaging.encode_png(result.image, image_size),
-        "label": int(breast["malignant"]),
-        "patient_id": breast["patient_id"],
-        "laterality": breast["laterality"],
-        "view": view,
-        "source": f"synthetic/{key}",
-        "crop_box": result.crop_box,
-        "flipped": result.flipped,
-    }))
+    examples.append((key, features.example(
+        result, image_size, label=int(breast["malignant"]), patient_id=breast["patient_id"],
+        laterality=breast["laterality"], view=view, source=f"synthetic/{key}")))
   return examples

@@ -9,12 +9,12 @@ import functools
 
 import tensorflow_datasets as tfds
 
-from mammo_tfds import configs, features, generation, splits
+from mammo_tfds import builder_configs, features, generation, splits
 from mammo_tfds.synthetic import examples
 
 
 @dataclasses.dataclass(eq=False)
-class SyntheticConfig(configs.MammoConfig):
+class SyntheticConfig(builder_configs.MammoConfig):
   num_patients: int = 120
   source_shape: tuple = (600, 500)  # drawn film size (rows, cols) before preprocessing
 
@@ -44,7 +44,7 @@ class Builder(generation.ParallelBuilder):
     patient_label = {}
     for breast in breasts:
       patient_label[breast["patient_id"]] = max(patient_label.get(breast["patient_id"], 0), int(breast["malignant"]))
-    assignment = splits.assign(patient_label, seed=examples.SEED)
+    assignment = splits.assign_patients(patient_label, seed=examples.SEED)
     return {
         split: self._generate_examples([b for b in breasts if assignment[b["patient_id"]] == split])
         for split in splits.SPLITS

@@ -43,7 +43,7 @@ from etils import epath
 import numpy as np
 import openpyxl
 
-from mammo_tfds import generation, imaging, skips, sources, splits
+from mammo_tfds import features, generation, imaging, skips, sources, splits
 from mammo_tfds.features import LABELS
 
 SHEET_COLUMNS = ("ID1", "LeftRight", "Age", "number", "abnormality", "classification", "subtype")
@@ -261,15 +261,11 @@ def duplicate_sets(labelled) -> list:
 
 def assign_splits(labelled, duplicates) -> Dict[str, str]:
   """Patient -> split. Patients sharing pixels form one group, malignant if any breast is."""
-  patients = {image.patient_id for image, _ in labelled}
-  links = [(same[0][0].patient_id, image.patient_id) for same in duplicates for image, _ in same[1:]]
-  group_of = splits.connected_groups(patients, links)
-  group_label = collections.defaultdict(int)
+  strata = collections.defaultdict(int)
   for image, row in labelled:
-    group = group_of[image.patient_id]
-    group_label[group] = max(group_label[group], row.label)
-  split_of_group = splits.assign(group_label, seed=SPLIT_SEED)
-  return {patient: split_of_group[group] for patient, group in group_of.items()}
+    strata[image.patient_id] = max(strata[image.patient_id], row.label)
+  links = [(same[0][0].patient_id, image.patient_id) for same in duplicates for image, _ in same[1:]]
+  return splits.assign_patients(strata, links, seed=SPLIT_SEED)
 
 
 def report(result: Scan, duplicates) -> dict:
@@ -299,17 +295,7 @@ def labelled_example(manual_dir: str, image_size: int, pair) -> list:
   if _digest(image.pixels) != scanned.digest:
     raise sources.SourceError(scanned.path, "file changed while the dataset was being built")
   result = imaging.preprocess(image.pixels, image_size, source=scanned.path)
-  return [(scanned.path, {
-      "image": imaging.encode_png(result.image, image_size),
-      "label": row.label,
-      "patient_id": scanned.patient_id,
-      "laterality": scanned.laterality,
-      "view": scanned.view,
-      "source": scanned.path,
-      "crop_box": result.crop_box,
-      "flipped": result.flipped,
-      "age": row.age,
-      "abnormality": row.abnormality,
-      "subtype": row.subtype,
-      "subset": scanned.patient_id.split("-")[0],
-  })]
+  return [(scanned.path, features.example(
+      result, image_size, label=row.label, patient_id=scanned.patient_id, laterality=scanned.laterality,
+      view=scanned.view, source=scanned.path, age=row.age, abnormality=row.abnormality, subtype=row.subtype,
+      subset=scanned.patient_id.split("-")[0]))]
