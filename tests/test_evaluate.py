@@ -9,7 +9,7 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from mammo_train import assessment, evaluate, metrics, report
+from mammo_train import assessment, config, evaluate, metrics, report
 
 PNGS = [f"{level}_{kind}.png" for level in ("image", "breast") for kind in ("roc", "pr", "confusion")]
 
@@ -38,15 +38,15 @@ def test_threshold_ignores_the_scored_split():
   scores = rng.uniform(size=30)
   for labels in (scores > 0.5, scores > 0.8):
     test = assessment.Predictions(labels.astype(int), scores, np.arange(30).astype(str), np.full(30, "L"))
-    result, _ = assessment.assess(test, metrics.BINARY_NAMES, operating, n_bootstrap=10)
+    result, _ = assessment.assess(test, metrics.BINARY_NAMES, operating, config.Protocol(n_bootstrap=10))
     assert result["threshold"]["values"] == operating.thresholds
     assert metrics.choose_threshold(test.labels, scores, "youden") != operating.thresholds["image"]
 
 
 def test_evaluate_model_writes_every_report_file(tiny_builder, model, tmp_path):
   workdir = tmp_path / "eval"
-  result = evaluate.evaluate_model(model, tiny_builder, "test", workdir, 64, 16, tb_logdir=tmp_path / "tb",
-                                   n_bootstrap=50)
+  result = evaluate.evaluate_model(model, tiny_builder, "test", workdir, 64, 16, config.Protocol(n_bootstrap=50),
+                                   tb_logdir=tmp_path / "tb")
   for name in PNGS:
     assert _valid_png(workdir / name), name
   stored = json.loads((workdir / "metrics.json").read_text())
@@ -65,7 +65,7 @@ def test_evaluate_model_writes_every_report_file(tiny_builder, model, tmp_path):
 
 
 def test_test_labels_never_reach_the_threshold(tiny_builder, model, tmp_path, monkeypatch):
-  chosen = evaluate.evaluate_model(model, tiny_builder, "test", tmp_path / "a", 64, 16, n_bootstrap=10)
+  chosen = evaluate.evaluate_model(model, tiny_builder, "test", tmp_path / "a", 64, 16, config.Protocol(n_bootstrap=10))
   predict = evaluate.predict
 
   def inverted_test_labels(model, builder, split, *args):
@@ -75,7 +75,7 @@ def test_test_labels_never_reach_the_threshold(tiny_builder, model, tmp_path, mo
     return predictions
 
   monkeypatch.setattr(evaluate, "predict", inverted_test_labels)
-  again = evaluate.evaluate_model(model, tiny_builder, "test", tmp_path / "b", 64, 16, n_bootstrap=10)
+  again = evaluate.evaluate_model(model, tiny_builder, "test", tmp_path / "b", 64, 16, config.Protocol(n_bootstrap=10))
   assert again["threshold"] == chosen["threshold"]
   assert again["levels"]["image"]["accuracy"] == pytest.approx(1 - chosen["levels"]["image"]["accuracy"])
 
@@ -85,12 +85,12 @@ def test_cross_dataset_takes_the_training_runs_threshold(tiny_builder, model, tm
   run.mkdir()
   model.save(run / "best.keras")
   model_path = str(run / "best.keras")
-  chosen = evaluate.evaluate_model(model_path, tiny_builder, "test", run / "eval", None, 16, n_bootstrap=10)
-  crossed = evaluate.evaluate_model(model_path, tiny_builder, "all", tmp_path / "cross", None, 16, n_bootstrap=10)
+  chosen = evaluate.evaluate_model(model_path, tiny_builder, "test", run / "eval", None, 16, config.Protocol(n_bootstrap=10))
+  crossed = evaluate.evaluate_model(model_path, tiny_builder, "all", tmp_path / "cross", None, 16, config.Protocol(n_bootstrap=10))
   assert crossed["threshold"]["values"] == chosen["threshold"]["values"]
   assert str(run / "eval" / assessment.OPERATING_POINT) in crossed["threshold"]["how"]
   assert crossed["dataset"]["counts"]["images"] == 94
-  bare = evaluate.evaluate_model(model, tiny_builder, "all", tmp_path / "bare", 64, 16, n_bootstrap=10)
+  bare = evaluate.evaluate_model(model, tiny_builder, "all", tmp_path / "bare", 64, 16, config.Protocol(n_bootstrap=10))
   assert bare["threshold"]["values"] == {"image": 0.5, "breast": 0.5}
   assert "default 0.5" in (tmp_path / "bare" / "report.md").read_text()
 
