@@ -33,17 +33,19 @@ def run(prog: str, define_flags, main, takes_paths: bool = False) -> None:
       any is refused, since it is most likely a flag typed without `--`.
   """
   define_flags(flags.FLAGS)
+  app.run(lambda argv: invoke(prog, main, argv),
+          flags_parser=lambda argv: parse(prog, flags.FLAGS, argv, takes_paths))
 
-  def parse(argv):
-    try:
-      remaining = flags.FLAGS(argv)
-    except flags.Error as error:
-      fail(prog, error)
-    if len(remaining) > 1 and not takes_paths:
-      fail(prog, f"unexpected arguments: {' '.join(remaining[1:])} (flags take the form --name=value)")
-    return remaining
 
-  app.run(lambda argv: invoke(prog, main, argv), flags_parser=parse)
+def parse(prog: str, values: flags.FlagValues, argv: list, takes_paths: bool = False) -> list:
+  """Parses argv into `values`; a bad, unknown or stray flag ends in one line, status 2."""
+  try:
+    remaining = values(argv)
+  except flags.Error as error:
+    fail(prog, error)
+  if len(remaining) > 1 and not takes_paths:
+    fail(prog, f"unexpected arguments: {' '.join(remaining[1:])} (flags take the form --name=value)")
+  return remaining
 
 
 def invoke(prog: str, main, argv):

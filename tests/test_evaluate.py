@@ -38,7 +38,7 @@ def test_threshold_ignores_the_scored_split():
   scores = rng.uniform(size=30)
   for labels in (scores > 0.5, scores > 0.8):
     test = assessment.Predictions(labels.astype(int), scores, np.arange(30).astype(str), np.full(30, "L"))
-    result, _ = assessment.assess(test, metrics.BINARY_NAMES, operating, config.Protocol(n_bootstrap=10))
+    result, _ = assessment.assess(test, metrics.BINARY_NAMES, operating, n_bootstrap=10)
     assert result["threshold"]["values"] == operating.thresholds
     assert metrics.choose_threshold(test.labels, scores, "youden") != operating.thresholds["image"]
 

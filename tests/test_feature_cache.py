@@ -37,12 +37,16 @@ def _compute(tmp_path, builder, extractor, views=2, augmentation=data.Augmentati
   return feature_cache.compute(str(tmp_path), builder, extractor, SIZE, 16, augmentation, views, seed)
 
 
-def test_cache_is_reused_for_the_same_key_and_recomputed_when_it_changes(resnet, tiny_builder, tmp_path):
+def test_cache_is_reused_for_the_same_key_and_recomputed_when_it_changes(resnet, tiny_builder, tmp_path,
+                                                                        monkeypatch):
   extractor, _ = models.split_head(resnet)
   first = _compute(tmp_path, tiny_builder, extractor)
-  stamp = os.path.getmtime(os.path.join(first, feature_cache.KEY_FILE))
+  saved = []
+  save = np.save
+  monkeypatch.setattr(feature_cache.np, "save", lambda path, *args, **kwargs: saved.append(path) or save(
+      path, *args, **kwargs))
   assert _compute(tmp_path, tiny_builder, extractor) == first
-  assert os.path.getmtime(os.path.join(first, feature_cache.KEY_FILE)) == stamp, "reused, not rewritten"
+  assert not saved, "reused, not rewritten"
   assert _compute(tmp_path, tiny_builder, extractor, views=3) != first
   assert _compute(tmp_path, tiny_builder, extractor, seed=1) != first
   assert _compute(tmp_path, tiny_builder, extractor,
@@ -72,16 +76,16 @@ def test_cached_views_and_batches(resnet, tiny_builder, tmp_path):
   np.testing.assert_allclose(validation, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_frozen_backbone_run_trains_the_head_on_cached_features(tiny_data_dir, tmp_path, capsys):
-  from tests.test_train import QUICK, run_main, _history  # pylint: disable=import-outside-toplevel
+def test_frozen_backbone_run_trains_the_head_on_cached_features(tiny_data_dir, tmp_path, capsys, monkeypatch):
+  from tests.test_train import QUICK, history, run_main  # pylint: disable=import-outside-toplevel
   workdir = tmp_path / "frozen"
   argv = [*QUICK, f"--data_dir={tiny_data_dir}", f"--workdir={workdir}", "--model=resnet50", "--weights=none",
           "--fine_tune_layers=0", "--epochs=3", "--cache_views=2", "--oversample"]
-  status, err = run_main(argv, capsys)
+  status, err = run_main(argv, capsys, monkeypatch)
   assert status == 0, err
   caches = os.listdir(workdir / "feature_cache")
   assert len(caches) == 1 and os.path.exists(workdir / "feature_cache" / caches[0] / feature_cache.KEY_FILE)
-  assert len(_history(workdir)) == 3
+  assert len(history(workdir)) == 3
   best = keras.models.load_model(workdir / "best.keras")
   assert best.input.shape[1:] == (SIZE, SIZE, 1), "best.keras is the whole model, not the head"
   final = keras.models.load_model(workdir / "final.keras")

@@ -89,6 +89,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
+@pytest.mark.slow  # counts the machine's page faults: glibc- and kernel-dependent, so not in the default run
 def test_kept_memory_stops_page_faults_per_image():
   """keep_freed_memory: preprocessing a CMMD-sized image reuses memory instead of faulting it in."""
 

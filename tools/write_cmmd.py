@@ -2,7 +2,7 @@
 
 No real CMMD pixels can be had on the build machines, so tests and benchmarks
 run the CMMD builder on trees written here. The tree copies what the builder
-must cope with in the real download (see DESIGN.md, CMMD):
+must cope with in the real download (mammo_tfds/cmmd/README.md):
 
   root/CMMD/D1-0001/07-18-2010-NA-NA-79377/1.000000-NA-70244/1-1.dcm
   root/CMMD_clinicaldata_revision.xlsx
