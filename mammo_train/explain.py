@@ -63,10 +63,10 @@ def _activations_and_features(model: keras.Model):
   """
   layer = cam_layer(model)
   if model.name == "cnn":
-    inner = keras.Model(model.inputs, [model.get_layer(layer).output, model.get_layer("output").input])
+    inner = keras.Model(model.input, [model.get_layer(layer).output, model.get_layer("output").input])
     return lambda images: inner(images, training=False)
   backbone = model.get_layer("backbone")
-  inner = keras.Model(backbone.inputs, [backbone.get_layer(layer).output, backbone.output])
+  inner = keras.Model(backbone.input, [backbone.get_layer(layer).output, backbone.output])
   rgb, preprocess = (model.get_layer(name) for name in _BACKBONE_INPUT_LAYERS)
   dropout = model.get_layer("dropout")
 
@@ -271,25 +271,39 @@ def write_overlay(path, pixels: np.ndarray, heatmap: np.ndarray) -> list:
 GRID_ROWS = ((1, True), (1, False), (0, True), (0, False))
 
 
-def grid_figure(images, heatmaps, labels, scores, threshold: float, per_row: int = 6, boxes=None,
-                class_names=metrics.BINARY_NAMES) -> Figure:
-  """Test images with their heatmaps: malignant / benign x correct / wrong, one row each.
+def grid_cases(labels, scores, threshold: float, per_row: int) -> list:
+  """Per row of GRID_ROWS, the indices of its `per_row` most confident cases.
 
-  Each row shows its `per_row` most confident cases (highest scores for
-  malignant decisions, lowest for benign ones), the score above each; a
-  row without a case says so. `images` [N, S, S(, 1)] and `heatmaps`
-  [N, S, S] are in the model's input frame; `boxes`, optional, per image
-  [K, 4] lesion boxes in that frame (`box_to_output`), drawn as outlines.
+  Most confident: highest scores first where the decision was malignant,
+  lowest first where it was benign (so the wrong rows show the worst
+  mistakes).
   """
-  images = np.asarray(images)[..., 0] if np.asarray(images).ndim == 4 else np.asarray(images)
   labels, scores = np.asarray(labels), np.asarray(scores)
   decided = scores >= threshold
-  figure = Figure(figsize=(1.6 * per_row, 1.8 * len(GRID_ROWS)), dpi=100, layout="constrained")
-  axes = figure.subplots(len(GRID_ROWS), per_row, squeeze=False)
-  for row, (label, correct) in enumerate(GRID_ROWS):
+  rows = []
+  for label, correct in GRID_ROWS:
     members = np.flatnonzero((labels == label) & ((decided == bool(label)) == correct))
     decided_malignant = (label == 1) == correct
-    members = members[np.argsort(-scores[members] if decided_malignant else scores[members], kind="stable")]
+    order = np.argsort(-scores[members] if decided_malignant else scores[members], kind="stable")
+    rows.append(members[order][:per_row])
+  return rows
+
+
+def grid_figure(images, heatmaps, labels, scores, threshold: float, per_row: int = 6, boxes=None,
+                class_names=metrics.BINARY_NAMES) -> Figure:
+  """Test images with their heatmaps: malignant / benign x correct / wrong, one row each (`grid_cases`).
+
+  For binary tasks: `scores` are P(malignant), decided at `threshold`. The score is above each case; a row without a case says so. `images`
+  [N, S, S(, 1)] and `heatmaps` [N, S, S] are in the model's input frame;
+  `boxes`, optional, per image [K, 4] lesion boxes in that frame
+  (`box_to_output`), drawn as outlines.
+  """
+  images, scores = np.asarray(images), np.asarray(scores)
+  images = images[..., 0] if images.ndim == 4 else images
+  figure = Figure(figsize=(1.6 * per_row, 1.8 * len(GRID_ROWS)), dpi=100, layout="constrained")
+  axes = figure.subplots(len(GRID_ROWS), per_row, squeeze=False)
+  for row, ((label, correct), members) in enumerate(zip(GRID_ROWS, grid_cases(labels, scores, threshold,
+                                                                               per_row))):
     for column in range(per_row):
       cell = axes[row, column]
       cell.set_xticks([])
