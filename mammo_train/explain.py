@@ -120,8 +120,16 @@ def grad_cam(model: keras.Model, images: np.ndarray, batch_size: int = 32,
   return np.where(peak > 0, maps / np.where(peak > 0, peak, 1), 0).astype(np.float32)
 
 
-def to_source(heatmaps, crop_boxes, flipped, source_shapes) -> list:
-  """Each heatmap over the model input mapped onto its source image's pixels (a list: shapes differ)."""
+def to_source(heatmaps, crop_boxes, flipped, source_shapes=None) -> list:
+  """Each heatmap over the model input mapped onto its source image's pixels (a list: shapes differ).
+
+  The datasets store no source size: without `source_shapes` each map covers
+  rows and columns 0 up to its crop box's end, the smallest source frame that
+  holds the crop. That is enough to score it against lesion boxes, since a
+  map is 0 outside the crop anyway; an overlay needs the real shape.
+  """
+  if source_shapes is None:
+    source_shapes = [(int(box[2]), int(box[3])) for box in crop_boxes]
   return [imaging.output_to_source(heatmap, box, bool(flip), shape)
           for heatmap, box, flip, shape in zip(heatmaps, crop_boxes, flipped, source_shapes)]
 
@@ -148,6 +156,23 @@ def circle_boxes(x, y, radius) -> np.ndarray:
   known = (x >= 0) & (y >= 0) & (radius >= 0)
   x, y, radius = x[known], y[known], radius[known]
   return np.stack([y - radius, x - radius, y + radius + 1, x + radius + 1], axis=1).reshape(-1, 4)
+
+
+def lesion_boxes(example: dict):
+  """The lesion boxes [K, 4] in source pixels of one dataset example (numpy), or None if it records none.
+
+  synthetic: its `lesion_box`. MIAS: boxes around the findings whose severity
+  is the image's label (mdb144, malignant, also has a benign finding, which
+  is not the lesion a malignant score should point at).
+  """
+  if "lesion_box" in example:
+    return np.asarray(example["lesion_box"]).reshape(1, 4)
+  if "findings" in example:
+    findings = example["findings"]
+    same = np.asarray(findings["severity"]) == example["label"]
+    return circle_boxes(np.asarray(findings["x"])[same], np.asarray(findings["y"])[same],
+                        np.asarray(findings["radius"])[same])
+  return None
 
 
 def _boxes(lesion_boxes) -> np.ndarray:
@@ -230,6 +255,26 @@ def localisation(heatmaps, lesion_boxes, patient_ids, n_resamples: int = 1000, s
     result[name] = {"value": float(values.mean()),
                     "ci": metrics.percentile_interval(weights @ values / totals, confidence)}
   result["bootstrap"] = {"unit": "patient", "n_resamples": n_resamples, "seed": seed}
+  return result
+
+
+def split_localisation(heatmaps, crop_boxes, flipped, boxes, labels, patient_ids, n_resamples: int = 1000,
+                       seed: int = 0) -> dict:
+  """`localisation` of a binary split's heatmaps (model input frame), per class: malignant is the target.
+
+  `boxes` per image as `lesion_boxes` gives them (None: not recorded, left
+  out and counted like an empty box). Benign lesions are scored too, for
+  comparison: the heatmap explains the malignant score, so on a benign
+  image it shows what looked most malignant.
+  """
+  sources = to_source(heatmaps, crop_boxes, flipped)
+  boxes = [np.zeros((0, 4)) if b is None else b for b in boxes]
+  labels, patient_ids = np.asarray(labels), np.asarray(patient_ids)
+  result = {}
+  for label, name in enumerate(metrics.BINARY_NAMES):
+    chosen = np.flatnonzero(labels == label)
+    result[name] = localisation([sources[i] for i in chosen], [boxes[i] for i in chosen], patient_ids[chosen],
+                                n_resamples, seed)
   return result
 
 

@@ -142,3 +142,30 @@ def test_grid_cases_pick_the_most_confident_of_each_cell_and_the_figure_draws():
   png = explain.grid_png(images, np.zeros((7, 16, 16)), labels, scores, 0.5, per_row=2,
                          boxes=[np.array([[2, 2, 6, 6]])] * 7)
   assert png.startswith(b"\x89PNG")
+
+
+def test_lesion_boxes_of_synthetic_and_mias_examples():
+  np.testing.assert_array_equal(explain.lesion_boxes({"lesion_box": np.array([1, 2, 3, 4])}), [[1, 2, 3, 4]])
+  # mdb144-like: a malignant film with a benign and a malignant finding, and one without a position.
+  findings = {"severity": np.array([0, 1, 1]), "x": np.array([10, 500, -1]), "y": np.array([10, 400, -1]),
+              "radius": np.array([5, 20, -1])}
+  np.testing.assert_array_equal(explain.lesion_boxes({"label": 1, "findings": findings}),
+                                [[380, 480, 421, 521]])
+  assert explain.lesion_boxes({"label": 1}) is None
+
+
+def test_to_source_without_shapes_covers_the_crop():
+  maps = explain.to_source([np.ones((8, 8))], [np.array([5, 10, 25, 30])], [False])
+  assert maps[0].shape == (25, 30) and maps[0][5:, 10:].min() == 1 and maps[0][:5].max() == 0
+
+
+def test_split_localisation_scores_each_class_in_source_pixels():
+  heat = np.zeros((3, 8, 8))
+  heat[:, 1, 6] = 1  # stored column 6 of a flipped 8-wide crop at x0=10 is source column 11
+  crops, flipped = [np.array([0, 10, 8, 18])] * 3, [True, True, True]
+  boxes = [np.array([[0, 10, 3, 13]]), np.array([[0, 14, 3, 18]]), None]
+  result = explain.split_localisation(heat, crops, flipped, boxes, labels=[1, 0, 1], patient_ids=["a", "b", "c"],
+                                      n_resamples=20)
+  assert result["malignant"]["n"] == 1 and result["malignant"]["n_without_lesion_box"] == 1
+  assert result["malignant"]["pointing_game"]["value"] == 1.0
+  assert result["benign"]["pointing_game"]["value"] == 0.0
