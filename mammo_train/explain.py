@@ -90,6 +90,7 @@ def grad_cam(model: keras.Model, images: np.ndarray, batch_size: int = 32,
   Each map is divided by its maximum, so 1 is where that image's evidence
   is strongest; a map with no positive evidence for the class is all 0.
   """
+  cam_layer(model)  # an unknown model: say so before anything else
   images = np.asarray(images)
   size = tuple(model.input.shape[1:3])
   if images.ndim != 4 or images.shape[1:] != size + (1,):

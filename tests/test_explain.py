@@ -169,3 +169,19 @@ def test_split_localisation_scores_each_class_in_source_pixels():
   assert result["malignant"]["n"] == 1 and result["malignant"]["n_without_lesion_box"] == 1
   assert result["malignant"]["pointing_game"]["value"] == 1.0
   assert result["benign"]["pointing_game"]["value"] == 0.0
+
+
+def test_grad_cam_of_a_softmax_model_and_of_the_benign_score():
+  images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 1), dtype=np.uint8)
+  maps = explain.grad_cam(models.build("cnn", 32, 3, "none", 0.3, 0.0), images, target_class=2)
+  assert maps.shape == (2, 32, 32) and 0 <= maps.min() and maps.max() <= 1
+  # The square detector has only evidence for malignant: its benign map is empty.
+  result = imaging.preprocess(_film_with_square(), 64)
+  assert explain.grad_cam(_square_detector(64), result.image[None], target_class=0).max() == 0
+
+
+def test_grad_cam_names_an_unknown_model():
+  inputs = keras.Input((8, 8, 1))
+  model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(inputs)), name="mlp")
+  with pytest.raises(ValueError, match="'mlp'"):
+    explain.grad_cam(model, np.zeros((1, 8, 8, 1), np.uint8))
