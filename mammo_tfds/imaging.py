@@ -214,3 +214,44 @@ def encode_png(image: np.ndarray, image_size: int) -> bytes:
   buffer = io.BytesIO()
   Image.fromarray(image[:, :, 0]).save(buffer, format="PNG", compress_level=3)
   return buffer.getvalue()
+
+
+def _linear_rows(values: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
+  """Rows of `values` linearly interpolated at fractional row `coordinates`, clamped to the edges."""
+  coordinates = np.clip(coordinates, 0, values.shape[0] - 1)
+  below = np.floor(coordinates).astype(int)
+  above = np.minimum(below + 1, values.shape[0] - 1)
+  fraction = (coordinates - below)[:, None]
+  return (1 - fraction) * values[below] + fraction * values[above]
+
+
+def output_to_source(heatmap: np.ndarray, crop_box, flipped: bool, source_shape) -> np.ndarray:
+  """Maps a map over the stored image (any square size) back onto the source pixels.
+
+  The inverse of `preprocess` (crop, flip, pad, resize) for maps such as a
+  saliency heatmap: source pixel (y, x) inside the crop gets the map's value
+  at `source_to_output(y, x)`, linearly interpolated, so the two maps agree
+  exactly; pixels outside the crop box (cut away as background) get 0, and
+  the padding's values are dropped. `crop_box` and `flipped` are the stored
+  example's features; `source_shape` is (rows, cols) of the source image and
+  must contain the crop box.
+  """
+  heatmap = np.asarray(heatmap, dtype=np.float32)
+  if heatmap.ndim != 2 or heatmap.shape[0] != heatmap.shape[1]:
+    raise ValueError(f"output_to_source: expected a square 2-D map, got shape {heatmap.shape}")
+  y0, x0, y1, x1 = (int(v) for v in crop_box)
+  rows, cols = (int(v) for v in source_shape[:2])
+  if not (0 <= y0 < y1 <= rows and 0 <= x0 < x1 <= cols):
+    raise ValueError(f"output_to_source: crop box {[y0, x0, y1, x1]} does not fit a source of shape "
+                     f"{(rows, cols)}")
+  height, width = y1 - y0, x1 - x0
+  side = max(height, width)
+  scale = heatmap.shape[0] / side
+  out_rows = (np.arange(height) + (side - height) // 2) * scale
+  out_cols = np.arange(width)
+  if flipped:
+    out_cols = width - 1 - out_cols
+  crop = _linear_rows(_linear_rows(heatmap, out_rows).T, out_cols * scale).T
+  source = np.zeros((rows, cols), dtype=np.float32)
+  source[y0:y1, x0:x1] = crop
+  return source

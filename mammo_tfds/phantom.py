@@ -7,7 +7,12 @@ low-contrast masses; malignant ones are irregular masses with spicules. Sizes
 and contrasts of the two classes overlap, so the task is learnable but not
 trivial. Everything is drawn from the `numpy.random.Generator` passed in, so a
 seed fixes the whole dataset.
+
+`draw_film` also says where it drew the lesion (`Film.lesion_box`), so a
+saliency map can be checked against the truth; `draw` is the pixels alone.
 """
+import dataclasses
+
 import numpy as np
 from scipy import ndimage
 from scipy.special import expit
@@ -20,6 +25,21 @@ CONTRAST = {False: (30.0, 60.0), True: (45.0, 80.0)}
 # Spicule width as a fraction of the lesion radius: wide enough to survive
 # resizing the stored 600 px image to 128 px for training.
 SPICULE_WIDTH = 0.12
+# The lesion box holds the breast pixels where the lesion adds at least this
+# share of its peak contrast: the half-maximum extent. Benign masses reach it
+# at their outline; a malignant core likewise, and its spicules out to about
+# 1.1 radii (where their taper has fallen to this level), so their faint tips
+# lie outside the box.
+LESION_BOX_LEVEL = 0.5
+# The lesion box of an image without a lesion: [0, 0, 0, 0], an empty
+# end-exclusive box that contains no pixel.
+NO_LESION_BOX = (0, 0, 0, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Film:
+  pixels: np.ndarray  # (height, width) uint8
+  lesion_box: np.ndarray  # int32 [y0, x0, y1, x1] in these pixels, end-exclusive
 
 
 def _smooth_noise(rng, shape, sigma):
@@ -63,7 +83,22 @@ def _lesion(rng, yy, xx, cy, cx, radius, malignant):
 
 def draw(rng: np.random.Generator, height: int, width: int, malignant: bool,
          laterality: str = "L", view: str = "CC", lesion=None) -> np.ndarray:
-  """Draws one mammogram-like image as 2-D uint8.
+  """Draws one mammogram-like image as 2-D uint8 (`draw_film`'s pixels)."""
+  return draw_film(rng, height, width, malignant, laterality, view, lesion).pixels
+
+
+def _box(mask: np.ndarray, top: int, left: int) -> np.ndarray:
+  """End-exclusive bounding box of `mask`, offset by (top, left); NO_LESION_BOX if empty."""
+  rows, cols = np.nonzero(mask)
+  if rows.size == 0:
+    return np.array(NO_LESION_BOX, dtype=np.int32)
+  return np.array([top + rows.min(), left + cols.min(), top + rows.max() + 1, left + cols.max() + 1],
+                  dtype=np.int32)
+
+
+def draw_film(rng: np.random.Generator, height: int, width: int, malignant: bool,
+              laterality: str = "L", view: str = "CC", lesion=None) -> Film:
+  """Draws one mammogram-like image and the box of its lesion.
 
   Args:
     rng: source of randomness; the same state gives the same image.
@@ -102,8 +137,10 @@ def draw(rng: np.random.Generator, height: int, width: int, malignant: bool,
   reach = int(3.2 * radius) + 2
   top, bottom = max(0, int(cy) - reach), min(height, int(cy) + reach)
   left, right = max(0, int(cx) - reach), min(width, int(cx) + reach)
-  intensity[top:bottom, left:right] += contrast * _lesion(
-      rng, yy[top:bottom, left:right], xx[top:bottom, left:right], cy, cx, radius, malignant)
+  profile = _lesion(rng, yy[top:bottom, left:right], xx[top:bottom, left:right], cy, cx, radius, malignant)
+  intensity[top:bottom, left:right] += contrast * profile
+  # Outside the breast the background replaces the lesion: it is drawn where both are.
+  box = _box((profile >= LESION_BOX_LEVEL * profile.max()) & breast[top:bottom, left:right], top, left)
   image = np.where(breast, intensity, rng.uniform(0, 6, size=(height, width)))
   # Film label: a bright block with dark "text" in a background corner.
   label_h, label_w = int(height * 0.06), int(width * 0.16)
@@ -112,4 +149,8 @@ def draw(rng: np.random.Generator, height: int, width: int, malignant: bool,
   image[top:top + label_h, left:left + label_w] = 235
   image[top + label_h // 3:top + 2 * label_h // 3, left + label_w // 8:left + 7 * label_w // 8:6] = 40
   image = np.clip(image + rng.normal(0, 2.0, size=image.shape), 0, 255).astype(np.uint8)
-  return image[:, ::-1].copy() if laterality == "R" else image
+  if laterality == "R":
+    image = image[:, ::-1].copy()
+    if box[3] > box[1]:
+      box = np.array([box[0], width - box[3], box[2], width - box[1]], dtype=np.int32)
+  return Film(image, box)

@@ -86,3 +86,28 @@ def test_random_arrays_give_a_valid_box_or_a_blank_error(pixels):
   assert result.image.shape == (16, 16, 1)
   # Every pixel of the largest bright region is inside the box.
   assert (pixels[y0:y1, x0:x1] > imaging.BREAST_THRESHOLD).any()
+
+
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_output_to_source_reads_the_map_where_source_to_output_points(laterality):
+  pixels = _film(np.random.default_rng(4), laterality=laterality, shape=(300, 260))
+  result = imaging.preprocess(pixels, 48)
+  assert result.flipped == (laterality == "R")
+  rows, cols = np.mgrid[0:48, 0:48].astype(np.float32)
+  plane = 1000 * rows + cols  # linear, so linear interpolation of it is exact
+  source = imaging.output_to_source(plane, result.crop_box, result.flipped, pixels.shape)
+  y0, x0, y1, x1 = result.crop_box
+  for y, x in np.random.default_rng(5).integers([y0, x0], [y1, x1], size=(200, 2)):
+    row, col = imaging.source_to_output(y, x, result, 48)
+    expected = 1000 * min(row, 47) + min(col, 47)
+    assert source[y, x] == pytest.approx(expected, abs=1e-2)
+  outside = np.ones(pixels.shape, bool)
+  outside[y0:y1, x0:x1] = False
+  assert source.shape == pixels.shape and not source[outside].any()
+
+
+def test_output_to_source_refuses_a_bad_map_or_box():
+  with pytest.raises(ValueError, match="square 2-D map"):
+    imaging.output_to_source(np.zeros((4, 5)), [0, 0, 10, 10], False, (10, 10))
+  with pytest.raises(ValueError, match="does not fit a source of shape"):
+    imaging.output_to_source(np.zeros((4, 4)), [0, 0, 20, 10], False, (10, 10))

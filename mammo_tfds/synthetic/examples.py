@@ -32,11 +32,12 @@ def breast_examples(breast: dict, image_size: int, source_shape: tuple):
   rng = np.random.default_rng(breast["seed"])
   examples = []
   for view in features.VIEWS:
-    pixels = phantom.draw(rng, *source_shape, breast["malignant"], breast["laterality"], view,
-                          lesion=breast["lesion"])
+    film = phantom.draw_film(rng, *source_shape, breast["malignant"], breast["laterality"], view,
+                             lesion=breast["lesion"])
     key = f"{breast['patient_id']}_{breast['laterality']}_{view}"
-    result = imaging.preprocess(pixels, image_size, source=key)
+    result = imaging.preprocess(film.pixels, image_size, source=key)
     examples.append((key, features.example(
         result, image_size, label=int(breast["malignant"]), patient_id=breast["patient_id"],
-        laterality=breast["laterality"], view=view, source=f"synthetic/{key}")))
+        laterality=breast["laterality"], view=view, source=f"synthetic/{key}",
+        lesion_box=film.lesion_box)))
   return examples

@@ -7,9 +7,10 @@ like CMMD; two views (CC, MLO) per breast; some patients have both breasts.
 import dataclasses
 import functools
 
+import numpy as np
 import tensorflow_datasets as tfds
 
-from mammo_tfds import builder_configs, features, generation, splits
+from mammo_tfds import builder_configs, features, generation, phantom, splits
 from mammo_tfds.synthetic import examples
 
 
@@ -22,8 +23,11 @@ class SyntheticConfig(builder_configs.MammoConfig):
 class Builder(generation.ParallelBuilder):
   """Synthetic mammogram-like images with benign and malignant masses."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "First release.",
+      "1.1.0": "Adds lesion_box: where the lesion was drawn, in source pixels. Images unchanged.",
+  }
   BUILDER_CONFIGS = [
       SyntheticConfig(name="600", description="120 patients, stored 600x600."),
       SyntheticConfig(name="tiny", image_size=64, num_patients=40, source_shape=(180, 150),
@@ -34,7 +38,14 @@ class Builder(generation.ParallelBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict(features.common(self.builder_config.image_size)),
+        features=tfds.features.FeaturesDict({
+            **features.common(self.builder_config.image_size),
+            "lesion_box": tfds.features.Tensor(
+                shape=(4,), dtype=np.int32,
+                doc=f"y0, x0, y1, x1 (y1, x1 exclusive) in source pixels, the frame of crop_box, of the "
+                    f"breast pixels where the lesion adds at least {phantom.LESION_BOX_LEVEL:.0%} of its peak "
+                    f"contrast; {list(phantom.NO_LESION_BOX)} for an image without a lesion (none here)."),
+        }),
         supervised_keys=("image", "label"),
     )
 
