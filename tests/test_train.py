@@ -58,7 +58,7 @@ def mirrored_run(tiny_data_dir, tmp_path_factory):
 def test_mirrored_run_leaves_a_complete_workdir(mirrored_run):
   run = json.loads((mirrored_run / "run.json").read_text())
   assert run["replicas"] == 2 and run["global_batch_size"] == 16 and run["finished"]
-  assert run["dataset"]["name"] == "synthetic/tiny/1.0.0"
+  assert run["dataset"]["name"] == "synthetic/tiny/1.1.0"
   assert run["dataset"]["splits"] == {"train": 66, "validation": 12, "test": 16}
   for name in ("best.keras", "final.keras", "flags.txt", "eval/metrics.json", "eval/report.md"):
     assert (mirrored_run / name).is_file(), name
