@@ -42,19 +42,15 @@ def check(condition, message: str):
 # --- Shared flags: one definition each. -------------------------------------------------------------
 
 
-def _define_data(values: flags.FlagValues, default_dataset: str):
-  flags.DEFINE_string("dataset", default_dataset, "Prepared TFDS dataset, optionally with a config: "
+def _define_shared(values: flags.FlagValues, *, dataset: str, batch_size: int, batch_help: str, seed_help: str):
+  """The flags every command has: dataset, data dir, batch size, seed and the evaluation protocol."""
+  flags.DEFINE_string("dataset", dataset, "Prepared TFDS dataset, optionally with a config: "
                       "cmmd, mias, mias/density, synthetic, synthetic/tiny.", flag_values=values)
   flags.DEFINE_string("data_dir", None, "TFDS data dir holding the prepared dataset (default: TFDS's own).",
                       flag_values=values)
-
-
-def _define_batch_size(values: flags.FlagValues, default: int, help_text: str):
-  flags.DEFINE_integer("batch_size", default, help_text, flag_values=values)
-
-
-def _define_seed(values: flags.FlagValues, help_text: str):
-  flags.DEFINE_integer("seed", 0, help_text, flag_values=values)
+  flags.DEFINE_integer("batch_size", batch_size, batch_help, flag_values=values)
+  flags.DEFINE_integer("seed", 0, seed_help, flag_values=values)
+  _define_protocol(values)
 
 
 def _define_protocol(values: flags.FlagValues):
@@ -119,10 +115,9 @@ def flagfile(values: flags.FlagValues, names) -> str:
 
 def define_train_flags(values: flags.FlagValues = flags.FLAGS):
   """The trainer's flags (the tuner takes them too)."""
-  _define_data(values, "synthetic")
-  _define_batch_size(values, 16, "Batch size per replica; the global batch is this times the replicas.")
-  _define_seed(values, "Seed of weights, shuffling, oversampling, augmentation and the bootstrap.")
-  _define_protocol(values)
+  _define_shared(values, dataset="synthetic", batch_size=16,
+                 batch_help="Batch size per replica; the global batch is this times the replicas.",
+                 seed_help="Seed of weights, shuffling, oversampling, augmentation and the bootstrap.")
   define = dict(flag_values=values)
   flags.DEFINE_enum("model", "cnn", MODELS, "Classifier: the small cnn, or a Keras applications backbone.",
                     **define)
@@ -351,10 +346,8 @@ TUNE_FLAGS = _flag_names(define_tune_flags)
 
 
 def define_evaluate_flags(values: flags.FlagValues = flags.FLAGS):
-  _define_data(values, "cmmd")
-  _define_batch_size(values, 16, "Prediction batch size.")
-  _define_seed(values, "Bootstrap seed.")
-  _define_protocol(values)
+  _define_shared(values, dataset="cmmd", batch_size=16, batch_help="Prediction batch size.",
+                 seed_help="Bootstrap seed.")
   define = dict(flag_values=values)
   flags.DEFINE_string("model", None, "Saved Keras model (.keras) to evaluate.", **define)
   flags.DEFINE_string("split", "test", "Split to score: test, validation, train, or all (cross-dataset).",
@@ -421,10 +414,8 @@ EVALUATE_FLAGS = _flag_names(define_evaluate_flags)
 
 
 def define_baselines_flags(values: flags.FlagValues = flags.FLAGS):
-  _define_data(values, "cmmd")
-  _define_batch_size(values, 64, "Images per SGD step of pixel_logistic.")
-  _define_seed(values, "Seed of SGD and of the bootstrap.")
-  _define_protocol(values)
+  _define_shared(values, dataset="cmmd", batch_size=64, batch_help="Images per SGD step of pixel_logistic.",
+                 seed_help="Seed of SGD and of the bootstrap.")
   define = dict(flag_values=values)
   flags.DEFINE_string("split", "test", "Split to score the baselines on (fitted on train, thresholds on "
                       "validation; 'all' includes the training images, so only test is a fair score).", **define)
