@@ -253,8 +253,7 @@ def compare(name: str, outputs: dict, reference: dict, labels: np.ndarray | None
   """One export's agreement with Keras; 'passed' by the tolerance that export kind is held to."""
   if set(outputs) != set(reference):
     return {"passed": False, "error": f"outputs {sorted(outputs)}, Keras gives {sorted(reference)}"}
-  result = {"images": len(next(iter(reference.values()))),
-            "max_abs_diff": {key: float(np.max(np.abs(outputs[key] - reference[key]))) for key in reference}}
+  result = {"images": len(next(iter(reference.values()))), "max_abs_diff": _largest_differences(outputs, reference)}
   if name == "tflite_int8":
     if labels is None or len(np.unique(labels)) < 2:
       return {**result, "passed": False, "error": "the int8 check needs labelled images of every class"}
@@ -367,39 +366,49 @@ def model_card(run: dict, model: keras.Model, serving: Serving, stored_size: int
   })
 
 
-def card_markdown(card: dict) -> str:
-  m, d, t = card["model"], card["dataset"], card["test"]
-  lines = [f"# Model card: {m['architecture']} on {d['name']}", "",
-           f"Exported from `{m['file']}` ({m['parameters']:,} parameters; trained in {m['trained_precision']}, "
-           f"exported in {m['export_precision']})."
-           + (" Largest score difference between the float32 model and the model as trained, on the checked "
-              "images: " + ", ".join(f"{key} {value:.2e}" for key, value in m["max_abs_diff_float32_vs_trained_precision"].items())
-              + "." if "max_abs_diff_float32_vs_trained_precision" in m else ""), "",
-           "## Input and output", "",
-           f"Signature `{m['signature']}`: input `{m['input']['name']}`, {m['input']['dtype']} "
-           f"{m['input']['shape']}.", ""]
-  lines += [f"- `{name}`: {text}" for name, text in m["outputs"].items()]
-  lines += ["", "## Preprocessing the inputs must have had", ""]
-  lines += [f"{index}. {step}" for index, step in enumerate(card["preprocessing"]["steps"], start=1)]
-  lines += ["", "## Data", "",
-            f"{d['name']} (version {d['version']}), classes {', '.join(d['classes'])}; images per split: "
-            + ", ".join(f"{split} {count}" for split, count in d["split_counts"].items())
-            + (f"; training class counts {d['train_class_counts']}." if d.get("train_class_counts") else "."), ""]
-  counts = t.get("counts") or {}
-  boot = t.get("bootstrap") or {}
-  lines += ["## Test metrics", "",
-            f"On the {t['split']} split ({counts.get('images', '?')} images, {counts.get('patients', '?')} patients"
-            + (f", {counts['breasts']} breasts" if "breasts" in counts else "") + "); intervals: "
-            f"{boot.get('confidence', 0.95):.0%} {boot.get('method', 'percentile')} over {boot.get('n_resamples', '?')} "
-            f"{boot.get('unit', 'patient')}-level bootstrap resamples.", "",
-            "| level | " + " | ".join(report.HEADLINE) + " |", "|---" * (len(report.HEADLINE) + 1) + "|"]
+def _e(value) -> str:
+  """A difference for the card: NaN (stored as null) stays visible."""
+  return "NaN" if value is None else f"{value:.2e}"
+
+
+def _model_section(m: dict) -> list:
+  lines = [f"Exported from `{m['file']}` ({m['parameters']:,} parameters; trained in {m['trained_precision']}, "
+           f"exported in {m['export_precision']})."]
+  trained = m.get("max_abs_diff_float32_vs_trained_precision")
+  if trained:
+    lines[0] += (" Largest score difference between the float32 model and the model as trained, on the checked "
+                 "images: " + ", ".join(f"{key} {_e(value)}" for key, value in trained.items()) + ".")
+  lines += ["", "## Input and output", "",
+            f"Signature `{m['signature']}`: input `{m['input']['name']}`, {m['input']['dtype']} {m['input']['shape']}.",
+            ""]
+  return lines + [f"- `{name}`: {text}" for name, text in m["outputs"].items()]
+
+
+def _data_section(d: dict) -> list:
+  splits = ", ".join(f"{split} {count}" for split, count in d["split_counts"].items())
+  counts = f"; training class counts {d['train_class_counts']}" if d.get("train_class_counts") else ""
+  return ["## Data", "", f"{d['name']} (version {d['version']}), classes {', '.join(d['classes'])}; "
+          f"images per split: {splits}{counts}."]
+
+
+def _test_section(t: dict) -> list:
+  counts, boot = t.get("counts") or {}, t.get("bootstrap") or {}
+  breasts = f", {counts['breasts']} breasts" if "breasts" in counts else ""
+  lines = ["## Test metrics", "",
+           f"On the {t['split']} split ({counts.get('images', '?')} images, {counts.get('patients', '?')} "
+           f"patients{breasts}); intervals: {boot.get('confidence', 0.95):.0%} {boot.get('method', 'percentile')} "
+           f"over {boot.get('n_resamples', '?')} {boot.get('unit', 'patient')}-level bootstrap resamples.", "",
+           "| level | " + " | ".join(report.HEADLINE) + " |", "|---" * (len(report.HEADLINE) + 1) + "|"]
   for level_name, level in t["metrics"].items():
     plain_level = {name: entry["value"] for name, entry in level.items()}
     plain_level["ci"] = {name: entry["ci"] for name, entry in level.items() if entry["ci"] is not None}
-    lines.append(f"| {level_name} | " + " | ".join(report.interval_text(plain_level, name) if name in level else "-"
-                                                   for name in report.HEADLINE) + " |")
-  op = card["operating_point"]
-  lines += ["", "## Operating threshold", ""]
+    cells = [report.interval_text(plain_level, name) if name in level else "-" for name in report.HEADLINE]
+    lines.append(f"| {level_name} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def _decision_section(op: dict | None, cal: dict | None) -> list:
+  lines = ["## Operating threshold", ""]
   if op is None:
     lines.append("None in the run (eval/operating_point.json): the decision is the most probable class.")
   else:
@@ -407,30 +416,41 @@ def card_markdown(card: dict) -> str:
                  + ", ".join(f"{value:.4f} ({level} level)" for level, value in op["thresholds"].items())
                  + f": {op['how']}.")
   lines += ["", "## Calibration", ""]
-  cal = card["calibration"]
   if cal is None:
-    lines.append("None: the run has no calibration map, so `p_malignant` is a score, not a calibrated probability.")
-  elif cal["map"]["method"] == "platt":
-    lines.append(f"Platt scaling (from {cal['source']}): p = sigmoid({cal['map']['slope']:.6g} * logit(score) "
-                 f"+ {cal['map']['intercept']:.6g}), score clipped to [1e-7, 1 - 1e-7]"
-                 + (f"; fitted on {cal['map']['fitted_on']}" if cal["map"].get("fitted_on") else "") + ".")
-  else:
-    lines.append(f"Isotonic regression (from {cal['source']}): p = np.interp(score, x, y) over "
-                 f"{len(cal['map']['x'])} knots (model_card.json has them)"
-                 + (f"; fitted on {cal['map']['fitted_on']}" if cal["map"].get("fitted_on") else "") + ".")
-  lines += ["", "## Exports and their checks", "",
-            "Each file was loaded in a fresh process that imports only its runtime (TensorFlow, the TFLite "
-            "interpreter, ONNX Runtime) and run on the images named below; its outputs were compared with "
-            "the float32 Keras model's.", "",
-            "| file | bytes | images | max abs diff | ROC-AUC Keras / export | passed |", "|---|---|---|---|---|---|"]
-  for name, entry in card["exports"].items():
+    return lines + ["None: the run has no calibration map, so `p_malignant` is a score, not a calibrated "
+                    "probability."]
+  fitted = f"; fitted on {cal['map']['fitted_on']}" if cal["map"].get("fitted_on") else ""
+  if cal["map"]["method"] == "platt":
+    return lines + [f"Platt scaling (from {cal['source']}): p = sigmoid({cal['map']['slope']:.6g} * logit(score) "
+                    f"+ {cal['map']['intercept']:.6g}), the score clipped to [1e-7, 1 - 1e-7]{fitted}."]
+  return lines + [f"Isotonic regression (from {cal['source']}): p = np.interp(score, x, y) over "
+                  f"{len(cal['map']['x'])} knots (model_card.json has them){fitted}."]
+
+
+def _exports_section(exports: dict) -> list:
+  lines = ["## Exports and their checks", "",
+           "Each file was loaded in a fresh process that imports only its runtime (TensorFlow, the TFLite "
+           "interpreter, ONNX Runtime) and run on the images named; its outputs were compared with the "
+           "float32 Keras model's.", "",
+           "| file | bytes | checked on | max abs diff | ROC-AUC Keras / export | passed |", "|---|---|---|---|---|---|"]
+  for entry in exports.values():
     check = entry["check"]
-    diffs = ", ".join(f"{key} {value:.2e}" for key, value in check.get("max_abs_diff", {}).items())
-    aucs = (f"{check['roc_auc_keras']:.4f} / {check['roc_auc_export']:.4f}" if "roc_auc_export" in check else "-")
-    lines.append(f"| {entry['file']} | {entry['bytes']:,} | {check.get('images', '-')} | {diffs or check.get('error')} "
+    diffs = ", ".join(f"{key} {_e(value)}" for key, value in check.get("max_abs_diff", {}).items())
+    aucs = f"{check['roc_auc_keras']:.4f} / {check['roc_auc_export']:.4f}" if "roc_auc_export" in check else "-"
+    lines.append(f"| {entry['file']} | {entry['bytes']:,} | {check.get('on', '-')} | {diffs or check.get('error')} "
                  f"| {aucs} | {'yes' if check['passed'] else 'NO'} |")
-  lines += ["", f"Checked on: {card['check_images']}.", ""]
-  return "\n".join(lines)
+  return lines
+
+
+def card_markdown(card: dict) -> str:
+  lines = [f"# Model card: {card['model']['architecture']} on {card['dataset']['name']}", ""]
+  lines += _model_section(card["model"])
+  lines += ["", "## Preprocessing the inputs must have had", ""]
+  lines += [f"{index}. {step}" for index, step in enumerate(card["preprocessing"]["steps"], start=1)]
+  for section in (_data_section(card["dataset"]), _test_section(card["test"]),
+                  _decision_section(card["operating_point"], card["calibration"]), _exports_section(card["exports"])):
+    lines += [""] + section
+  return "\n".join(lines) + "\n"
 
 
 def _size(path: pathlib.Path) -> int:
@@ -469,30 +489,49 @@ def export(model_path, fmt: str, out_dir, calibration=None, run_info=None, *, im
   if not model_path.is_file():
     raise ValueError(f"{model_path}: no such model file")
   run = load_run(run_info if run_info is not None else model_path.parent)
-  calibration_source = None
-  if calibration is None and (pathlib.Path(run["dir"]) / "eval" / "calibration.json").exists():
-    calibration = pathlib.Path(run["dir"]) / "eval" / "calibration.json"
-  if isinstance(calibration, (str, os.PathLike)):
-    calibration_source = str(calibration)
-  elif calibration is not None:
-    calibration_source = "given to export()"
+  calibration, calibration_source = _run_calibration(calibration, pathlib.Path(run["dir"]))
   trained = keras.models.load_model(model_path)
   model = float32_model(trained)
   serving = Serving(model, image_calibration(calibration))
   size = model.input_shape[1]
   builder = run_builder(run)
-  stored_size = builder.info.features["image"].shape[0]
   if images is None:
     images, labels = split_images(builder, "test", size)
     images_name = f"the {len(images)} images of the {builder.info.full_name} test split"
   images = np.asarray(images)
   if images.dtype != np.uint8 or images.shape[1:] != (size, size, 1):
     raise ValueError(f"check images must be uint8 [N, {size}, {size}, 1], got {images.dtype} {list(images.shape)}")
-  images_name = images_name or f"{len(images)} given images"
 
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   files = {name: out_dir / file for name, file in _FILES[fmt].items()}
+  _write(fmt, serving, files)
+  exports = _checks(files, model, serving, images, labels, images_name or f"{len(images)} given images")
+  card = model_card(run, model, serving, builder.info.features["image"].shape[0], calibration_source,
+                    {**_previous_exports(out_dir, model_path), **exports}, model_path)
+  if model is not trained:
+    card["model"]["max_abs_diff_float32_vs_trained_precision"] = _largest_differences(
+        keras_reference(trained, serving, images), keras_reference(model, serving, images))
+  (out_dir / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
+  (out_dir / CARD_MD).write_text(card_markdown(card))
+  failed = [name for name, entry in exports.items() if not entry["check"]["passed"]]
+  if failed:
+    raise ExportError(f"{out_dir}: {', '.join(failed)} do not match Keras: "
+                      + "; ".join(f"{name} {exports[name]['check']}" for name in failed))
+  return card
+
+
+def _run_calibration(calibration, run_dir: pathlib.Path):
+  """(the calibration to export, where it came from): the run's eval/calibration.json when none is given."""
+  if calibration is None and (run_dir / "eval" / "calibration.json").exists():
+    calibration = run_dir / "eval" / "calibration.json"
+  if calibration is None:
+    return None, None
+  return calibration, str(calibration) if isinstance(calibration, (str, os.PathLike)) else "given to export()"
+
+
+def _write(fmt: str, serving: Serving, files: dict) -> None:
+  """The format's files; TFLite is converted from a SavedModel, written to a scratch folder."""
   with tempfile.TemporaryDirectory(prefix="mammo-export-") as scratch:
     saved_model = files.get("saved_model", pathlib.Path(scratch) / "saved_model")
     save_saved_model(serving, saved_model)
@@ -501,27 +540,26 @@ def export(model_path, fmt: str, out_dir, calibration=None, run_info=None, *, im
     elif fmt == "onnx":
       save_onnx(serving, files["onnx"])
 
+
+def _checks(files: dict, model, serving: Serving, images, labels, images_name: str) -> dict:
+  """name -> file, size and its clean-process check against the float32 Keras model."""
   reference = keras_reference(model, serving, images)
   kinds = {name: "tflite" if name.startswith("tflite") else name for name in files}
   outputs = run_clean([(kinds[name], path) for name, path in files.items()], images)
-  exports = {name: {"file": path.name, "bytes": _size(path), "check": compare(name, out, reference, labels)}
-             for (name, path), out in zip(files.items(), outputs)}
-  if model is not trained:
-    trained_scores = keras_reference(trained, serving, images)
-    exports_note = {"max_abs_diff_float32_vs_trained_precision": {
-        key: float(np.max(np.abs(trained_scores[key] - reference[key]))) for key in reference}}
-  else:
-    exports_note = {}
+  return {name: {"file": path.name, "bytes": _size(path),
+                 "check": {"on": images_name, **compare(name, out, reference, labels)}}
+          for (name, path), out in zip(files.items(), outputs)}
 
-  card_path = out_dir / CARD_JSON
-  previous = json.loads(card_path.read_text()).get("exports", {}) if card_path.exists() else {}
-  card = model_card(run, model, serving, stored_size, calibration_source, {**previous, **exports}, model_path)
-  card["check_images"] = images_name
-  card["model"].update(exports_note)
-  card_path.write_text(json.dumps(card, indent=2) + "\n")
-  (out_dir / CARD_MD).write_text(card_markdown(card))
-  failed = [name for name, entry in exports.items() if not entry["check"]["passed"]]
-  if failed:
-    raise ExportError(f"{out_dir}: {', '.join(failed)} do not match Keras: "
-                      + "; ".join(f"{name} {exports[name]['check']}" for name in failed))
-  return card
+
+def _largest_differences(a: dict, b: dict) -> dict:
+  """Per output, the largest absolute difference (NaN anywhere gives NaN, which fails every check)."""
+  return {key: float(np.max(np.abs(a[key] - b[key]))) for key in b}
+
+
+def _previous_exports(out_dir: pathlib.Path, model_path) -> dict:
+  """The other formats already exported into out_dir from the same model file, kept on its card."""
+  path = out_dir / CARD_JSON
+  if not path.exists():
+    return {}
+  previous = json.loads(path.read_text())
+  return previous.get("exports", {}) if previous.get("model", {}).get("file") == str(model_path) else {}
