@@ -39,7 +39,7 @@ INPUT = "image"
 P_MALIGNANT, CALIBRATED, PROBABILITIES = "p_malignant", "p_malignant_calibrated", "probabilities"
 FLOAT_TOLERANCE = 1e-4
 INT8_AUC_TOLERANCE = 0.005
-# tf2onnx's default opset; ONNX Runtime 1.2x runs it with every CPU kernel.
+# tf2onnx's default opset, which ONNX Runtime (1.32 here) runs.
 ONNX_OPSET = 17
 CARD_JSON, CARD_MD = "model_card.json", "model_card.md"
 CHECK_TIMEOUT_S = 600
@@ -69,8 +69,7 @@ def _float32_config(config):
 
 def float32_model(model: keras.Model) -> keras.Model:
   """`model` with float32 compute in every layer and the same weights (itself if it already is)."""
-  if all(layer.dtype_policy.compute_dtype != "bfloat16" and layer.dtype_policy.compute_dtype != "float16"
-         for layer in _all_layers(model)):
+  if all(layer.dtype_policy.compute_dtype not in ("bfloat16", "float16") for layer in _all_layers(model)):
     return model
   rebuilt = model.__class__.from_config(_float32_config(copy.deepcopy(model.get_config())))
   rebuilt.set_weights(model.get_weights())
@@ -130,8 +129,9 @@ def image_calibration(calibration) -> dict | None:
 def calibrate(calibration: dict, scores: tf.Tensor) -> tf.Tensor:
   """The calibration map in TensorFlow ops that SavedModel, TFLite and ONNX all have.
 
-  Isotonic interpolation is np.interp (constant beyond the end knots) written with a comparison
-  count instead of tf.searchsorted, which neither the TFLite builtins nor tf2onnx convert.
+  Isotonic interpolation is np.interp (constant beyond the end knots), its segment found by
+  counting the knots at or below each score: comparisons, a sum and gathers, ops that the TFLite
+  builtins and tf2onnx both have (tf.searchsorted was not tried).
   """
   scores = tf.cast(scores, tf.float32)
   if calibration["method"] == "platt":
@@ -205,7 +205,7 @@ def save_onnx(serving: Serving, path) -> None:
   try:
     import tf2onnx
   except ImportError:
-    raise ExportError("--format=onnx needs tf2onnx and onnxruntime: pip install 'mammo[onnx]'") from None
+    raise ExportError("the onnx format needs tf2onnx (in setup.cfg's install_requires): reinstall mammo") from None
   tf2onnx.convert.from_function(serving.serve, input_signature=serving.serve.input_signature,
                                 opset=ONNX_OPSET, output_path=str(path))
 

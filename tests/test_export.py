@@ -180,3 +180,13 @@ def test_card_writes_out_a_platt_map():
   lines = export._decision_section(None, {"map": PLATT, "source": "run/eval/calibration.json"})
   assert any("p = sigmoid(1.7 * logit(score) + -0.4)" in line and "a made-up validation split" in line
              for line in lines)
+
+
+def test_multiclass_model_serves_its_class_probabilities():
+  images = keras.Input((SIZE, SIZE, 1), dtype="uint8")
+  features = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(images))
+  model = keras.Model(images, keras.layers.Dense(3, activation="softmax")(features))
+  outputs = export.Serving(model).serve(tf.zeros((2, SIZE, SIZE, 1), tf.uint8))
+  assert set(outputs) == {export.PROBABILITIES} and outputs[export.PROBABILITIES].shape == (2, 3)
+  with pytest.raises(ValueError, match="a calibration map is for P\\(malignant\\)"):
+    export.Serving(model, PLATT)
