@@ -2,11 +2,13 @@
 
 For each model it makes the exports with mammo_train.export (untrained weights: speed does not depend
 on them), then times each runtime at batch 1 and 32 on random uint8 images: images per second, and
-p50 / p95 latency of one call, each row also as a ratio to Keras measured in the same run. All
+p50 / p95 latency of one call, each row also as a ratio to Keras measured in the same run (at batch
+32 a 3 s budget is 3-5 calls, so p95 there is nearly the slowest call). All
 runtimes use every core (TFLite is told to; TensorFlow and ONNX Runtime do by default).
 
-  python tools/bench_export.py                           # cnn at 600 px, resnet50 at 160 px: ~3-4 min on 2 cores
-  python tools/bench_export.py --models=resnet50:224     # ~4 min on 2 shared cores, 83 s of it making the exports
+  python tools/bench_export.py                           # cnn at 600 px, resnet50 at 160 px: ~5 min on 2 busy
+                                                         # cores, ~1 min of it making resnet50's exports
+  python tools/bench_export.py --models=resnet50:224     # ~4 min on 2 busy cores
   python tools/bench_export.py --models=cnn:600 --budget=2 --json
 """
 import argparse
