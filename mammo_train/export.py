@@ -1,0 +1,565 @@
+"""Ships a trained model: SavedModel, TFLite (float32 and dynamic-range int8) and ONNX exports, each
+checked against Keras in a clean process, and a model card beside them.
+
+Every export serves one signature, `serving_default`: `image`, uint8 [N, S, S, 1] preprocessed as the
+run's dataset was built (the model card says exactly how) -> `p_malignant` [N], plus
+`p_malignant_calibrated` [N] when the run has a calibration map (a multi-class model gives its class
+probabilities [N, K] as `probabilities`, and takes no calibration). The calibration map is part of
+the exported graph, so a deployer needs nothing but the export and its runtime.
+
+Exports compute in float32. A run trained under mixed precision keeps bfloat16 compute in the layers
+of its .keras file, and the TFLite converter has no bfloat16 kernels ("'tf.Conv2D' op is neither a
+custom op nor a flex op"). So the model is rebuilt with float32 layers and the same weights; that
+float32 Keras model is the reference every export must match, and the card gives how far it is from
+the model as trained (on the checked images).
+
+"Checked, not assumed": each export is run by `export_check.py` in a fresh isolated interpreter that
+imports only numpy and the export's runtime, on the run's test split; float exports must match Keras
+to FLOAT_TOLERANCE, the int8 one must keep its test ROC-AUC within INT8_AUC_TOLERANCE of Keras's. A
+failed check raises ExportError after the files and the card (with the failing figures) are written.
+"""
+import copy
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from mammo_train import data, export_check, metrics, report
+
+FORMATS = ("saved_model", "tflite", "onnx")
+SIGNATURE = "serving_default"
+INPUT = "image"
+P_MALIGNANT, CALIBRATED, PROBABILITIES = "p_malignant", "p_malignant_calibrated", "probabilities"
+FLOAT_TOLERANCE = 1e-4
+INT8_AUC_TOLERANCE = 0.005
+# tf2onnx's default opset, which ONNX Runtime (1.32 here) runs.
+ONNX_OPSET = 17
+CARD_JSON, CARD_MD = "model_card.json", "model_card.md"
+CHECK_TIMEOUT_S = 600
+# Scores are clipped away from 0 and 1 before the logit, as mammo_train.calibration does.
+_EPSILON = 1e-7
+_FILES = {"saved_model": {"saved_model": "saved_model"},
+          "tflite": {"tflite_float32": "model_float32.tflite", "tflite_int8": "model_int8.tflite"},
+          "onnx": {"onnx": "model.onnx"}}
+
+
+class ExportError(Exception):
+  """An export could not be made, or does not give Keras's scores."""
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+def _float32_config(config):
+  """The model config with every mixed-precision layer policy replaced by float32."""
+  if isinstance(config, dict):
+    if config.get("class_name") == "DTypePolicy" and config.get("config", {}).get("name", "").startswith("mixed_"):
+      return "float32"
+    return {key: _float32_config(value) for key, value in config.items()}
+  if isinstance(config, list):
+    return [_float32_config(value) for value in config]
+  return config
+
+
+def float32_model(model: keras.Model) -> keras.Model:
+  """`model` with float32 compute in every layer and the same weights (itself if it already is)."""
+  if all(layer.dtype_policy.compute_dtype not in ("bfloat16", "float16") for layer in _all_layers(model)):
+    return model
+  rebuilt = model.__class__.from_config(_float32_config(copy.deepcopy(model.get_config())))
+  rebuilt.set_weights(model.get_weights())
+  return rebuilt
+
+
+def _all_layers(model):
+  for layer in model.layers:
+    yield layer
+    if isinstance(layer, keras.Model):
+      yield from _all_layers(layer)
+
+
+def _is_binary(model: keras.Model) -> bool:
+  return model.output.shape[-1] in (1, 2)
+
+
+# ---------------------------------------------------------------------------------------- calibration
+
+def image_calibration(calibration) -> dict | None:
+  """The image-level calibration map from a calibration.json path, its parsed content, or one map.
+
+  A calibration file (mammo_train.calibration) holds one map per level ('image', 'breast'); an
+  export scores single images, so it takes the image map. A map is {"method": "platt", "slope",
+  "intercept"} (p = sigmoid(slope * logit(score) + intercept)) or {"method": "isotonic", "x", "y"}
+  (p = np.interp(score, x, y)).
+
+  Raises:
+    ValueError: not a calibration map, naming the file and what is wrong.
+  """
+  if calibration is None:
+    return None
+  where = "calibration"
+  if isinstance(calibration, (str, os.PathLike)):
+    where = str(calibration)
+    try:
+      calibration = json.loads(pathlib.Path(calibration).read_text())
+    except (OSError, ValueError) as error:
+      raise ValueError(f"{where}: not a calibration file ({error})") from None
+  if isinstance(calibration, dict) and "method" not in calibration:
+    if "image" not in calibration:
+      raise ValueError(f"{where}: no image-level map (levels: {', '.join(calibration) or 'none'})")
+    calibration = calibration["image"]
+  method = calibration.get("method") if isinstance(calibration, dict) else None
+  needed = {"platt": ("slope", "intercept"), "isotonic": ("x", "y")}.get(method)
+  if needed is None:
+    raise ValueError(f"{where}: calibration method must be platt or isotonic, got {method!r}")
+  if any(calibration.get(key) is None for key in needed):
+    raise ValueError(f"{where}: a {method} map needs {' and '.join(needed)}")
+  if method == "isotonic":
+    x, y = np.asarray(calibration["x"], float), np.asarray(calibration["y"], float)
+    if x.ndim != 1 or x.shape != y.shape or len(x) < 2 or np.any(np.diff(x) < 0):
+      raise ValueError(f"{where}: isotonic x and y must be equally long (>= 2) with x ascending")
+  return dict(calibration)
+
+
+def calibrate(calibration: dict, scores: tf.Tensor) -> tf.Tensor:
+  """The calibration map in TensorFlow ops that SavedModel, TFLite and ONNX all have.
+
+  Isotonic interpolation is np.interp (constant beyond the end knots), its segment found by
+  counting the knots at or below each score: comparisons, a sum and gathers, ops that the TFLite
+  builtins and tf2onnx both have (tf.searchsorted was not tried).
+  """
+  scores = tf.cast(scores, tf.float32)
+  if calibration["method"] == "platt":
+    clipped = tf.clip_by_value(scores, _EPSILON, 1 - _EPSILON)
+    logit = tf.math.log(clipped) - tf.math.log(1 - clipped)
+    return tf.sigmoid(float(calibration["slope"]) * logit + float(calibration["intercept"]))
+  x = tf.constant(calibration["x"], tf.float32)
+  y = tf.constant(calibration["y"], tf.float32)
+  knots = len(calibration["x"])
+  # Knots at or below each score: the right end of its segment is knot `above`.
+  at_or_below = tf.reduce_sum(tf.cast(scores[:, None] >= x[None, :], tf.int32), axis=1)
+  above = tf.clip_by_value(at_or_below, 1, knots - 1)
+  x0, x1 = tf.gather(x, above - 1), tf.gather(x, above)
+  y0, y1 = tf.gather(y, above - 1), tf.gather(y, above)
+  width = x1 - x0
+  t = tf.where(width > 0, (scores - x0) / tf.where(width > 0, width, 1.0), 0.0)
+  inside = y0 + tf.clip_by_value(t, 0.0, 1.0) * (y1 - y0)
+  return tf.where(scores <= x[0], y[0], tf.where(scores >= x[-1], y[-1], inside))
+
+
+# ------------------------------------------------------------------------------------------- serving
+
+class Serving:
+  """The exported signature: uint8 images -> P(malignant) (and calibrated), or class probabilities."""
+
+  def __init__(self, model: keras.Model, calibration: dict | None = None):
+    if calibration is not None and not _is_binary(model):
+      raise ValueError(f"a calibration map is for P(malignant); {model.name} has "
+                       f"{model.output.shape[-1]} classes")
+    self.model = model
+    self.calibration = calibration
+    size = model.input_shape[1]
+    self.serve = tf.function(self.outputs, input_signature=[tf.TensorSpec([None, size, size, 1], tf.uint8,
+                                                                           name=INPUT)])
+
+  def outputs(self, image):
+    return self.from_model_outputs(self.model(image, training=False))
+
+  def from_model_outputs(self, raw) -> dict:
+    """The signature's outputs from the Keras model's: also the reference the exports are held to."""
+    raw = tf.cast(raw, tf.float32)
+    if not _is_binary(self.model):
+      return {PROBABILITIES: raw}
+    p = raw[:, 0] if raw.shape[-1] == 1 else raw[:, 1]
+    outputs = {P_MALIGNANT: p}
+    if self.calibration is not None:
+      outputs[CALIBRATED] = calibrate(self.calibration, p)
+    return outputs
+
+
+def save_saved_model(serving: Serving, folder) -> None:
+  """Through Keras's ExportArchive: a plain tf.Module holding the model saves a SavedModel that
+  TensorFlow serves correctly, but whose variables the TFLite converter keeps as uninitialised
+  resource variables (VAR_HANDLE / READ_VARIABLE ops; every output NaN)."""
+  archive = keras.export.ExportArchive()
+  archive.track(serving.model)
+  archive.add_endpoint(SIGNATURE, serving.outputs, input_signature=serving.serve.input_signature)
+  archive.write_out(str(folder), verbose=False)
+
+
+def save_tflite(saved_model_dir, float_path, int8_path) -> None:
+  """float32, and dynamic-range int8 (weights int8, activations float: no calibration images needed)."""
+  pathlib.Path(float_path).write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir)).convert())
+  converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  pathlib.Path(int8_path).write_bytes(converter.convert())
+
+
+def save_onnx(serving: Serving, path) -> None:
+  """Through tf2onnx from the same tf.function as the SavedModel (so the same outputs and names)."""
+  try:
+    import tf2onnx
+  except ImportError:
+    raise ExportError("the onnx format needs tf2onnx (in setup.cfg's install_requires): reinstall mammo") from None
+  tf2onnx.convert.from_function(serving.serve, input_signature=serving.serve.input_signature,
+                                opset=ONNX_OPSET, output_path=str(path))
+
+
+# -------------------------------------------------------------------------------------------- checks
+
+def run_clean(exports: list[tuple[str, str]], images: np.ndarray) -> list[dict]:
+  """Each (kind, path) export's outputs on `images`, computed by export_check.py in one fresh,
+  isolated interpreter that imports none of this package."""
+  with tempfile.TemporaryDirectory(prefix="mammo-export-check-") as scratch:
+    images_path, outputs_path = os.path.join(scratch, "images.npy"), os.path.join(scratch, "outputs.npz")
+    np.save(images_path, images)
+    command = [sys.executable, "-I", export_check.__file__, images_path, outputs_path]
+    command += [str(part) for export in exports for part in export]
+    where = ", ".join(str(path) for _, path in exports)
+    try:
+      done = subprocess.run(command, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+      raise ExportError(f"{where}: the clean-process check did not finish in {CHECK_TIMEOUT_S} s") from None
+    if done.returncode != 0:
+      tail = done.stderr.strip().splitlines()[-1:] or ["no error output"]
+      raise ExportError(f"{where}: loading in a clean process failed: {tail[0]}")
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    if said["project_modules_imported"]:
+      raise ExportError(f"{where}: the clean-process check imported {said['project_modules_imported']}")
+    with np.load(outputs_path) as stored:
+      outputs = [{} for _ in exports]
+      for key in stored.files:
+        index, name = key.split(".", 1)
+        outputs[int(index)][name] = stored[key]
+      return outputs
+
+
+def _roc_auc(labels, outputs: dict) -> float:
+  """ROC-AUC of P(malignant); for a multi-class model, the mean one-vs-rest ROC-AUC."""
+  ones = np.ones((1, len(labels)))
+  if P_MALIGNANT in outputs:
+    return float(metrics.weighted_roc_auc(labels, outputs[P_MALIGNANT], ones)[0])
+  probabilities = outputs[PROBABILITIES]
+  return float(np.mean([metrics.weighted_roc_auc(labels == k, probabilities[:, k], ones)[0]
+                        for k in range(probabilities.shape[1])]))
+
+
+def compare(name: str, outputs: dict, reference: dict, labels: np.ndarray | None) -> dict:
+  """One export's agreement with Keras; 'passed' by the tolerance that export kind is held to."""
+  if set(outputs) != set(reference):
+    return {"passed": False, "error": f"outputs {sorted(outputs)}, Keras gives {sorted(reference)}"}
+  result = {"images": len(next(iter(reference.values()))), "max_abs_diff": _largest_differences(outputs, reference)}
+  if name == "tflite_int8":
+    if labels is None or len(np.unique(labels)) < 2:
+      return {**result, "passed": False, "error": "the int8 check needs labelled images of every class"}
+    keras_auc, export_auc = _roc_auc(labels, reference), _roc_auc(labels, outputs)
+    counts = np.bincount(np.asarray(labels, int))
+    # One swapped (benign, malignant) pair moves the binary ROC-AUC by this much.
+    result["roc_auc_step"] = float(1 / (counts[0] * counts[1])) if len(counts) == 2 else None
+    result.update(roc_auc_keras=keras_auc, roc_auc_export=export_auc, tolerance={"roc_auc": INT8_AUC_TOLERANCE},
+                  passed=bool(abs(export_auc - keras_auc) <= INT8_AUC_TOLERANCE))
+  else:
+    result.update(tolerance={"max_abs_diff": FLOAT_TOLERANCE},
+                  passed=all(diff <= FLOAT_TOLERANCE for diff in result["max_abs_diff"].values()))
+  return result
+
+
+def keras_reference(model: keras.Model, serving: Serving, images: np.ndarray, batch_size: int = 32) -> dict:
+  raw = model.predict(images, batch_size=batch_size, verbose=0)
+  return {key: value.numpy() for key, value in serving.from_model_outputs(tf.constant(raw)).items()}
+
+
+# ------------------------------------------------------------------------------------------ run info
+
+def load_run(run_dir) -> dict:
+  """run.json, eval/metrics.json and eval/operating_point.json (None if absent) of a training run.
+
+  Raises:
+    ValueError: a file is missing or unreadable, naming it.
+  """
+  run_dir = pathlib.Path(run_dir)
+  found = {}
+  for key, relative in (("run", "run.json"), ("metrics", "eval/metrics.json"),
+                        ("operating_point", "eval/operating_point.json")):
+    path = run_dir / relative
+    if key == "operating_point" and not path.exists():
+      found[key] = None  # multi-class runs decide by argmax; no threshold is chosen
+      continue
+    try:
+      found[key] = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+      raise ValueError(f"{path}: needed for the model card, but {error}") from None
+  found["dir"] = str(run_dir)
+  return found
+
+
+def run_builder(run: dict):
+  """The run's prepared dataset, read from the data dir run.json names."""
+  folder = run["run"]["dataset"]["data_dir"]
+  try:
+    return tfds.builder_from_directory(folder)
+  except Exception as error:  # TFDS raises several kinds for a missing or damaged folder
+    raise ValueError(f"{run['dir']}/run.json: its dataset folder {folder} cannot be read ({error})") from None
+
+
+def split_images(builder, split: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """(uint8 images [N, S, S, 1], labels [N]) of a split, exactly as evaluation feeds the model."""
+  images, labels = [], []
+  for batch_images, batch_labels in data.eval_batches(builder, split, image_size, 64).as_numpy_iterator():
+    images.append(batch_images)
+    labels.append(batch_labels)
+  return np.concatenate(images), np.concatenate(labels)
+
+
+# ------------------------------------------------------------------------------------------ the card
+
+def preprocessing(stored_size: int, image_size: int) -> dict:
+  steps = [
+      "read the source image's 8-bit pixels (mammo_tfds.sources: DICOM or PNG/PGM)",
+      f"mammo_tfds.imaging.preprocess(pixels, size={stored_size}): crop to the breast's bounding box, "
+      "flip so the chest wall is on the LEFT, pad with black to a square (breast against the left edge, "
+      f"centred vertically), resize to {stored_size} x {stored_size} (Lanczos)",
+  ]
+  if stored_size != image_size:
+    steps.append(f"resize the {stored_size} px image to {image_size} x {image_size} with area averaging, "
+                 "round and clip to uint8 (mammo_train.data.resize), as in training and evaluation")
+  steps.append(f"feed uint8 [N, {image_size}, {image_size}, 1], values 0..255, one channel; no scaling: "
+               "the model scales its input itself")
+  return {"function": "mammo_tfds.imaging.preprocess", "stored_size": stored_size, "input_size": image_size,
+          "dtype": "uint8", "chest_wall": "left", "steps": steps}
+
+
+def _test_metrics(metrics_json: dict) -> dict:
+  return {level_name: {name: {"value": level[name], "ci": level.get("ci", {}).get(name)}
+                       for name in report.HEADLINE if name in level}
+          for level_name, level in metrics_json["levels"].items()}
+
+
+def model_card(run: dict, model: keras.Model, serving: Serving, stored_size: int, calibration_source,
+               exports: dict, model_path) -> dict:
+  dataset = run["run"]["dataset"]
+  size = model.input_shape[1]
+  outputs = ({PROBABILITIES: f"class probabilities [N, K] in the order {dataset['classes']}"}
+             if not _is_binary(model) else {P_MALIGNANT: "the model's score for malignant, [N] float32"})
+  if serving.calibration is not None:
+    outputs[CALIBRATED] = "P(malignant) after the calibration map below, [N] float32"
+  tested = run["metrics"]
+  return report.plain({
+      "model": {"file": str(model_path), "architecture": model.name, "parameters": model.count_params(),
+                "trained_precision": run["run"].get("precision"), "export_precision": "float32",
+                "signature": SIGNATURE, "input": {"name": INPUT, "dtype": "uint8", "shape": [None, size, size, 1]},
+                "outputs": outputs},
+      "dataset": {"name": dataset["name"], "version": dataset["version"], "classes": dataset["classes"],
+                  "split_counts": dataset["splits"], "train_class_counts": dataset.get("train_class_counts")},
+      "test": {"split": tested["dataset"].get("split", "test"), "counts": tested["dataset"].get("counts"),
+               "bootstrap": tested.get("bootstrap"), "metrics": _test_metrics(tested)},
+      "operating_point": run["operating_point"],
+      "calibration": ({"map": serving.calibration, "source": calibration_source, "level": "image"}
+                      if serving.calibration is not None else None),
+      "preprocessing": preprocessing(stored_size, size),
+      "exports": exports,
+  })
+
+
+def _e(value) -> str:
+  """A difference for the card: NaN (stored as null) stays visible."""
+  return "NaN" if value is None else f"{value:.2e}"
+
+
+def _model_section(m: dict) -> list:
+  lines = [f"Exported from `{m['file']}` ({m['parameters']:,} parameters; trained in {m['trained_precision']}, "
+           f"exported in {m['export_precision']})."]
+  trained = m.get("max_abs_diff_float32_vs_trained_precision")
+  if trained:
+    lines[0] += (" Largest score difference between the float32 model and the model as trained, on the checked "
+                 "images: " + ", ".join(f"{key} {_e(value)}" for key, value in trained.items()) + ".")
+  lines += ["", "## Input and output", "",
+            f"Signature `{m['signature']}`: input `{m['input']['name']}`, {m['input']['dtype']} {m['input']['shape']}.",
+            ""]
+  return lines + [f"- `{name}`: {text}" for name, text in m["outputs"].items()]
+
+
+def _data_section(d: dict) -> list:
+  splits = ", ".join(f"{split} {count}" for split, count in d["split_counts"].items())
+  counts = f"; training class counts {d['train_class_counts']}" if d.get("train_class_counts") else ""
+  return ["## Data", "", f"{d['name']} (version {d['version']}), classes {', '.join(d['classes'])}; "
+          f"images per split: {splits}{counts}."]
+
+
+def _test_section(t: dict) -> list:
+  counts, boot = t.get("counts") or {}, t.get("bootstrap") or {}
+  breasts = f", {counts['breasts']} breasts" if "breasts" in counts else ""
+  lines = ["## Test metrics", "",
+           f"On the {t['split']} split ({counts.get('images', '?')} images, {counts.get('patients', '?')} "
+           f"patients{breasts}); intervals: {boot.get('confidence', 0.95):.0%} {boot.get('method', 'percentile')} "
+           f"over {boot.get('n_resamples', '?')} {boot.get('unit', 'patient')}-level bootstrap resamples.", "",
+           "| level | " + " | ".join(report.HEADLINE) + " |", "|---" * (len(report.HEADLINE) + 1) + "|"]
+  for level_name, level in t["metrics"].items():
+    plain_level = {name: entry["value"] for name, entry in level.items()}
+    plain_level["ci"] = {name: entry["ci"] for name, entry in level.items() if entry["ci"] is not None}
+    cells = [report.interval_text(plain_level, name) if name in level else "-" for name in report.HEADLINE]
+    lines.append(f"| {level_name} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def _decision_section(op: dict | None, cal: dict | None) -> list:
+  lines = ["## Operating threshold", ""]
+  if op is None:
+    lines.append("None in the run (eval/operating_point.json): the decision is the most probable class.")
+  else:
+    lines.append("Malignant when the score reaches "
+                 + ", ".join(f"{value:.4f} ({level} level)" for level, value in op["thresholds"].items())
+                 + f": {op['how']}.")
+  lines += ["", "## Calibration", ""]
+  if cal is None:
+    return lines + ["None: the run has no calibration map, so `p_malignant` is a score, not a calibrated "
+                    "probability."]
+  fitted = f"; fitted on {cal['map']['fitted_on']}" if cal["map"].get("fitted_on") else ""
+  if cal["map"]["method"] == "platt":
+    return lines + [f"Platt scaling (from {cal['source']}): p = sigmoid({cal['map']['slope']:.6g} * logit(score) "
+                    f"+ {cal['map']['intercept']:.6g}), the score clipped to [1e-7, 1 - 1e-7]{fitted}."]
+  return lines + [f"Isotonic regression (from {cal['source']}): p = np.interp(score, x, y) over "
+                  f"{len(cal['map']['x'])} knots (model_card.json has them){fitted}."]
+
+
+def _exports_section(exports: dict) -> list:
+  lines = ["## Exports and their checks", "",
+           "Each file was loaded in a fresh process that imports only its runtime (TensorFlow, the TFLite "
+           "interpreter, ONNX Runtime) and run on the images named; its outputs were compared with the "
+           "float32 Keras model's.", "",
+           "| file | bytes | checked on | max abs diff | ROC-AUC Keras / export | passed |", "|---|---|---|---|---|---|"]
+  for entry in exports.values():
+    check = entry["check"]
+    diffs = ", ".join(f"{key} {_e(value)}" for key, value in check.get("max_abs_diff", {}).items())
+    aucs = f"{check['roc_auc_keras']:.4f} / {check['roc_auc_export']:.4f}" if "roc_auc_export" in check else "-"
+    lines.append(f"| {entry['file']} | {entry['bytes']:,} | {check.get('on', '-')} | {diffs or check.get('error')} "
+                 f"| {aucs} | {'yes' if check['passed'] else 'NO'} |")
+  return lines
+
+
+def card_markdown(card: dict) -> str:
+  lines = [f"# Model card: {card['model']['architecture']} on {card['dataset']['name']}", ""]
+  lines += _model_section(card["model"])
+  lines += ["", "## Preprocessing the inputs must have had", ""]
+  lines += [f"{index}. {step}" for index, step in enumerate(card["preprocessing"]["steps"], start=1)]
+  for section in (_data_section(card["dataset"]), _test_section(card["test"]),
+                  _decision_section(card["operating_point"], card["calibration"]), _exports_section(card["exports"])):
+    lines += [""] + section
+  return "\n".join(lines) + "\n"
+
+
+def _size(path: pathlib.Path) -> int:
+  if path.is_dir():
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+  return path.stat().st_size
+
+
+# ---------------------------------------------------------------------------------------- the export
+
+def export(model_path, fmt: str, out_dir, calibration=None, run_info=None, *, images=None, labels=None,
+           images_name: str | None = None) -> dict:
+  """Exports a run's model in one format, checks it in a clean process, and writes the model card.
+
+  Args:
+    model_path: the run's .keras model (e.g. RUN_DIR/best.keras).
+    fmt: one of FORMATS.
+    out_dir: the export folder; formats exported into the same folder share one model card.
+    calibration: a calibration.json path, its content, or one map (`image_calibration`); None takes
+      the run's eval/calibration.json when there is one.
+    run_info: the run folder holding run.json, eval/metrics.json and eval/operating_point.json;
+      None: the model file's folder.
+    images, labels: uint8 [N, S, S, 1] images and their labels to check on instead of the run's
+      test split; `images_name` says what they are, for the card.
+
+  Returns:
+    The model card as written to model_card.json.
+
+  Raises:
+    ValueError: bad arguments or run files, naming which.
+    ExportError: the export failed, or does not match Keras (the card records the figures).
+  """
+  if fmt not in FORMATS:
+    raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+  model_path = pathlib.Path(model_path)
+  if not model_path.is_file():
+    raise ValueError(f"{model_path}: no such model file")
+  run = load_run(run_info if run_info is not None else model_path.parent)
+  calibration, calibration_source = _run_calibration(calibration, pathlib.Path(run["dir"]))
+  trained = keras.models.load_model(model_path)
+  model = float32_model(trained)
+  serving = Serving(model, image_calibration(calibration))
+  size = model.input_shape[1]
+  builder = run_builder(run)
+  if images is None:
+    images, labels = split_images(builder, "test", size)
+    images_name = f"the {len(images)} images of the {builder.info.full_name} test split"
+  images = np.asarray(images)
+  if images.dtype != np.uint8 or images.shape[1:] != (size, size, 1):
+    raise ValueError(f"check images must be uint8 [N, {size}, {size}, 1], got {images.dtype} {list(images.shape)}")
+
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  files = {name: out_dir / file for name, file in _FILES[fmt].items()}
+  _write(fmt, serving, files)
+  exports = _checks(files, model, serving, images, labels, images_name or f"{len(images)} given images")
+  card = model_card(run, model, serving, builder.info.features["image"].shape[0], calibration_source,
+                    {**_previous_exports(out_dir, model_path), **exports}, model_path)
+  if model is not trained:
+    card["model"]["max_abs_diff_float32_vs_trained_precision"] = _largest_differences(
+        keras_reference(trained, serving, images), keras_reference(model, serving, images))
+  (out_dir / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
+  (out_dir / CARD_MD).write_text(card_markdown(card))
+  failed = [name for name, entry in exports.items() if not entry["check"]["passed"]]
+  if failed:
+    raise ExportError(f"{out_dir}: {', '.join(failed)} do not match Keras: "
+                      + "; ".join(f"{name} {exports[name]['check']}" for name in failed))
+  return card
+
+
+def _run_calibration(calibration, run_dir: pathlib.Path):
+  """(the calibration to export, where it came from): the run's eval/calibration.json when none is given."""
+  if calibration is None and (run_dir / "eval" / "calibration.json").exists():
+    calibration = run_dir / "eval" / "calibration.json"
+  if calibration is None:
+    return None, None
+  return calibration, str(calibration) if isinstance(calibration, (str, os.PathLike)) else "given to export()"
+
+
+def _write(fmt: str, serving: Serving, files: dict) -> None:
+  """The format's files; TFLite is converted from a SavedModel, written to a scratch folder."""
+  with tempfile.TemporaryDirectory(prefix="mammo-export-") as scratch:
+    saved_model = files.get("saved_model", pathlib.Path(scratch) / "saved_model")
+    save_saved_model(serving, saved_model)
+    if fmt == "tflite":
+      save_tflite(saved_model, files["tflite_float32"], files["tflite_int8"])
+    elif fmt == "onnx":
+      save_onnx(serving, files["onnx"])
+
+
+def _checks(files: dict, model, serving: Serving, images, labels, images_name: str) -> dict:
+  """name -> file, size and its clean-process check against the float32 Keras model."""
+  reference = keras_reference(model, serving, images)
+  kinds = {name: "tflite" if name.startswith("tflite") else name for name in files}
+  outputs = run_clean([(kinds[name], path) for name, path in files.items()], images)
+  return {name: {"file": path.name, "bytes": _size(path),
+                 "check": {"on": images_name, **compare(name, out, reference, labels)}}
+          for (name, path), out in zip(files.items(), outputs)}
+
+
+def _largest_differences(a: dict, b: dict) -> dict:
+  """Per output, the largest absolute difference (NaN anywhere gives NaN, which fails every check)."""
+  return {key: float(np.max(np.abs(a[key] - b[key]))) for key in b}
+
+
+def _previous_exports(out_dir: pathlib.Path, model_path) -> dict:
+  """The other formats already exported into out_dir from the same model file, kept on its card."""
+  path = out_dir / CARD_JSON
+  if not path.exists():
+    return {}
+  previous = json.loads(path.read_text())
+  return previous.get("exports", {}) if previous.get("model", {}).get("file") == str(model_path) else {}
