@@ -27,6 +27,7 @@ HYPERPARAMETERS = {"dropout": "linear", "l2": "log", "learning_rate": "log"}
 TUNERS = ("hyperband", "bayesian", "random")
 DEFAULT_MAX_TRIALS = 10  # of random and Bayesian searches
 BASELINES = ("majority", "prior_random", "pixel_logistic", "age_logistic")
+EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
 FLAGS_FILE = "flags.txt"
 
 
@@ -452,3 +453,39 @@ def baselines_from_flags(values: flags.FlagValues = flags.FLAGS) -> Baselines:
 
 
 BASELINES_FLAGS = _flag_names(define_baselines_flags)
+
+
+# --- python -m mammo_train.export ----------------------------------------------------------------------
+
+
+def define_export_flags(values: flags.FlagValues = flags.FLAGS):
+  define = dict(flag_values=values)
+  flags.DEFINE_string("model", None, "A training run's .keras model, e.g. RUN_DIR/best.keras; the run folder "
+                      "beside it gives the dataset, test metrics, threshold and calibration for the model card.",
+                      **define)
+  flags.DEFINE_enum("format", "saved_model", EXPORT_FORMATS, "saved_model (TF Serving), tflite (float32 and "
+                    "dynamic-range int8) or onnx.", **define)
+  flags.DEFINE_string("out", None, "Export folder; formats exported into one folder share one model card.",
+                      **define)
+  flags.DEFINE_string("data_dir", None, "TFDS data dir of the run's dataset, if not the one run.json names "
+                      "(the test split is what each export is checked on).", **define)
+
+
+@dataclasses.dataclass(frozen=True)
+class Export:
+  model: str
+  format: str
+  out: str
+  data_dir: str | None
+
+
+def export_from_flags(values: flags.FlagValues = flags.FLAGS) -> Export:
+  model = _model_file("model", values.model)
+  check(values.out, "--out is required: the folder the export and its model card are written to")
+  run_json = os.path.join(os.path.dirname(model), "run.json")
+  check(os.path.isfile(run_json), f"--model={model}: no run.json beside it: export a model of a training run "
+        "(its workdir's best.keras or final.keras)")
+  return Export(model=model, format=values.format, out=values.out, data_dir=values.data_dir)
+
+
+EXPORT_FLAGS = _flag_names(define_export_flags)

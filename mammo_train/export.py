@@ -26,14 +26,15 @@ import subprocess
 import sys
 import tempfile
 
+from absl import flags
 import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from mammo_train import data, export_check, metrics, report
+from mammo_train import cli, config, data, export_check, metrics, models, report, runtime
 
-FORMATS = ("saved_model", "tflite", "onnx")
+FORMATS = config.EXPORT_FORMATS
 SIGNATURE = "serving_default"
 INPUT = "image"
 P_MALIGNANT, CALIBRATED, PROBABILITIES = "p_malignant", "p_malignant_calibrated", "probabilities"
@@ -298,13 +299,22 @@ def load_run(run_dir) -> dict:
   return found
 
 
-def run_builder(run: dict):
-  """The run's prepared dataset, read from the data dir run.json names."""
-  folder = run["run"]["dataset"]["data_dir"]
-  try:
-    return tfds.builder_from_directory(folder)
-  except Exception as error:  # TFDS raises several kinds for a missing or damaged folder
-    raise ValueError(f"{run['dir']}/run.json: its dataset folder {folder} cannot be read ({error})") from None
+def run_builder(run: dict, data_dir: str | None = None):
+  """The run's prepared dataset (as run.json names it), set up as every command sets up a dataset.
+
+  Raises:
+    config.ConfigError, config.DatasetNotBuiltError: the dataset is not where run.json (or
+      `data_dir`) says, or it is another version than the model was trained on.
+  """
+  dataset = run["run"]["dataset"]
+  name, version = dataset["name"].rsplit("/", 1)
+  # run.json names the prepared folder, DATA_DIR/name/config/version.
+  builder = runtime.set_up(name, data_dir or str(pathlib.Path(dataset["data_dir"]).parents[2]), batch_size=1,
+                           seed=0).builder
+  if str(builder.info.version) != version:
+    raise config.ConfigError(f"{run['dir']}/run.json: the model was trained on {dataset['name']}, but the data "
+                             f"dir holds version {builder.info.version}")
+  return builder
 
 
 def split_images(builder, split: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -462,7 +472,7 @@ def _size(path: pathlib.Path) -> int:
 # ---------------------------------------------------------------------------------------- the export
 
 def export(model_path, fmt: str, out_dir, calibration=None, run_info=None, *, images=None, labels=None,
-           images_name: str | None = None) -> dict:
+           images_name: str | None = None, data_dir: str | None = None) -> dict:
   """Exports a run's model in one format, checks it in a clean process, and writes the model card.
 
   Args:
@@ -475,6 +485,7 @@ def export(model_path, fmt: str, out_dir, calibration=None, run_info=None, *, im
       None: the model file's folder.
     images, labels: uint8 [N, S, S, 1] images and their labels to check on instead of the run's
       test split; `images_name` says what they are, for the card.
+    data_dir: where the run's dataset is, when not where run.json says (another machine).
 
   Returns:
     The model card as written to model_card.json.
@@ -490,11 +501,11 @@ def export(model_path, fmt: str, out_dir, calibration=None, run_info=None, *, im
     raise ValueError(f"{model_path}: no such model file")
   run = load_run(run_info if run_info is not None else model_path.parent)
   calibration, calibration_source = _run_calibration(calibration, pathlib.Path(run["dir"]))
-  trained = keras.models.load_model(model_path)
+  builder = run_builder(run, data_dir)
+  trained = models.load(str(model_path), data.num_classes(builder), flag="model")
   model = float32_model(trained)
   serving = Serving(model, image_calibration(calibration))
   size = model.input_shape[1]
-  builder = run_builder(run)
   if images is None:
     images, labels = split_images(builder, "test", size)
     images_name = f"the {len(images)} images of the {builder.info.full_name} test split"
@@ -563,3 +574,24 @@ def _previous_exports(out_dir: pathlib.Path, model_path) -> dict:
     return {}
   previous = json.loads(path.read_text())
   return previous.get("exports", {}) if previous.get("model", {}).get("file") == str(model_path) else {}
+
+
+def main(argv):
+  del argv
+  cfg = config.export_from_flags(flags.FLAGS)
+  try:
+    card = export(cfg.model, cfg.format, cfg.out, data_dir=cfg.data_dir)
+  except ValueError as error:  # a run file that is missing or unreadable: the user's to fix
+    raise config.ConfigError(str(error)) from None
+  except ExportError as error:
+    print(f"mammo_train.export: failed: {error}", file=sys.stderr)
+    sys.exit(1)
+  runtime.write_flags(cfg.out, config.flagfile(flags.FLAGS, config.EXPORT_FLAGS))
+  for name, entry in card["exports"].items():
+    check = {key: value for key, value in entry["check"].items() if key != "on"}
+    print(f"{name}: {cfg.out}/{entry['file']} ({entry['bytes']:,} bytes), checked against Keras: {check}")
+  print(f"model card: {cfg.out}/{CARD_MD}")
+
+
+if __name__ == "__main__":
+  cli.run("mammo_train.export", config.define_export_flags, main)

@@ -4,9 +4,11 @@ Each case runs the command's own parse and main in this process (as its
 command line does, on fresh flag values); one case per command also runs the
 real command line, to show what a user sees.
 """
+import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -15,7 +17,7 @@ import keras
 import pytest
 
 from mammo_train import __main__ as trainer
-from mammo_train import baselines, cli, config, evaluate, models, tune
+from mammo_train import baselines, cli, config, evaluate, export, models, tune
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 QUIET = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -101,3 +103,35 @@ def test_the_command_line_prints_one_line_and_no_traceback(command, case, tiny_d
   lines = [line for line in done.stderr.splitlines() if line.strip() and not TF_STARTUP.match(line)]
   assert done.returncode == 2 and "Traceback" not in done.stderr
   assert len(lines) == 1 and lines[0].startswith(f"{command}: error: ") and CASES[case][1] in lines[0], lines
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model={missing}", "--out={out}"], "no such file"),
+    (["--model={garbage}", "--out={out}"], "no run.json beside it"),
+    (["--model={run}/best.keras"], "--out is required"),
+    (["--model={run}/best.keras", "--out={out}", "--format=coreml"], "--format"),
+    (["--model={run}/garbage.keras", "--out={out}"], "not a readable Keras model"),
+    (["--model={run}/three_classes.keras", "--out={out}"], "this dataset has 2"),
+])
+def test_export_usage_error_is_one_line_and_status_2(argv, message, model_files, tiny_data_dir, tmp_path, capsys,
+                                                     monkeypatch):
+  run = tmp_path / "run"  # a run folder: run.json names the tiny dataset
+  run.mkdir()
+  (run / "run.json").write_text(json.dumps({"dataset": {"name": "synthetic/tiny/1.1.0", "data_dir": str(
+      tiny_data_dir / "synthetic" / "tiny" / "1.1.0")}}))
+  (run / "eval").mkdir()
+  for name in ("metrics.json", "operating_point.json"):
+    (run / "eval" / name).write_text("{}")
+  for name in ("garbage", "three_classes", "size_48"):
+    shutil.copy(model_files[name], run / pathlib.Path(model_files[name]).name)
+  shutil.copy(model_files["size_48"], run / "best.keras")
+  values = flags.FlagValues()
+  config.define_export_flags(values)
+  monkeypatch.setattr(flags, "FLAGS", values)
+  with pytest.raises(SystemExit) as exit_:
+    parsed = cli.parse("mammo_train.export", values, ["mammo_train.export", *(
+        arg.format(run=run, out=tmp_path / "out", **model_files) for arg in argv)])
+    cli.invoke("mammo_train.export", export.main, parsed)
+  lines = capsys.readouterr().err.splitlines()
+  assert exit_.value.code == 2
+  assert len(lines) == 1 and lines[0].startswith("mammo_train.export: error: ") and message in lines[0], lines
