@@ -15,6 +15,7 @@ some films (mdb072, mdb110, mdb126).
 import dataclasses
 import io
 
+from absl import logging
 import numpy as np
 from PIL import Image
 from scipy import ndimage
@@ -45,6 +46,7 @@ class Preprocessed:
   image: np.ndarray  # (size, size, 1) uint8
   crop_box: np.ndarray  # int32 [y0, x0, y1, x1] in source pixels, end-exclusive
   flipped: bool  # mirrored left-right after cropping, to put the chest wall left
+  orientation: str = "pixels"  # what decided the chest wall's side: see `chest_wall_side`
 
 
 def breast_box(pixels: np.ndarray, source: str = "<array>",
@@ -142,13 +144,58 @@ def chest_wall_is_right(crop: np.ndarray, threshold: int = BREAST_THRESHOLD) -> 
   nipple side tapers off into background. That rule alone is wrong on six
   mini-MIAS films whose chest wall edge is slanted (e.g. mdb181, mdb263).
   """
+  return _pixel_side(crop, threshold)[0]
+
+
+def _pixel_side(crop: np.ndarray, threshold: int):
+  """(chest wall is right, whether the edges decided it): `chest_wall_is_right`'s rule."""
   left, right = edge_sharpness(crop, threshold)
   if max(left, right) > _EDGE_DECISIVE * min(left, right):
-    return right > left
+    return right > left, True
   band = max(1, crop.shape[1] // 10)
   left_band = (crop[:, :band] > threshold).mean()
   right_band = (crop[:, -band:] > threshold).mean()
-  return bool(right_band > left_band)
+  return bool(right_band > left_band), False
+
+
+def chest_wall_side(crop: np.ndarray, chest_wall=None, laterality=None, source: str = "<array>"):
+  """(chest wall is right, what decided it) for a crop, from DICOM tags and pixels.
+
+  The rule, strongest clue first:
+  - `chest_wall` ("left" / "right", from a valid PatientOrientation) decides:
+    it states the detector's geometry. The pixels confirm it; where their
+    edges decisively say the other side, the tag still decides, the
+    disagreement is logged and the result says "tags, pixels disagree".
+  - Otherwise decisive edges decide ("pixels"); `laterality` ("L" / "R") is
+    only the display convention (a right breast's chest wall on the right), so
+    it cannot overrule them ("pixels, laterality disagrees" is logged).
+  - Otherwise `laterality` decides ("laterality"), else the tissue-band rule
+    of `chest_wall_is_right` ("pixels").
+  With neither hint the result is `chest_wall_is_right(crop)`, so images
+  without tags (mini-MIAS, synthetic) are oriented as before.
+  """
+  pixels_right, decisive = _pixel_side(crop, BREAST_THRESHOLD)
+  if chest_wall is not None:
+    if chest_wall not in ("left", "right"):
+      raise ValueError(f"{source}: chest_wall must be 'left', 'right' or None, got {chest_wall!r}")
+    tag_right = chest_wall == "right"
+    if decisive and pixels_right != tag_right:
+      logging.warning("%s: PatientOrientation puts the chest wall on the %s, the pixels on the %s; "
+                      "following the tag", source, chest_wall, "right" if pixels_right else "left")
+      return tag_right, "tags, pixels disagree"
+    return tag_right, "tags"
+  if laterality is not None and laterality not in ("L", "R"):
+    raise ValueError(f"{source}: laterality must be 'L', 'R' or None, got {laterality!r}")
+  if decisive:
+    if laterality is not None and pixels_right != (laterality == "R"):
+      logging.warning("%s: laterality %s would put the chest wall on the %s, the pixels say the %s; "
+                      "following the pixels", source, laterality, "right" if laterality == "R" else "left",
+                      "right" if pixels_right else "left")
+      return pixels_right, "pixels, laterality disagrees"
+    return pixels_right, "pixels"
+  if laterality is not None:
+    return laterality == "R", "laterality"
+  return pixels_right, "pixels"
 
 
 def pad_square(crop: np.ndarray) -> np.ndarray:
@@ -159,13 +206,16 @@ def pad_square(crop: np.ndarray) -> np.ndarray:
   return np.pad(crop, ((top, side - height - top), (0, side - width)))
 
 
-def preprocess(pixels: np.ndarray, size: int = DEFAULT_SIZE, source: str = "<array>") -> Preprocessed:
+def preprocess(pixels: np.ndarray, size: int = DEFAULT_SIZE, source: str = "<array>",
+               chest_wall=None, laterality=None) -> Preprocessed:
   """Turns 8-bit source pixels into the stored (size, size, 1) image.
 
   Args:
     pixels: 2-D uint8 array as `mammo_tfds.sources` returns it.
     size: side of the output square.
     source: file name for error messages.
+    chest_wall, laterality: what the DICOM tags say (`SourceImage.chest_wall`,
+      `.laterality`); None for files without tags. See `chest_wall_side`.
 
   Raises:
     BlankImageError: nothing in the image looks like a breast.
@@ -175,12 +225,12 @@ def preprocess(pixels: np.ndarray, size: int = DEFAULT_SIZE, source: str = "<arr
   box = breast_box(pixels, source)
   y0, x0, y1, x1 = box
   crop = pixels[y0:y1, x0:x1]
-  flipped = chest_wall_is_right(crop)
+  flipped, orientation = chest_wall_side(crop, chest_wall, laterality, source)
   if flipped:
     crop = crop[:, ::-1]
   square = pad_square(np.ascontiguousarray(crop))
   resized = Image.fromarray(square).resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-  return Preprocessed(np.asarray(resized, dtype=np.uint8)[:, :, None], box, flipped)
+  return Preprocessed(np.asarray(resized, dtype=np.uint8)[:, :, None], box, flipped, orientation)
 
 
 def source_to_output(y: float, x: float, result: Preprocessed, size: int = DEFAULT_SIZE):
