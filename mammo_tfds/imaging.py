@@ -198,6 +198,135 @@ def chest_wall_side(crop: np.ndarray, chest_wall=None, laterality=None, source: 
   return pixels_right, "pixels"
 
 
+# Scanned films (CBIS-DDSM / DDSM) -------------------------------------------
+# A film's background is its base + fog density, grey and noisy, not black;
+# unexposed borders are near white; labels, stickers and rulers sit in the
+# background and may touch the breast. `film_on_black` turns such a film into
+# what the rest of this module expects (the breast on black) and leaves
+# images with a black background (digital mammograms, mini-MIAS) untouched.
+
+# A background (the darker histogram peak) above this is a film's, not black.
+_FILM_BACKGROUND = BREAST_THRESHOLD
+# ... provided fewer than this share of pixels is at or below the breast
+# threshold: a digital mammogram that the breast nearly fills still has that much black.
+_FILM_MAX_BLACK = 0.05
+# The film's breast threshold: _FILM_MIN_MARGIN grey levels above the foot of
+# the background's histogram peak (where it falls to _PEAK_FOOT of its height),
+# but no more than _FILM_TISSUE_SHARE of the way from the background up to the
+# tissue's median, so a broad background never lifts it into faint skin.
+_PEAK_FOOT, _FILM_TISSUE_SHARE, _FILM_MIN_MARGIN = 0.02, 0.25, 4.0
+# A bright structure is a label, sticker or border strip when, holes filled,
+# it fills this share of its bounding box, or when it runs along an image edge
+# for at least _STRIP_LENGTH of it while at most _STRIP_DEPTH deep; and, either
+# way, covers at least _FLAT_MIN_AREA of the film (calcifications never do).
+_FLAT_FILL, _STRIP_LENGTH, _STRIP_DEPTH, _FLAT_MIN_AREA = 0.88, 0.5, 0.1, 0.001
+# Margin kept around the breast region, as a share of the longer side: the
+# faint skin line and anything just outside it stay in the crop.
+_FILM_MARGIN = 0.01
+# A film's breast region covers at least this share of it; anything less is
+# not understood as a film, and the image is cropped as if on black.
+_FILM_MIN_BREAST = 0.02
+
+
+def _block_mean(pixels: np.ndarray):
+  """(block-averaged copy with longer side <= _MASK_SIDE, factor): cheap, and averages film noise away."""
+  height, width = pixels.shape
+  factor = max(1, -(-max(height, width) // _MASK_SIDE))
+  if factor == 1:
+    return pixels.astype(np.float32), 1
+  pad_h, pad_w = (-height) % factor, (-width) % factor
+  padded = np.pad(pixels, ((0, pad_h), (0, pad_w)), mode="edge").astype(np.float32)
+  rows = padded.reshape(-1, factor, padded.shape[1]).mean(axis=1)
+  return rows.reshape(rows.shape[0], -1, factor).mean(axis=2), factor
+
+
+def film_background(pixels: np.ndarray):
+  """(level, top) of a scanned film's grey background, or None for an image on black.
+
+  On the block-averaged image, `level` is the darker histogram peak and `top`
+  where that peak has fallen to _PEAK_FOOT of its height on its bright side,
+  or the valley where the tissue's counts start to rise, if that is sooner:
+  scanner shading makes the peak broad and lopsided, so its own foot, not a
+  spread measured below it, says where the background ends.
+  """
+  if (pixels <= BREAST_THRESHOLD // 2).mean() >= _FILM_MAX_BLACK:
+    return None
+  small, _ = _block_mean(pixels)
+  histogram = np.bincount(np.clip(small, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
+  histogram = np.convolve(histogram, np.ones(5) / 5, mode="same")
+  level = int(np.argmax(histogram[:192]))
+  if level <= _FILM_BACKGROUND:
+    return None
+  side = histogram[level:]
+  # The foot, or the valley before the tissue's own counts rise, whichever comes first.
+  ends = np.nonzero((side[:-1] < _PEAK_FOOT * side[0])
+                    | ((side[1:] > side[:-1]) & (side[:-1] < 0.5 * side[0])))[0]
+  top = level + (int(ends[0]) if ends.size else 0)
+  return float(level), float(top)
+
+
+def _flat_bright(small: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+  """Labels, stickers, rulers and unexposed border strips of a block-averaged film, as a mask.
+
+  Candidates are brighter than halfway from the tissue's median to white;
+  a candidate is kept only if it is box-shaped or a strip along an edge, so
+  dense tissue and the pectoral muscle, which are neither, stay breast.
+  """
+  tissue = float(np.median(small[foreground])) if foreground.any() else 128.0
+  bright = ndimage.binary_closing(small >= (tissue + 255.0) / 2, iterations=2)  # closes label text
+  labels, count = ndimage.label(ndimage.binary_fill_holes(bright))
+  result = np.zeros_like(bright)
+  height, width = small.shape
+  for index, found in enumerate(ndimage.find_objects(labels), start=1):
+    if found is None:
+      continue
+    component = labels[found] == index
+    rows, cols = found[0], found[1]
+    box_h, box_w = rows.stop - rows.start, cols.stop - cols.start
+    if component.sum() < _FLAT_MIN_AREA * small.size:
+      continue
+    boxy = component.mean() >= _FLAT_FILL
+    along_row_edge = (rows.start == 0 or rows.stop == height) and box_w >= _STRIP_LENGTH * width and \
+        box_h <= _STRIP_DEPTH * height
+    along_col_edge = (cols.start == 0 or cols.stop == width) and box_h >= _STRIP_LENGTH * height and \
+        box_w <= _STRIP_DEPTH * width
+    if boxy or along_row_edge or along_col_edge:
+      result[found] |= component
+  return result
+
+
+def film_on_black(pixels: np.ndarray) -> np.ndarray:
+  """A scanned film as the breast on black; an image already on black is returned as it is.
+
+  The breast is the largest region above the film's own background threshold
+  once labels, stickers, rulers and border strips are taken out (so one that
+  touches the breast does not drag the crop along). That region, widened by
+  a margin, keeps its pixels; everything else becomes 0. Thresholds are
+  relative to the film's background, so faint skin stays in, as the low
+  threshold does on films with black backgrounds.
+  """
+  background = film_background(pixels)
+  if background is None:
+    return pixels
+  level, top = background
+  small, factor = _block_mean(pixels)
+  above = small[small > top]
+  tissue = float(np.median(above)) if above.size else 255.0
+  margin = min(top - level + _FILM_MIN_MARGIN, _FILM_TISSUE_SHARE * (tissue - level))
+  foreground = small > level + max(margin, _FILM_MIN_MARGIN)
+  flat = ndimage.binary_dilation(_flat_bright(small, foreground), iterations=2)
+  labels, count = ndimage.label(foreground & ~flat)
+  sizes = np.bincount(labels.ravel())
+  sizes[0] = 0
+  if count == 0 or sizes.max() < _FILM_MIN_BREAST * small.size:
+    return pixels  # no breast-sized region stands out of the background: the plain crop, which never cuts
+  widen = max(1, round(_FILM_MARGIN * max(small.shape)))
+  keep = ndimage.binary_dilation(labels == int(np.argmax(sizes)), iterations=widen) & ~flat
+  height, width = pixels.shape
+  keep = keep[np.arange(height) // factor][:, np.arange(width) // factor]
+  return np.where(keep, pixels, 0).astype(np.uint8)
+
+
 def pad_square(crop: np.ndarray) -> np.ndarray:
   """Pads with black to a square: content against the left (chest wall), centred vertically."""
   height, width = crop.shape
@@ -222,6 +351,7 @@ def preprocess(pixels: np.ndarray, size: int = DEFAULT_SIZE, source: str = "<arr
   """
   if pixels.dtype != np.uint8:
     raise ValueError(f"{source}: expected uint8 pixels, got {pixels.dtype}")
+  pixels = film_on_black(pixels)
   box = breast_box(pixels, source)
   y0, x0, y1, x1 = box
   crop = pixels[y0:y1, x0:x1]

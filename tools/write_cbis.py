@@ -179,7 +179,7 @@ def film_pixels(seed: int, film: Film, shape=FILM_SHAPE):
   rng = np.random.default_rng([seed, _number(film.patient, film.side, film.view)])
   yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
   # Background: grey (film base + fog), shaded, noisy; never black.
-  background = rng.uniform(0.10, 0.18) + 0.025 * _smooth(rng, shape, height / 6)
+  background = rng.uniform(0.11, 0.2) + 0.012 * _smooth(rng, shape, height / 6)
   image = background + rng.normal(0, 0.012, size=shape).astype(np.float32)
   # Breast: half-ellipse against the chest wall (column 0), texture fading at the skin.
   depth = width * rng.uniform(0.5, 0.68)
@@ -230,7 +230,7 @@ def film_pixels(seed: int, film: Film, shape=FILM_SHAPE):
   # Ruler: a bright strip with dark ticks, in the background on the far side.
   ruler_x = int(width * rng.uniform(0.8, 0.9))
   ruler_w = max(2, width // 90)
-  top, length = int(height * 0.1), int(height * 0.3)
+  top, length = int(height * (0.55 if film.label_touches else 0.1)), int(height * 0.3)  # apart from the label
   image[top:top + length, ruler_x:ruler_x + ruler_w] = 0.85
   image[top:top + length:max(2, height // 100), ruler_x:ruler_x + ruler_w // 2] = 0.3
   # Film label: a near-white block with dark text; sometimes touching the breast.
