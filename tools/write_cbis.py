@@ -103,7 +103,7 @@ class Film:
 class WrittenFilm:
   """What a test needs to check a build: one record per film (not per series)."""
   film: Film
-  sources: Tuple[str, ...]  # full-mammogram files of the film, relative to the root (two if in both CSVs)
+  sources: Tuple[str, ...]  # full-mammogram files of the film as written, relative to the root (two if in both CSVs)
   boxes: Tuple[Tuple[str, int, Tuple[int, int, int, int]], ...]  # (kind, id, (y0, x0, y1, x1)) source pixels
   chest_wall: str  # "left" | "right": where it really is in the written pixels
   shape: Tuple[int, int]
@@ -315,7 +315,8 @@ class _Writer:
 
   def write(self, values, patient_folder, film: Film, description, study, series, index: int,
             folder_description: Optional[str] = None) -> str:
-    """Writes one image; returns the path the CSVs give for it (classic style, as in the real CSVs)."""
+    """Writes one image; returns (the path the CSVs give for it, classic style as in the real CSVs,
+    and where it was written, relative to the root)."""
     uids = {"study": study, "series": series, "sop": _uid(self.seed, series, index)}
     folder = self.series_folder(patient_folder, study, series, folder_description or description)
     folder.mkdir(parents=True, exist_ok=True)
@@ -325,17 +326,18 @@ class _Writer:
       while (folder / name).exists():
         name = f"1-{1 + _number(uids['sop'], name) % 300}.jpg"
       Image.fromarray(_to_8bit(values)).save(folder / name, quality=95)
+      written = (folder / name).relative_to(self.root).as_posix()
       self.info_rows.append({
           "file_path": f"CBIS-DDSM/dicom/{uids['sop']}.dcm", "image_path": f"CBIS-DDSM/jpeg/{series}/{name}",
           "Laterality": film.side[0], "PatientID": patient_folder, "PatientOrientation": film.view,
           "Rows": values.shape[0], "Columns": values.shape[1], "SeriesDescription": description,
           "SeriesInstanceUID": series, "StudyInstanceUID": study, "SOPInstanceUID": uids["sop"],
           "BitsStored": values.dtype.itemsize * 8, "PhotometricInterpretation": "MONOCHROME2"})
-      return csv_path
+      return csv_path, written
     name = f"{index:06d}.dcm" if self.layout == "classic" else f"1-{index + 1}.dcm"
     pydicom.dcmwrite(folder / name, _dataset(values, patient_folder, film.side, film.view, description, uids),
                      enforce_file_format=True)
-    return csv_path
+    return csv_path, (folder / name).relative_to(self.root).as_posix()
 
 
 def write(root, films: Sequence[Film], layout: str = "classic", seed: int = 0, shape=(300, 180)) -> List[WrittenFilm]:
@@ -354,8 +356,8 @@ def write(root, films: Sequence[Film], layout: str = "classic", seed: int = 0, s
       official = film.official_set(kind)
       folder = f"{KINDS[kind]}-{SETS[official]}_{film.patient}_{film.side}_{film.view}"
       study, series = _uid(seed, folder, "study"), _uid(seed, folder, "series")
-      full_path = writer.write(pixels, folder, film, FULL, study, series, 0)
-      sources_.append(full_path)
+      full_path, on_disk = writer.write(pixels, folder, film, FULL, study, series, 0)
+      sources_.append(on_disk)
       for abnormality in [a for a in film.abnormalities if a.kind == kind]:
         mask = next(m for k, n, m in masks if k == kind and n == abnormality.number)
         box = mask_box(mask)
@@ -371,9 +373,9 @@ def write(root, films: Sequence[Film], layout: str = "classic", seed: int = 0, s
         mask_index = 0 if abnormality.mask_apart else order
         crop_index = 0 if abnormality.mask_apart else 1 - order
         # A shared series is named after the mask in the descriptive layout; each file keeps its own description.
-        mask_path = writer.write(mask.astype(np.uint8) * 255, roi_folder, film, MASK, roi_study, mask_series,
+        mask_path, _ = writer.write(mask.astype(np.uint8) * 255, roi_folder, film, MASK, roi_study, mask_series,
                                  mask_index, folder_description=MASK)
-        crop_path = writer.write(crop, roi_folder, film, CROP, roi_study, crop_series, crop_index,
+        crop_path, _ = writer.write(crop, roi_folder, film, CROP, roi_study, crop_series, crop_index,
                                  folder_description=CROP if abnormality.mask_apart else MASK)
         rows[CSV_NAMES[(kind, official)]].append(_csv_row(film, abnormality, full_path, crop_path, mask_path))
     written.append(WrittenFilm(film, tuple(sources_), tuple(boxes), chest_wall, tuple(pixels.shape)))

@@ -36,6 +36,10 @@ class Builder(generation.ParallelBuilder):
   never by folder names. Then: tfds build mammo_tfds/cbis_ddsm --manual_dir=<manual_dir>
   """
 
+  def __init__(self, **kwargs):
+    super().__init__(**kwargs)
+    self._orientations = collections.Counter()  # what decided the chest wall side -> films
+
   def _info(self) -> tfds.core.DatasetInfo:
     abnormality = {
         "type": tfds.features.ClassLabel(names=list(cases.KINDS)),
@@ -55,6 +59,8 @@ class Builder(generation.ParallelBuilder):
         "abnormalities": tfds.features.Sequence(abnormality),
         "breast_density": tfds.features.Scalar(np.int32, doc="BI-RADS density 1-4 as the CSV gives it (0 on 2 rows)."),
         "official_split": tfds.features.ClassLabel(names=list(cases.OFFICIAL_SPLITS)),
+        "orientation": tfds.features.Text(
+            doc="What put the chest wall left: pixels, laterality, or 'pixels, laterality disagrees'."),
     })
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict(schema),
@@ -94,5 +100,14 @@ class Builder(generation.ParallelBuilder):
   def _item_fn(self):
     return functools.partial(examples.film_example, self._manual_dir, self.builder_config.image_size)
 
+  def _record(self, results):
+    """Counts what decided each film's orientation as the examples pass (plain builds)."""
+    for key, example in super()._record(results):
+      self._orientations[example["orientation"]] += 1
+      yield key, example
+
   def _summary_line(self) -> str:
-    return f"{super()._summary_line()}; read the {self._layout} layout"
+    disagree = self._orientations.get("pixels, laterality disagrees", 0)
+    decided = ", ".join(f"{count} by '{how}'" for how, count in sorted(self._orientations.items()))
+    return (f"{super()._summary_line()}; read the {self._layout} layout; chest wall side decided {decided}: "
+            f"the pixels overruled the laterality on {disagree} films")

@@ -16,6 +16,12 @@ be described as a full mammogram (or not described) and not be a binary mask.
 What stops the build and what is skipped:
   fails   - no case CSV, or a CSV value outside the known ones (file, row and
             value named); no image files; an abnormality listed twice.
+  orientation - the chest wall is put on the left by `imaging.chest_wall_side`
+            with the film's laterality as the hint: the pixels decide where
+            their edges are decisive (films were scanned by hand, not always
+            the same way round), else the DDSM convention (left breast, chest
+            wall left) does. `orientation` records which; films where the
+            pixels overruled the laterality are counted in the build summary.
   skipped - a film with a CSV row whose files are missing; a file that cannot
             be read; a mask whose size differs from its film's; an ROI series
             with no mask, or whose descriptions contradict the contents; a
@@ -29,8 +35,6 @@ from typing import Dict, List, Tuple
 
 from etils import epath
 import numpy as np
-import pydicom
-from PIL import Image
 
 from mammo_tfds import features, generation, imaging, sources, splits
 from mammo_tfds.cbis_ddsm import cases as cases_lib
@@ -125,35 +129,14 @@ def assign_splits(all_cases) -> Dict[str, str]:
 
 
 def read_pixels(path) -> np.ndarray:
-  """8-bit pixels (bright = dense) of a CBIS-DDSM DICOM or a Kaggle JPEG.
+  """8-bit pixels (bright = dense) of a CBIS-DDSM DICOM or a Kaggle JPEG, through `sources.read`.
 
-  The DICOMs carry no view tags (PatientOrientation holds the view, not
-  directions), so only pixels are read here; laterality and view come from
-  the CSV rows the file was matched to by UID.
+  Laterality and view are not taken from the file: the DICOMs have no view
+  tags (PatientOrientation holds the view, and `sources` refuses it as
+  directions) and the JPEGs no tags at all, so they come from the CSV rows
+  the file was matched to by UID.
   """
-  path = epath.Path(path)
-  if path.suffix.lower() == ".dcm":
-    try:
-      ds = pydicom.dcmread(path)
-      pixels = ds.pixel_array
-    except FileNotFoundError:
-      raise sources.SourceError(path, "file not found") from None
-    except Exception as error:  # pydicom raises several types for bad files
-      raise sources.SourceError(path, f"not a readable DICOM ({type(error).__name__}: {error})") from None
-    if pixels.ndim != 2:
-      raise sources.SourceError(path, f"expected one 2-D grayscale frame, got shape {pixels.shape}")
-    return sources.to_uint8(pixels, ds, path)
-  try:
-    with path.open("rb") as handle, Image.open(handle) as image:
-      image.load()
-      if image.mode in ("I", "I;16", "I;16B"):
-        values = np.asarray(image, dtype=np.float64)
-        return np.rint(values / max(values.max(), 1.0) * 255).astype(np.uint8)
-      return np.asarray(image.convert("L"), dtype=np.uint8).copy()
-  except FileNotFoundError:
-    raise sources.SourceError(path, "file not found") from None
-  except Exception as error:
-    raise sources.SourceError(path, f"not a readable image ({type(error).__name__}: {error})") from None
+  return sources.read(str(path)).pixels
 
 
 def is_mask(pixels: np.ndarray) -> bool:
@@ -222,10 +205,10 @@ def film_example(manual_dir: str, image_size: int, item: FilmItem) -> list:
     abnormalities.append(_abnormality(case, lesion_box(mask)))
   first = item.cases[0]
   try:
-    result = imaging.preprocess(pixels, image_size, source=source)
+    result = imaging.preprocess(pixels, image_size, source=source, laterality=first.laterality)
   except imaging.BlankImageError as error:
     return [generation.Skip(source, BLANK, str(error))]
   return [(item.key, features.example(
       result, image_size, label=label(item.cases), patient_id=first.patient_id, laterality=first.laterality,
       view=first.view, source=source, abnormalities=abnormalities, breast_density=first.density,
-      official_split=official_split(item.cases)))]
+      official_split=official_split(item.cases), orientation=result.orientation))]
