@@ -140,10 +140,11 @@ def read_pixels(path) -> np.ndarray:
 
 
 def is_mask(pixels: np.ndarray) -> bool:
-  """Binary content: (almost) every pixel at one of the two extremes, and some bright ones."""
-  bright = pixels >= 224
-  midtones = ((pixels > 31) & ~bright).mean()
-  return bool(bright.any()) and midtones < _MASK_MIDTONES
+  """Binary content: (almost) every pixel at one of the two extremes, and both extremes there
+  (a small cropped image of dense tissue can be uniformly bright)."""
+  bright, dark = pixels >= 224, pixels <= 31
+  midtones = (~bright & ~dark).mean()
+  return bool(bright.any()) and bool(dark.any()) and midtones < _MASK_MIDTONES
 
 
 def lesion_box(mask: np.ndarray) -> np.ndarray:
