@@ -215,14 +215,20 @@ _FILM_MAX_BLACK = 0.05
 # but no more than _FILM_TISSUE_SHARE of the way from the background up to the
 # tissue's median, so a broad background never lifts it into faint skin.
 _PEAK_FOOT, _FILM_TISSUE_SHARE, _FILM_MIN_MARGIN = 0.02, 0.25, 4.0
-# A bright structure is a label, sticker or border strip when, holes filled,
-# it fills this share of its bounding box, or when it runs along an image edge
-# for at least _STRIP_LENGTH of it while at most _STRIP_DEPTH deep; and, either
-# way, covers at least _FLAT_MIN_AREA of the film (calcifications never do).
-_FLAT_FILL, _STRIP_LENGTH, _STRIP_DEPTH, _FLAT_MIN_AREA = 0.88, 0.5, 0.1, 0.001
+# A bright region is a label, sticker or ruler when, holes filled, it fills
+# this share of its bounding box and covers at least _FLAT_MIN_AREA of the
+# film (calcifications never do).
+_FLAT_FILL, _FLAT_MIN_AREA = 0.88, 0.001
+# A line (row or column) from an image edge inward is unexposed border while at
+# least _STRIP_SHARE of it is bright; the bright pixels of the next
+# _STRIP_RAGGED share of lines are its ragged inner edge.
+_STRIP_SHARE, _STRIP_RAGGED = 0.6, 0.02
 # Margin kept around the breast region, as a share of the longer side: the
 # faint skin line and anything just outside it stay in the crop.
 _FILM_MARGIN = 0.01
+# Blocks around a label or strip that are taken out while the breast region is
+# found (their edge blurs into the background); the margin is never smaller.
+_FLAT_EDGE = 2
 # A film's breast region covers at least this share of it; anything less is
 # not understood as a film, and the image is cropped as if on black.
 _FILM_MIN_BREAST = 0.02
@@ -265,32 +271,54 @@ def film_background(pixels: np.ndarray):
   return float(level), float(top)
 
 
+def _edge_strips(bright: np.ndarray, glaring: np.ndarray) -> np.ndarray:
+  """Unexposed border strips: from each image edge inward, the lines that are mostly bright.
+
+  Measured line by line, not as regions, because a strip joins whatever
+  bright touches it (the other strips at the corners, the pectoral muscle or
+  dense tissue at the chest wall). Beyond the last such line, the `glaring`
+  pixels (brighter than any tissue) of a few more lines are the strip's
+  ragged inner edge; a bright lesion next to the strip is not glaring and stays.
+  """
+  strips = np.zeros_like(bright)
+  for axis in (0, 1):
+    share = bright.mean(axis=1 - axis)  # per row (axis 0) or per column (axis 1)
+    lines = share.size
+    ragged = max(2, round(_STRIP_RAGGED * lines))
+    for order in (np.arange(lines), np.arange(lines)[::-1]):
+      full = np.cumprod(share[order] >= _STRIP_SHARE)
+      depth = int(full.sum())
+      if depth == 0:
+        continue
+      inner = order[depth:depth + ragged]
+      if axis == 0:
+        strips[order[:depth]] = True
+        strips[inner] |= glaring[inner]
+      else:
+        strips[:, order[:depth]] = True
+        strips[:, inner] |= glaring[:, inner]
+  return strips
+
+
 def _flat_bright(small: np.ndarray, foreground: np.ndarray) -> np.ndarray:
   """Labels, stickers, rulers and unexposed border strips of a block-averaged film, as a mask.
 
-  Candidates are brighter than halfway from the tissue's median to white;
-  a candidate is kept only if it is box-shaped or a strip along an edge, so
-  dense tissue and the pectoral muscle, which are neither, stay breast.
+  Bright means brighter than halfway from the tissue's median to white.
+  Border strips are found line by line from each edge (`_edge_strips`); the
+  other bright regions count only if box-shaped (labels, stickers, a ruler),
+  so dense tissue and the pectoral muscle, which are not, stay breast.
   """
   tissue = float(np.median(small[foreground])) if foreground.any() else 128.0
-  bright = ndimage.binary_closing(small >= (tissue + 255.0) / 2, iterations=2)  # closes label text
-  labels, count = ndimage.label(ndimage.binary_fill_holes(bright))
-  result = np.zeros_like(bright)
-  height, width = small.shape
+  bright = small >= (tissue + 255.0) / 2
+  strips = _edge_strips(bright, small >= (tissue + 3 * 255.0) / 4)
+  closed = ndimage.binary_closing(bright & ~strips, iterations=2)  # closes label text
+  labels, _ = ndimage.label(ndimage.binary_fill_holes(closed))
+  result = strips.copy()
   for index, found in enumerate(ndimage.find_objects(labels), start=1):
     if found is None:
       continue
     component = labels[found] == index
-    rows, cols = found[0], found[1]
-    box_h, box_w = rows.stop - rows.start, cols.stop - cols.start
-    if component.sum() < _FLAT_MIN_AREA * small.size:
-      continue
-    boxy = component.mean() >= _FLAT_FILL
-    along_row_edge = (rows.start == 0 or rows.stop == height) and box_w >= _STRIP_LENGTH * width and \
-        box_h <= _STRIP_DEPTH * height
-    along_col_edge = (cols.start == 0 or cols.stop == width) and box_h >= _STRIP_LENGTH * height and \
-        box_w <= _STRIP_DEPTH * width
-    if boxy or along_row_edge or along_col_edge:
+    if component.sum() >= _FLAT_MIN_AREA * small.size and component.mean() >= _FLAT_FILL:
       result[found] |= component
   return result
 
@@ -314,13 +342,15 @@ def film_on_black(pixels: np.ndarray) -> np.ndarray:
   tissue = float(np.median(above)) if above.size else 255.0
   margin = min(top - level + _FILM_MIN_MARGIN, _FILM_TISSUE_SHARE * (tissue - level))
   foreground = small > level + max(margin, _FILM_MIN_MARGIN)
-  flat = ndimage.binary_dilation(_flat_bright(small, foreground), iterations=2)
-  labels, count = ndimage.label(foreground & ~flat)
+  flat = _flat_bright(small, foreground)
+  # Widened by the blocks that mix a label's or strip's edge with background, so those
+  # do not join the breast to them; the margin below gives tissue next to them back.
+  labels, count = ndimage.label(foreground & ~ndimage.binary_dilation(flat, iterations=_FLAT_EDGE))
   sizes = np.bincount(labels.ravel())
   sizes[0] = 0
   if count == 0 or sizes.max() < _FILM_MIN_BREAST * small.size:
     return pixels  # no breast-sized region stands out of the background: the plain crop, which never cuts
-  widen = max(1, round(_FILM_MARGIN * max(small.shape)))
+  widen = max(_FLAT_EDGE, round(_FILM_MARGIN * max(small.shape)))
   keep = ndimage.binary_dilation(labels == int(np.argmax(sizes)), iterations=widen) & ~flat
   height, width = pixels.shape
   keep = keep[np.arange(height) // factor][:, np.arange(width) // factor]

@@ -215,23 +215,33 @@ def film_pixels(seed: int, film: Film, shape=FILM_SHAPE):
       dots = lesion & (rng.random(shape) < 0.02)
       image = np.where(ndimage.binary_dilation(dots, iterations=max(1, height // 800)), image + 0.25, image)
     masks.append((abnormality.kind, abnormality.number, lesion))
-  # Bright unexposed film borders: along the top and bottom, and the far (nipple-side) edge.
-  for edge in ("top", "bottom", "far"):
-    if rng.random() < 0.75:
-      thickness = max(2, int((height if edge != "far" else width) * rng.uniform(0.012, 0.035)))
-      ragged = thickness + (2 * _smooth(rng, (1, width if edge != "far" else height), 30)[0]).astype(int)
+  hidden = np.zeros(shape, bool)  # what borders, ruler and label cover: no lesion can be outlined there
+  # Bright unexposed film borders: along the top and bottom and the far (nipple-side) edge, and
+  # sometimes a thin one at the chest wall, where the breast runs into it.
+  for edge, chance in (("top", 0.75), ("bottom", 0.75), ("far", 0.75), ("near", 0.25)):
+    if rng.random() < chance:
+      across = width if edge in ("top", "bottom") else height
+      thickness = max(2, int((height if edge in ("top", "bottom") else width) * rng.uniform(0.012, 0.035)))
+      if edge == "near":
+        thickness = max(2, thickness // 2)
+      ragged = thickness + (2 * _smooth(rng, (1, across), 30)[0]).astype(int)
       level = rng.uniform(0.9, 0.98)
       if edge == "top":
-        image = np.where(yy < ragged[None, :], level, image)
+        strip = yy < ragged[None, :]
       elif edge == "bottom":
-        image = np.where(yy >= height - ragged[None, :], level, image)
+        strip = yy >= height - ragged[None, :]
+      elif edge == "far":
+        strip = xx >= width - ragged[:, None]
       else:
-        image = np.where(xx >= width - ragged[:, None], level, image)
+        strip = xx < ragged[:, None]
+      image = np.where(strip, level, image)
+      hidden |= strip
   # Ruler: a bright strip with dark ticks, in the background on the far side.
   ruler_x = int(width * rng.uniform(0.8, 0.9))
   ruler_w = max(2, width // 90)
   top, length = int(height * (0.55 if film.label_touches else 0.1)), int(height * 0.3)  # apart from the label
   image[top:top + length, ruler_x:ruler_x + ruler_w] = 0.85
+  hidden[top:top + length, ruler_x:ruler_x + ruler_w] = True
   image[top:top + length:max(2, height // 100), ruler_x:ruler_x + ruler_w // 2] = 0.3
   # Film label: a near-white block with dark text; sometimes touching the breast.
   label_h, label_w = int(height * 0.07), int(width * 0.25)
@@ -245,7 +255,10 @@ def film_pixels(seed: int, film: Film, shape=FILM_SHAPE):
     left = int(width * 0.7)
   left = min(max(left, 0), width - label_w)
   image[top:top + label_h, left:left + label_w] = 0.95
+  hidden[top:top + label_h, left:left + label_w] = True
   image[top + label_h // 3:top + 2 * label_h // 3, left + label_w // 8:left + 7 * label_w // 8:4] = 0.2
+  # An ROI is outlined on what the film shows: not under a border strip or the label.
+  masks = [(kind, number, mask & ~hidden if (mask & ~hidden).any() else mask) for kind, number, mask in masks]
   pixels = np.rint(np.clip(image, 0, 1) * 65535).astype(np.uint16)
   mirror = (film.side == "RIGHT") != film.reversed
   if mirror:
