@@ -88,6 +88,9 @@ def test_nyu_sixteen_bit_png_keeps_its_twelve_bits(real, view):
   np.testing.assert_array_equal(image.pixels, np.rint(values * 255 / 4095))
   breast = image.pixels[values > 0]
   assert (breast == 255).mean() < 0.05 and np.std(breast) > 20  # tissue detail, not a white silhouette
+  # No tags: the image border the breast touches puts the chest wall left (the edge rule alone flips all four).
+  result = imaging.preprocess(image.pixels, 64, image.path)
+  assert result.flipped == view.startswith("R") and result.orientation == "pixels"
 
 
 # ---- fixtures for what the real files lack ------------------------------------
