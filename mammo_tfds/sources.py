@@ -148,6 +148,8 @@ def _read_dicom(path, allow_non_mammogram: bool, strict_tags: bool) -> SourceIma
                       f"{'/'.join(RASTER_SUFFIXES)} image") from None
   except Exception as error:  # pydicom raises several types for bad files
     raise SourceError(path, f"not a readable DICOM file ({type(error).__name__}: {error})") from None
+  if len(ds) == 0:
+    raise SourceError(path, "not a readable DICOM file: no data elements after the file header, corrupt or truncated?")
   _check_is_mammogram(ds, path, allow_non_mammogram)
   patient_id = _text(ds, "PatientID")
   laterality = _laterality(ds, path, strict_tags)
