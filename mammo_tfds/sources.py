@@ -114,8 +114,8 @@ def read(path, *, allow_non_mammogram: bool = False) -> SourceImage:
     SourceError: the file cannot be used, with the reason.
   """
   if str(path).lower().endswith(RASTER_SUFFIXES):
-    pixels, file_format = _read_raster(path)
-    return SourceImage(pixels, str(path), file_format, None, None, None, None, None, "raster")
+    pixels, file_format, grayscale = _read_raster(path)
+    return SourceImage(pixels, str(path), file_format, None, None, None, None, None, grayscale)
   return _read_dicom(path, allow_non_mammogram, strict_tags=False)
 
 
@@ -270,7 +270,7 @@ def to_uint8(pixels: np.ndarray, ds, path):
   The chain is evaluated once per stored value present (at most 65,536) and
   applied as a table, which is faster than evaluating it per pixel.
   """
-  low, high = (0, 255) if pixels.dtype == np.uint8 else (int(pixels.min()), int(pixels.max()))
+  low, high = (0, 255) if pixels.dtype == np.uint8 else (min(0, int(pixels.min())), int(pixels.max()))
   stored = np.arange(low, high + 1, dtype=np.int64)
   values = np.asarray(dicom_pixels.apply_modality_lut(stored, ds), dtype=np.float64)
   shown, voi = _voi(stored, values, ds, path)
@@ -281,8 +281,7 @@ def to_uint8(pixels: np.ndarray, ds, path):
   description = ", ".join(part for part in (voi, polarity) if part)
   if pixels.dtype == np.uint8 and np.array_equal(table, np.arange(256)):
     return pixels, description
-  index = pixels if low == 0 else pixels.astype(np.int64) - low
-  return table[index], description
+  return table[pixels if low == 0 else pixels.astype(np.int32) - low], description
 
 
 def _voi(stored: np.ndarray, values: np.ndarray, ds, path):
@@ -351,7 +350,7 @@ def _inverted(ds, path):
 
 
 def _read_raster(path, fileobj=None):
-  """(2-D uint8 pixels, format) of a PNG, JPEG, TIFF or PGM file; see the module docstring."""
+  """(2-D uint8 pixels, format, how they were scaled) of a PNG, JPEG, TIFF or PGM file; see the module docstring."""
   if fileobj is None and not os.path.exists(path):
     raise SourceError(path, "file not found")
   try:
@@ -362,24 +361,25 @@ def _read_raster(path, fileobj=None):
       if getattr(image, "n_frames", 1) > 1:
         raise SourceError(path, f"{image.n_frames} frames or pages: expected one 2-D image")
       image.load()
-      return _gray_uint8(image, path), file_format
+      pixels, scaling = _gray_uint8(image, path)
+      return pixels, file_format, scaling
   except SourceError:
     raise
   except Exception as error:
     raise SourceError(path, f"not a readable image, corrupt or truncated? ({type(error).__name__}: {error})") from None
 
 
-def _gray_uint8(image: Image.Image, path) -> np.ndarray:
+def _gray_uint8(image: Image.Image, path):
+  """(2-D uint8 pixels, how they were scaled) of an open image."""
   if image.mode == "L":
-    return np.asarray(image, dtype=np.uint8).copy()
+    return np.asarray(image, dtype=np.uint8).copy(), "8-bit"
   if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
     values = np.asarray(image)
     if values.min() < 0 or values.max() > 65535:
       raise SourceError(path, f"values {values.min()}..{values.max()} do not fit 16 bits")
-    top = 2 ** max(8, int(values.max()).bit_length()) - 1
-    if top == 255:
-      return values.astype(np.uint8)
-    return np.rint(values * (255.0 / top)).astype(np.uint8)
+    bits = max(8, int(values.max()).bit_length())
+    scaling = f"{image.mode} image with {bits}-bit values, divided by {2 ** bits - 1}"
+    return np.rint(values * (255.0 / (2 ** bits - 1))).astype(np.uint8), scaling
   if image.mode in ("RGB", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr"):
     if image.mode == "LA":
       channels = [np.asarray(image.getchannel("L"))]
@@ -387,6 +387,6 @@ def _gray_uint8(image: Image.Image, path) -> np.ndarray:
       channels = [np.asarray(image.convert("RGB"))[:, :, i] for i in range(3)]
     if all(np.array_equal(channels[0], other) for other in channels[1:]):
       logging.warning("%s: %s image with equal channels, read as grayscale", path, image.mode)
-      return channels[0].astype(np.uint8).copy()
+      return channels[0].astype(np.uint8).copy(), f"{image.mode} with equal channels, read as 8-bit grayscale"
     raise SourceError(path, f"a colour ({image.mode}) image: expected grayscale")
   raise SourceError(path, f"image mode {image.mode} is not supported: expected 8- or 16-bit grayscale")

@@ -26,6 +26,7 @@ was evaluated on.
 import collections
 import csv
 import dataclasses
+import functools
 import glob
 import json
 import multiprocessing
@@ -146,16 +147,6 @@ def prepare(path: str, stored_size: int, allow_non_mammogram: bool = False):
                   result.crop_box, result.flipped, result.orientation)
 
 
-class _Prepare:
-  """`prepare` with its settings, picklable for worker processes."""
-
-  def __init__(self, stored_size: int, allow_non_mammogram: bool):
-    self.stored_size, self.allow_non_mammogram = stored_size, allow_non_mammogram
-
-  def __call__(self, path):
-    return prepare(path, self.stored_size, self.allow_non_mammogram)
-
-
 def prepared_stream(files: Iterable[str], stored_size: int, *, workers: Optional[int] = None,
                     window: Optional[int] = None, allow_non_mammogram: bool = False) -> Iterator:
   """Prepared / Failure per file, in order, read on `workers` processes (default `generation.build_workers()`).
@@ -164,7 +155,7 @@ def prepared_stream(files: Iterable[str], stored_size: int, *, workers: Optional
   be taken, so memory stays flat in the number of files. Workers are forked
   and run numpy / Pillow / pydicom only, never TF (as the builders' workers).
   """
-  fn = _Prepare(stored_size, allow_non_mammogram)
+  fn = functools.partial(prepare, stored_size=stored_size, allow_non_mammogram=allow_non_mammogram)
   workers = workers or generation.build_workers()
   files = iter(files)
   if workers == 1:
@@ -250,10 +241,19 @@ def _scores(model, images: np.ndarray, image_size: int) -> np.ndarray:
   return outputs[:, -1]
 
 
+@dataclasses.dataclass(frozen=True)
+class Scored:
+  """One scored image: its file and tags (image dropped), its breast, its score."""
+  prepared: Prepared
+  placement: Optional[Placement]
+  score: float
+  not_placed: str  # why it has no breast, or ""
+
+
 @dataclasses.dataclass
 class Result:
-  """What `predict_files` found: scored images (Prepared without pixels, score), failures, unplaced reasons."""
-  images: list  # (Prepared, Placement | None, score, why unplaced or "")
+  """What `predict_files` found."""
+  images: list  # Scored, in file order
   failures: list  # Failure
 
 
@@ -285,8 +285,8 @@ def predict_files(model, files: Sequence[str], *, stored_size: int, image_size: 
         placement, why = place(prepared, manifest)
         if why:
           logging.warning("%s: %s: scored per image only", prepared.path, why)
-        result.images.append((dataclasses.replace(prepared, image=np.zeros((0, 0, 1), np.uint8)), placement,
-                              float(score), why or ""))
+        result.images.append(Scored(dataclasses.replace(prepared, image=np.zeros((0, 0, 1), np.uint8)),
+                                    placement, float(score), why or ""))
       batch.clear()
     if progress:
       progress(done, len(files))
@@ -326,9 +326,10 @@ def rows(result: Result, thresholds: dict, calibrate: Optional[Callable[[str, np
   if missing:
     raise ValueError(f"thresholds lack level(s) {', '.join(missing)}: got {sorted(thresholds)}")
   images = result.images
-  scores = np.array([score for _, _, score, _ in images], dtype=float)
+  scores = np.array([scored.score for scored in images], dtype=float)
   image_rows = []
-  for (prepared, placement, score, why), probability in zip(images, _calibrated(calibrate, "image", scores)):
+  for scored, probability in zip(images, _calibrated(calibrate, "image", scores)):
+    prepared, placement, score, why = scored.prepared, scored.placement, scored.score, scored.not_placed
     tags = prepared.source
     image_rows.append({
         "level": "image", "source": prepared.path,
@@ -340,7 +341,7 @@ def rows(result: Result, thresholds: dict, calibrate: Optional[Callable[[str, np
         "decision": _decision(score, thresholds["image"]), "placed_by": placement.how if placement else "",
         "not_placed": why, "orientation": prepared.orientation, "flipped": prepared.flipped,
         "crop_box": [int(v) for v in prepared.crop_box]})
-  placed = [(i, placement) for i, (_, placement, _, _) in enumerate(images) if placement]
+  placed = [(i, scored.placement) for i, scored in enumerate(images) if scored.placement]
   breast_rows = []
   if placed:
     # `breast_level` groups by patient + laterality; each breast gets a code as its "patient".
@@ -349,7 +350,7 @@ def rows(result: Result, thresholds: dict, calibrate: Optional[Callable[[str, np
       codes.setdefault(placement.breast, f"{len(codes):09d}")
     members = collections.defaultdict(list)
     for i, placement in placed:
-      members[codes[placement.breast]].append((images[i][0].path, placement))
+      members[codes[placement.breast]].append((images[i].prepared.path, placement))
     _, breast_scores, _, breast_codes = metrics.breast_level(
         np.zeros(len(placed), int), scores[[i for i, _ in placed]], np.zeros((len(placed), 2)),
         [codes[p.breast] for _, p in placed], [p.laterality for _, p in placed])

@@ -108,7 +108,7 @@ def test_parallel_and_serial_reading_give_the_same_scores(cmmd_tree):
   files = predict.expand_paths([str(cmmd_tree[0])])
   serial, parallel = (predict.predict_files(brightness, files, stored_size=STORED, image_size=SIZE, workers=w)
                       for w in (1, 2))
-  assert [(p.path, s) for p, _, s, _ in serial.images] == [(p.path, s) for p, _, s, _ in parallel.images]
+  assert [(i.prepared.path, i.score) for i in serial.images] == [(i.prepared.path, i.score) for i in parallel.images]
 
 
 def test_unplaced_images_are_scored_per_image_only(tmp_path, shared_data):
@@ -152,7 +152,7 @@ def test_prediction_on_source_files_matches_evaluation_on_the_built_split(cmmd_t
                                                       evaluated.scores)}
   result = predict.predict_files(model, predict.expand_paths([str(root)]), stored_size=STORED, image_size=SIZE,
                                  batch_size=8, workers=1)
-  got = {(pl.patient_id, pl.laterality, pl.view): s for _, pl, s, _ in result.images}
+  got = {(i.placement.patient_id, i.placement.laterality, i.placement.view): i.score for i in result.images}
   assert set(expected) <= set(got) and len(expected) >= 8
   assert max(abs(got[key] - expected[key]) for key in expected) <= 1e-4
   assert len({round(s, 6) for s in expected.values()}) > 1  # the model tells images apart

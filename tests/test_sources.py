@@ -85,6 +85,7 @@ def test_nyu_sixteen_bit_png_keeps_its_twelve_bits(real, view):
     values = np.asarray(raw).astype(np.float64)
   assert values.max() == 4095  # 12-bit data in a 16-bit container
   assert image.format == "png" and image.patient_id is None and image.laterality is None
+  assert image.grayscale == "I;16 image with 12-bit values, divided by 4095"
   np.testing.assert_array_equal(image.pixels, np.rint(values * 255 / 4095))
   breast = image.pixels[values > 0]
   assert (breast == 255).mean() < 0.05 and np.std(breast) > 20  # tissue detail, not a white silhouette
