@@ -140,7 +140,9 @@ def read_pgm(path, fileobj=None) -> np.ndarray:
 
 def _read_dicom(path, allow_non_mammogram: bool, strict_tags: bool) -> SourceImage:
   try:
-    ds = pydicom.dcmread(path)
+    # Values over 1 MB (pixel data) are read when used: a tomosynthesis stack
+    # or a For Processing image is refused without reading its pixels.
+    ds = pydicom.dcmread(path, defer_size="1 MB")
   except FileNotFoundError:
     raise SourceError(path, "file not found") from None
   except pydicom.errors.InvalidDicomError:

@@ -89,7 +89,8 @@ def expand_paths(paths: Sequence[str]) -> list:
 
   In folders (recursively) and glob matches that are folders, files with a
   supported suffix count, and so do files without a suffix that start like a
-  DICOM file (PACS exports often have no suffix). Sorted, without duplicates.
+  DICOM file (PACS exports often have no suffix). In PATH order, each
+  folder's and pattern's files sorted, without duplicates.
 
   Raises:
     ValueError: a PATH that is neither a file nor a folder and matches nothing.
@@ -97,7 +98,7 @@ def expand_paths(paths: Sequence[str]) -> list:
   found = []
   for path in paths:
     matches = sorted(glob.glob(path, recursive=True)) if glob.has_magic(path) else [path]
-    if not matches or not all(os.path.exists(m) for m in matches):
+    if not matches or not os.path.exists(matches[0]):
       raise ValueError(f"{path}: no such file or folder" if not glob.has_magic(path) else
                        f"{path}: the pattern matches nothing")
     for match in matches:
@@ -105,8 +106,7 @@ def expand_paths(paths: Sequence[str]) -> list:
         found += [str(p) for p in sorted(pathlib.Path(match).rglob("*")) if p.is_file() and _supported(p)]
       else:
         found.append(match)
-  unique = list(dict.fromkeys(os.path.normpath(p) for p in found))
-  return unique
+  return list(dict.fromkeys(os.path.normpath(p) for p in found))
 
 
 def _supported(path: pathlib.Path) -> bool:

@@ -111,6 +111,22 @@ def test_parallel_and_serial_reading_give_the_same_scores(cmmd_tree):
   assert [(i.prepared.path, i.score) for i in serial.images] == [(i.prepared.path, i.score) for i in parallel.images]
 
 
+def test_stream_keeps_at_most_a_window_of_files_in_flight(cmmd_tree):
+  files = predict.expand_paths([str(cmmd_tree[0])])
+  pulled = []
+
+  def feed():
+    for path in files:
+      pulled.append(path)
+      yield path
+
+  taken = 0
+  for outcome in predict.prepared_stream(feed(), STORED, workers=2, window=3):
+    taken += 1
+    assert len(pulled) - taken <= 3 and isinstance(outcome, predict.Prepared)
+  assert taken == len(files)
+
+
 def test_unplaced_images_are_scored_per_image_only(tmp_path, shared_data):
   shutil.copy(shared_data / "real-mammograms" / "nyu_gmic_0_L-CC.png", tmp_path / "scan.png")
   files = [str(tmp_path / "scan.png")]
