@@ -38,7 +38,8 @@ DICOM, in the order the standard's grayscale pipeline applies it (PS3.4 N.2):
 Refused with one line (never turned into a picture): For Processing (raw
 detector) images, files that are not mammograms (Modality MG or a
 mammography SOP class) unless `allow_non_mammogram=True`, more than one frame
-(tomosynthesis), colour, no Pixel Data element.
+(tomosynthesis), colour, no Pixel Data element, fewer than MIN_SIDE pixels
+on a side (stub pixels).
 
 Raster files: 8-bit grayscale as stored; 16-bit PNG / TIFF / PGM scaled by
 their actual bit depth, the fewest bits (8-16) that hold the image's largest
@@ -74,6 +75,9 @@ _DIRECTIONS = frozenset("APLRHF")
 _RASTER_FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff", "PPM": "pgm"}
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm")
 DICOM_SUFFIXES = (".dcm", ".dicom")
+# Fewer pixels than this on a side is no mammogram: test files with stub pixels
+# (the OpenREM GE headers hold 1x2) would otherwise be scored as an image.
+MIN_SIDE = 32
 
 
 class SourceError(ValueError):
@@ -207,9 +211,16 @@ def _decoded_pixels(ds, path) -> np.ndarray:
                       f"({type(error).__name__}: {error})") from None
   if pixels.ndim != 2:
     raise SourceError(path, f"expected one 2-D grayscale frame, got pixel array of shape {pixels.shape}")
+  _check_size(pixels, path)
   if not np.issubdtype(pixels.dtype, np.integer):
     raise SourceError(path, f"{pixels.dtype} pixels are not supported: expected integer stored values")
   return pixels
+
+
+def _check_size(pixels: np.ndarray, path):
+  if min(pixels.shape) < MIN_SIDE:
+    raise SourceError(path, f"{pixels.shape[0]}x{pixels.shape[1]} pixels: too small to be a mammogram "
+                      f"(under {MIN_SIDE} on a side; stub pixels?)")
 
 
 def _laterality(ds, path, strict: bool) -> Optional[str]:
@@ -364,6 +375,7 @@ def _read_raster(path, fileobj=None):
         raise SourceError(path, f"{image.n_frames} frames or pages: expected one 2-D image")
       image.load()
       pixels, scaling = _gray_uint8(image, path)
+      _check_size(pixels, path)
       return pixels, file_format, scaling
   except SourceError:
     raise

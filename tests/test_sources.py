@@ -57,12 +57,15 @@ def test_ge_file_is_oriented_by_its_patient_orientation(real):
     ("openrem_MG-Im-GE_Seno_1_ForPresentation.dcm", (2262, 380)),
     ("openrem_MG-Im-GE_Seno_2_ForPresentation.dcm", (1792, 380)),
 ])
-def test_ge_for_presentation_headers_use_the_first_window(real, name, window):
-  image = sources.read(real / name)
-  stored = pydicom.dcmread(real / name).pixel_array
-  np.testing.assert_array_equal(image.pixels, _sigmoid(stored, *window))
+def test_ge_for_presentation_headers_use_the_first_window_but_their_stub_pixels_are_refused(real, name, window):
+  ds = pydicom.dcmread(real / name)
+  pixels, grayscale = sources.to_uint8(ds.pixel_array, ds, name)
+  np.testing.assert_array_equal(pixels, _sigmoid(ds.pixel_array, *window))
+  assert grayscale == f"window 1 of 3 SIGMOID centre {window[0]} width {window[1]}"
   # PatientOrientation R\P: valid letters, but the rows run left-right of the patient, not A/P.
-  assert image.chest_wall is None and (image.laterality, image.view) == ("L", "CC")
+  assert sources.chest_wall_from_orientation(ds) is None
+  with pytest.raises(sources.SourceError, match=f"{name}: 1x2 pixels: too small to be a mammogram"):
+    sources.read(real / name)
 
 
 @pytest.mark.parametrize("name", ["openrem_MG-Im-GE_Seno_1_ForProcessing.dcm", "openrem_MG-Im-GE-SenDS-scaled.dcm"])
