@@ -280,24 +280,28 @@ def chest_wall_from_orientation(ds) -> Optional[str]:
 def to_uint8(pixels: np.ndarray, ds, path):
   """(uint8 pixels, description): the grayscale chain of the module docstring, steps 2-5.
 
-  The chain is evaluated once per stored value present (at most 65,536) and
-  applied as a table, which is faster than evaluating it per pixel.
+  The chain is evaluated once per possible stored value (at most 65,536 for
+  16-bit data) and applied as a table, which is faster than per pixel; wider
+  data (32-bit) is evaluated per pixel.
   """
   low, high = (0, 255) if pixels.dtype == np.uint8 else (min(0, int(pixels.min())), int(pixels.max()))
-  stored = np.arange(low, high + 1, dtype=np.int64)
+  per_pixel = high - low >= 1 << 16
+  stored = pixels.astype(np.int64) if per_pixel else np.arange(low, high + 1, dtype=np.int64)
   values = np.asarray(dicom_pixels.apply_modality_lut(stored, ds), dtype=np.float64)
-  shown, voi = _voi(stored, values, ds, path)
+  shown, voi = _voi(values, ds, path)
   inverted, polarity = _inverted(ds, path)
   if inverted:
     shown = 1.0 - shown
   table = np.rint(np.clip(shown, 0.0, 1.0) * 255.0).astype(np.uint8)
   description = ", ".join(part for part in (voi, polarity) if part)
+  if per_pixel:
+    return table, description
   if pixels.dtype == np.uint8 and np.array_equal(table, np.arange(256)):
     return pixels, description
   return table[pixels if low == 0 else pixels.astype(np.int32) - low], description
 
 
-def _voi(stored: np.ndarray, values: np.ndarray, ds, path):
+def _voi(values: np.ndarray, ds, path):
   """(values in [0, 1], description) after the VOI step."""
   bits = int(ds.get("BitsStored", 8) or 8)
   centres, widths = _multi(ds.get("WindowCenter")), _multi(ds.get("WindowWidth"))

@@ -190,6 +190,13 @@ def test_rescale_is_applied_before_the_window(tmp_path):
   np.testing.assert_array_equal(image.pixels, np.rint(np.clip((x - 2999.5) / 2000 + 0.5, 0, 1) * 255))
 
 
+def test_thirty_two_bit_values_are_windowed_per_pixel(tmp_path):
+  values = (RAMP12.astype(np.uint32) << 16)  # values up to 2^28: no table over every stored value
+  ds = _dataset(values, WindowCenter=2.0 ** 27, WindowWidth=2.0 ** 27, VOILUTFunction="LINEAR_EXACT")
+  image = sources.read(_write(tmp_path, ds))
+  np.testing.assert_array_equal(image.pixels, np.rint(np.clip(values / 2.0 ** 27 - 0.5, 0, 1) * 255))
+
+
 def test_cmmd_full_range_sigmoid_window_keeps_8_bit_pixels_as_stored(tmp_path):
   pixels = phantom.draw(np.random.default_rng(0), 120, 100, True, "L", "MLO")
   ds = _dataset(pixels, WindowCenter=128, WindowWidth=256, VOILUTFunction="SIGMOID")
