@@ -143,6 +143,9 @@ def prepare(path: str, stored_size: int, allow_non_mammogram: bool = False):
     return Failure(path, _reason(error.problem), error.problem)
   except imaging.BlankImageError as error:
     return Failure(path, "blank", str(error).split(": ", 1)[-1])
+  except Exception as error:  # pylint: disable=broad-except
+    # One odd file (a reader bug, a decoder crash) must not lose the others' scores.
+    return Failure(path, "unexpected error", f"{type(error).__name__}: {error}")
   return Prepared(path, result.image, dataclasses.replace(image, pixels=np.zeros((0, 0), np.uint8)),
                   result.crop_box, result.flipped, result.orientation)
 
@@ -176,7 +179,7 @@ def prepared_stream(files: Iterable[str], stored_size: int, *, workers: Optional
 
 
 def read_manifest(path) -> dict:
-  """Resolved file path -> Placement, from a CSV with columns path, patient_id, laterality (, view).
+  """Absolute file path -> Placement, from a CSV with columns path, patient_id, laterality (, view).
 
   Relative paths are relative to the CSV's folder. Extra columns are ignored.
 
@@ -203,7 +206,7 @@ def read_manifest(path) -> dict:
       raise ValueError(f"{path} row {number}: needs a patient_id, laterality L or R and view CC, MLO or empty; "
                        f"got {patient!r}, {row['laterality']!r}, {row.get('view')!r}")
     file = pathlib.Path(row["path"].strip())
-    key = os.path.normpath(file if file.is_absolute() else path.parent / file)
+    key = os.path.abspath(file if file.is_absolute() else path.parent / file)
     placements[key] = Placement(patient, str(path), laterality, view, "manifest")
   return placements
 
@@ -217,8 +220,8 @@ def place(prepared: Prepared, manifest: Optional[dict] = None):
     if missing:
       return None, f"no {', '.join(missing)} tag"
     return Placement(tags.patient_id, tags.study_uid, tags.laterality, tags.view, "DICOM tags"), None
-  if manifest is not None and os.path.normpath(prepared.path) in manifest:
-    return manifest[os.path.normpath(prepared.path)], None
+  if manifest is not None and os.path.abspath(prepared.path) in manifest:
+    return manifest[os.path.abspath(prepared.path)], None
   path = pathlib.Path(prepared.path)
   match = NYU_NAME.match(path.stem)
   if match:

@@ -172,3 +172,19 @@ def test_prediction_on_source_files_matches_evaluation_on_the_built_split(cmmd_t
   assert set(expected) <= set(got) and len(expected) >= 8
   assert max(abs(got[key] - expected[key]) for key in expected) <= 1e-4
   assert len({round(s, 6) for s in expected.values()}) > 1  # the model tells images apart
+
+
+def test_an_unexpected_error_in_one_file_loses_only_that_file(cmmd_tree, monkeypatch):
+  files = predict.expand_paths([str(cmmd_tree[0])])[:3]
+  real_read = sources.read
+
+  def read(path, **kwargs):
+    if path == files[1]:
+      raise RuntimeError("decoder crashed")
+    return real_read(path, **kwargs)
+
+  monkeypatch.setattr(sources, "read", read)
+  result = predict.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1)
+  assert [i.prepared.path for i in result.images] == [files[0], files[2]]
+  assert [(f.path, f.reason, f.detail) for f in result.failures] == [
+      (files[1], "unexpected error", "RuntimeError: decoder crashed")]
