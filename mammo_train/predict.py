@@ -388,6 +388,9 @@ def summary(result: Result, image_rows: list, breast_rows: list) -> str:
   unplaced = sum(1 for row in image_rows if row["not_placed"])
   if unplaced:
     line += f"; {unplaced} scored per image only (no breast)"
+  disagreements = collections.Counter(row["orientation"] for row in image_rows if "disagree" in row["orientation"])
+  if disagreements:
+    line += "; chest wall side " + ", ".join(f"{n} {how}" for how, n in sorted(disagreements.items()))
   if result.failures:
     counts = collections.Counter(f.reason for f in result.failures)
     line += f"; skipped {len(result.failures)}: " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))

@@ -151,6 +151,16 @@ def test_bad_manifest_rows_name_the_row(tmp_path):
     predict.read_manifest(manifest)
 
 
+def test_summary_counts_orientation_disagreements():
+  tags = sources.SourceImage(np.zeros((0, 0), np.uint8), "a.png", "png", None, None, None, None, None)
+  images = [predict.Scored(predict.Prepared(f"{i}.png", np.zeros((0, 0, 1)), tags, np.zeros(4), False, how), None,
+                           0.5, "no name") for i, how in enumerate(["pixels", "tags, pixels disagree", "tags"])]
+  result = predict.Result(images, [])
+  image_rows, breast_rows = predict.rows(result, THRESHOLDS)
+  assert predict.summary(result, image_rows, breast_rows) == (
+      "scored 3 of 3 files, 0 breasts; 3 scored per image only (no breast); chest wall side 1 tags, pixels disagree")
+
+
 def test_thresholds_must_name_both_levels():
   with pytest.raises(ValueError, match="thresholds lack level\\(s\\) breast"):
     predict.rows(predict.Result([], []), {"image": 0.5})
