@@ -147,8 +147,18 @@ def chest_wall_is_right(crop: np.ndarray, threshold: int = BREAST_THRESHOLD) -> 
   return _pixel_side(crop, threshold)[0]
 
 
-def _pixel_side(crop: np.ndarray, threshold: int):
-  """(chest wall is right, whether the edges decided it): `chest_wall_is_right`'s rule."""
+def _pixel_side(crop: np.ndarray, threshold: int, border=None):
+  """(chest wall is right, whether it was decisive): `border`, else `chest_wall_is_right`'s rule.
+
+  `border` is the image border ("left" / "right") that the breast touches,
+  where it touches only one: a detector cuts the breast at the chest wall.
+  It comes first because processed digital mammograms (NYU's PNGs) enhance
+  the skin line, which makes the skin the sharper edge: the edge rule alone
+  turns all four NYU views the wrong way. No mini-MIAS film changes: 320 of
+  322 touch neither border (the films have a margin), the other 2 agree.
+  """
+  if border is not None:
+    return border == "right", True
   left, right = edge_sharpness(crop, threshold)
   if max(left, right) > _EDGE_DECISIVE * min(left, right):
     return right > left, True
@@ -158,7 +168,7 @@ def _pixel_side(crop: np.ndarray, threshold: int):
   return bool(right_band > left_band), False
 
 
-def chest_wall_side(crop: np.ndarray, chest_wall=None, laterality=None, source: str = "<array>"):
+def chest_wall_side(crop: np.ndarray, chest_wall=None, laterality=None, source: str = "<array>", border=None):
   """(chest wall is right, what decided it) for a crop, from DICOM tags and pixels.
 
   The rule, strongest clue first:
@@ -166,15 +176,16 @@ def chest_wall_side(crop: np.ndarray, chest_wall=None, laterality=None, source: 
     it states the detector's geometry. The pixels confirm it; where their
     edges decisively say the other side, the tag still decides, the
     disagreement is logged and the result says "tags, pixels disagree".
-  - Otherwise decisive edges decide ("pixels"); `laterality` ("L" / "R") is
+  - Otherwise the pixels decide when they are decisive ("pixels": the image
+    `border` the breast alone touches, else clearly sharper edges; see
+    `_pixel_side`); `laterality` ("L" / "R") is
     only the display convention (a right breast's chest wall on the right), so
     it cannot overrule them ("pixels, laterality disagrees" is logged).
   - Otherwise `laterality` decides ("laterality"), else the tissue-band rule
     of `chest_wall_is_right` ("pixels").
-  With neither hint the result is `chest_wall_is_right(crop)`, so images
-  without tags (mini-MIAS, synthetic) are oriented as before.
+  With neither hint nor border the result is `chest_wall_is_right(crop)`.
   """
-  pixels_right, decisive = _pixel_side(crop, BREAST_THRESHOLD)
+  pixels_right, decisive = _pixel_side(crop, BREAST_THRESHOLD, border)
   if chest_wall is not None:
     if chest_wall not in ("left", "right"):
       raise ValueError(f"{source}: chest_wall must be 'left', 'right' or None, got {chest_wall!r}")
@@ -385,7 +396,9 @@ def preprocess(pixels: np.ndarray, size: int = DEFAULT_SIZE, source: str = "<arr
   box = breast_box(pixels, source)
   y0, x0, y1, x1 = box
   crop = pixels[y0:y1, x0:x1]
-  flipped, orientation = chest_wall_side(crop, chest_wall, laterality, source)
+  touches_left, touches_right = x0 == 0, x1 == pixels.shape[1]
+  border = None if touches_left == touches_right else ("left" if touches_left else "right")
+  flipped, orientation = chest_wall_side(crop, chest_wall, laterality, source, border)
   if flipped:
     crop = crop[:, ::-1]
   square = pad_square(np.ascontiguousarray(crop))

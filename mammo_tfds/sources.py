@@ -8,11 +8,12 @@ laterality and view come from the DICOM tags.
 
 DICOM, in the order the standard's grayscale pipeline applies it (PS3.4 N.2):
 
-1. Decoding: native, deflated and RLE data through pydicom; JPEG Lossless,
-   JPEG-LS and JPEG 2000 through pydicom's pylibjpeg plugins (pylibjpeg-libjpeg,
-   -openjpeg, -rle: small numpy-only wheels kept by pydicom's maintainers,
-   which pydicom 3 tries first). What still cannot be decoded is one line
-   naming the transfer syntax.
+1. Decoding: native, deflated and RLE data by pydicom itself; JPEG Lossless
+   (Process 14) and 12-bit JPEG by pylibjpeg-libjpeg, JPEG-LS by pyjpegls
+   (about 3x faster than libjpeg on a 3062x2394 image), JPEG 2000 by
+   pylibjpeg-openjpeg: small numpy-only wheels that pydicom 3 finds as pixel
+   plugins (see setup.cfg). What still cannot be decoded is one line naming
+   the transfer syntax.
 2. Modality LUT: Modality LUT Sequence or RescaleSlope / RescaleIntercept.
 3. VOI: the FIRST window (WindowCenter / WindowWidth) with its VOILUTFunction
    (LINEAR, LINEAR_EXACT, SIGMOID); the first VOI LUT Sequence item only when
@@ -37,7 +38,8 @@ DICOM, in the order the standard's grayscale pipeline applies it (PS3.4 N.2):
 Refused with one line (never turned into a picture): For Processing (raw
 detector) images, files that are not mammograms (Modality MG or a
 mammography SOP class) unless `allow_non_mammogram=True`, more than one frame
-(tomosynthesis), colour, no Pixel Data element.
+(tomosynthesis), colour, no Pixel Data element, fewer than MIN_SIDE pixels
+on a side (stub pixels).
 
 Raster files: 8-bit grayscale as stored; 16-bit PNG / TIFF / PGM scaled by
 their actual bit depth, the fewest bits (8-16) that hold the image's largest
@@ -73,6 +75,9 @@ _DIRECTIONS = frozenset("APLRHF")
 _RASTER_FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff", "PPM": "pgm"}
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm")
 DICOM_SUFFIXES = (".dcm", ".dicom")
+# Fewer pixels than this on a side is no mammogram: test files with stub pixels
+# (the OpenREM GE headers hold 1x2) would otherwise be scored as an image.
+MIN_SIDE = 32
 
 
 class SourceError(ValueError):
@@ -113,8 +118,8 @@ def read(path, *, allow_non_mammogram: bool = False) -> SourceImage:
     SourceError: the file cannot be used, with the reason.
   """
   if str(path).lower().endswith(RASTER_SUFFIXES):
-    pixels, file_format = _read_raster(path)
-    return SourceImage(pixels, str(path), file_format, None, None, None, None, None, "raster")
+    pixels, file_format, grayscale = _read_raster(path)
+    return SourceImage(pixels, str(path), file_format, None, None, None, None, None, grayscale)
   return _read_dicom(path, allow_non_mammogram, strict_tags=False)
 
 
@@ -139,7 +144,9 @@ def read_pgm(path, fileobj=None) -> np.ndarray:
 
 def _read_dicom(path, allow_non_mammogram: bool, strict_tags: bool) -> SourceImage:
   try:
-    ds = pydicom.dcmread(path)
+    # Values over 1 MB (pixel data) are read when used: a tomosynthesis stack
+    # or a For Processing image is refused without reading its pixels.
+    ds = pydicom.dcmread(path, defer_size="1 MB")
   except FileNotFoundError:
     raise SourceError(path, "file not found") from None
   except pydicom.errors.InvalidDicomError:
@@ -147,6 +154,8 @@ def _read_dicom(path, allow_non_mammogram: bool, strict_tags: bool) -> SourceIma
                       f"{'/'.join(RASTER_SUFFIXES)} image") from None
   except Exception as error:  # pydicom raises several types for bad files
     raise SourceError(path, f"not a readable DICOM file ({type(error).__name__}: {error})") from None
+  if len(ds) == 0:
+    raise SourceError(path, "not a readable DICOM file: no data elements after the file header, corrupt or truncated?")
   _check_is_mammogram(ds, path, allow_non_mammogram)
   patient_id = _text(ds, "PatientID")
   laterality = _laterality(ds, path, strict_tags)
@@ -202,9 +211,16 @@ def _decoded_pixels(ds, path) -> np.ndarray:
                       f"({type(error).__name__}: {error})") from None
   if pixels.ndim != 2:
     raise SourceError(path, f"expected one 2-D grayscale frame, got pixel array of shape {pixels.shape}")
+  _check_size(pixels, path)
   if not np.issubdtype(pixels.dtype, np.integer):
     raise SourceError(path, f"{pixels.dtype} pixels are not supported: expected integer stored values")
   return pixels
+
+
+def _check_size(pixels: np.ndarray, path):
+  if min(pixels.shape) < MIN_SIDE:
+    raise SourceError(path, f"{pixels.shape[0]}x{pixels.shape[1]} pixels: too small to be a mammogram "
+                      f"(under {MIN_SIDE} on a side; stub pixels?)")
 
 
 def _laterality(ds, path, strict: bool) -> Optional[str]:
@@ -264,25 +280,28 @@ def chest_wall_from_orientation(ds) -> Optional[str]:
 def to_uint8(pixels: np.ndarray, ds, path):
   """(uint8 pixels, description): the grayscale chain of the module docstring, steps 2-5.
 
-  The chain is evaluated once per stored value present (at most 65,536) and
-  applied as a table, which is faster than evaluating it per pixel.
+  The chain is evaluated once per possible stored value (at most 65,536 for
+  16-bit data) and applied as a table, which is faster than per pixel; wider
+  data (32-bit) is evaluated per pixel.
   """
-  low, high = (0, 255) if pixels.dtype == np.uint8 else (int(pixels.min()), int(pixels.max()))
-  stored = np.arange(low, high + 1, dtype=np.int64)
+  low, high = (0, 255) if pixels.dtype == np.uint8 else (min(0, int(pixels.min())), int(pixels.max()))
+  per_pixel = high - low >= 1 << 16
+  stored = pixels.astype(np.int64) if per_pixel else np.arange(low, high + 1, dtype=np.int64)
   values = np.asarray(dicom_pixels.apply_modality_lut(stored, ds), dtype=np.float64)
-  shown, voi = _voi(stored, values, ds, path)
+  shown, voi = _voi(values, ds, path)
   inverted, polarity = _inverted(ds, path)
   if inverted:
     shown = 1.0 - shown
   table = np.rint(np.clip(shown, 0.0, 1.0) * 255.0).astype(np.uint8)
   description = ", ".join(part for part in (voi, polarity) if part)
+  if per_pixel:
+    return table, description
   if pixels.dtype == np.uint8 and np.array_equal(table, np.arange(256)):
     return pixels, description
-  index = pixels if low == 0 else pixels.astype(np.int64) - low
-  return table[index], description
+  return table[pixels if low == 0 else pixels.astype(np.int32) - low], description
 
 
-def _voi(stored: np.ndarray, values: np.ndarray, ds, path):
+def _voi(values: np.ndarray, ds, path):
   """(values in [0, 1], description) after the VOI step."""
   bits = int(ds.get("BitsStored", 8) or 8)
   centres, widths = _multi(ds.get("WindowCenter")), _multi(ds.get("WindowWidth"))
@@ -348,7 +367,7 @@ def _inverted(ds, path):
 
 
 def _read_raster(path, fileobj=None):
-  """(2-D uint8 pixels, format) of a PNG, JPEG, TIFF or PGM file; see the module docstring."""
+  """(2-D uint8 pixels, format, how they were scaled) of a PNG, JPEG, TIFF or PGM file; see the module docstring."""
   if fileobj is None and not os.path.exists(path):
     raise SourceError(path, "file not found")
   try:
@@ -359,24 +378,26 @@ def _read_raster(path, fileobj=None):
       if getattr(image, "n_frames", 1) > 1:
         raise SourceError(path, f"{image.n_frames} frames or pages: expected one 2-D image")
       image.load()
-      return _gray_uint8(image, path), file_format
+      pixels, scaling = _gray_uint8(image, path)
+      _check_size(pixels, path)
+      return pixels, file_format, scaling
   except SourceError:
     raise
   except Exception as error:
     raise SourceError(path, f"not a readable image, corrupt or truncated? ({type(error).__name__}: {error})") from None
 
 
-def _gray_uint8(image: Image.Image, path) -> np.ndarray:
+def _gray_uint8(image: Image.Image, path):
+  """(2-D uint8 pixels, how they were scaled) of an open image."""
   if image.mode == "L":
-    return np.asarray(image, dtype=np.uint8).copy()
+    return np.asarray(image, dtype=np.uint8).copy(), "8-bit"
   if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
     values = np.asarray(image)
     if values.min() < 0 or values.max() > 65535:
       raise SourceError(path, f"values {values.min()}..{values.max()} do not fit 16 bits")
-    top = 2 ** max(8, int(values.max()).bit_length()) - 1
-    if top == 255:
-      return values.astype(np.uint8)
-    return np.rint(values * (255.0 / top)).astype(np.uint8)
+    bits = max(8, int(values.max()).bit_length())
+    scaling = f"{image.mode} image with {bits}-bit values, divided by {2 ** bits - 1}"
+    return np.rint(values * (255.0 / (2 ** bits - 1))).astype(np.uint8), scaling
   if image.mode in ("RGB", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr"):
     if image.mode == "LA":
       channels = [np.asarray(image.getchannel("L"))]
@@ -384,6 +405,6 @@ def _gray_uint8(image: Image.Image, path) -> np.ndarray:
       channels = [np.asarray(image.convert("RGB"))[:, :, i] for i in range(3)]
     if all(np.array_equal(channels[0], other) for other in channels[1:]):
       logging.warning("%s: %s image with equal channels, read as grayscale", path, image.mode)
-      return channels[0].astype(np.uint8).copy()
+      return channels[0].astype(np.uint8).copy(), f"{image.mode} with equal channels, read as 8-bit grayscale"
     raise SourceError(path, f"a colour ({image.mode}) image: expected grayscale")
   raise SourceError(path, f"image mode {image.mode} is not supported: expected 8- or 16-bit grayscale")
