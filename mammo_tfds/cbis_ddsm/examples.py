@@ -154,9 +154,22 @@ def lesion_box(mask: np.ndarray) -> np.ndarray:
 
 
 def _find_mask(root: epath.Path, files, shape, where: str):
-  """(mask pixels, None) or (None, Skip): the ROI mask among a row's ROI files, told by description AND content."""
+  """(mask pixels, None) or (None, Skip): the ROI mask among a row's ROI files.
+
+  Told apart by description AND content. A file whose header size (tags or
+  dicom_info.csv) differs from the film's cannot be its mask: if it says it
+  is one, that is a size mismatch; otherwise it is the cropped image and is
+  not read (crops of calcifications can be a few pixels wide). Files of the
+  film's size are read: a mask must be binary and not described as a
+  cropped image, and a file described as a mask must be binary.
+  """
   masks = []
   for image in files:
+    if image.shape and tuple(image.shape) != tuple(shape):
+      if image.description == MASK:
+        return None, generation.Skip(image.path, SIZE_MISMATCH, f"{where}: mask is {image.shape[1]}x"
+                                     f"{image.shape[0]}, its film {shape[1]}x{shape[0]}")
+      continue
     try:
       pixels = read_pixels(root / image.path)
     except sources.SourceError as error:
@@ -168,7 +181,8 @@ def _find_mask(root: epath.Path, files, shape, where: str):
     if binary:
       masks.append((image, pixels))
   if not masks:
-    return None, generation.Skip(where, NO_MASK, f"none of {', '.join(f.path for f in files)} is a binary mask")
+    return None, generation.Skip(where, NO_MASK, f"none of {', '.join(f.path for f in files)} is a binary mask "
+                                 "of the film's size")
   fitting = [pixels for _, pixels in masks if pixels.shape == shape]
   if not fitting:
     image, pixels = masks[0]
