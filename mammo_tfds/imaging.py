@@ -15,6 +15,7 @@ some films (mdb072, mdb110, mdb126).
 import dataclasses
 import io
 
+from absl import logging
 import numpy as np
 from PIL import Image
 from scipy import ndimage
@@ -45,6 +46,7 @@ class Preprocessed:
   image: np.ndarray  # (size, size, 1) uint8
   crop_box: np.ndarray  # int32 [y0, x0, y1, x1] in source pixels, end-exclusive
   flipped: bool  # mirrored left-right after cropping, to put the chest wall left
+  orientation: str = "pixels"  # what decided the chest wall's side: see `chest_wall_side`
 
 
 def breast_box(pixels: np.ndarray, source: str = "<array>",
@@ -142,13 +144,228 @@ def chest_wall_is_right(crop: np.ndarray, threshold: int = BREAST_THRESHOLD) -> 
   nipple side tapers off into background. That rule alone is wrong on six
   mini-MIAS films whose chest wall edge is slanted (e.g. mdb181, mdb263).
   """
+  return _pixel_side(crop, threshold)[0]
+
+
+def _pixel_side(crop: np.ndarray, threshold: int, border=None):
+  """(chest wall is right, whether it was decisive): `border`, else `chest_wall_is_right`'s rule.
+
+  `border` is the image border ("left" / "right") that the breast touches,
+  where it touches only one: a detector cuts the breast at the chest wall.
+  It comes first because processed digital mammograms (NYU's PNGs) enhance
+  the skin line, which makes the skin the sharper edge: the edge rule alone
+  turns all four NYU views the wrong way. No mini-MIAS film changes: 320 of
+  322 touch neither border (the films have a margin), the other 2 agree.
+  """
+  if border is not None:
+    return border == "right", True
   left, right = edge_sharpness(crop, threshold)
   if max(left, right) > _EDGE_DECISIVE * min(left, right):
-    return right > left
+    return right > left, True
   band = max(1, crop.shape[1] // 10)
   left_band = (crop[:, :band] > threshold).mean()
   right_band = (crop[:, -band:] > threshold).mean()
-  return bool(right_band > left_band)
+  return bool(right_band > left_band), False
+
+
+def chest_wall_side(crop: np.ndarray, chest_wall=None, laterality=None, source: str = "<array>", border=None):
+  """(chest wall is right, what decided it) for a crop, from DICOM tags and pixels.
+
+  The rule, strongest clue first:
+  - `chest_wall` ("left" / "right", from a valid PatientOrientation) decides:
+    it states the detector's geometry. The pixels confirm it; where their
+    edges decisively say the other side, the tag still decides, the
+    disagreement is logged and the result says "tags, pixels disagree".
+  - Otherwise the pixels decide when they are decisive ("pixels": the image
+    `border` the breast alone touches, else clearly sharper edges; see
+    `_pixel_side`); `laterality` ("L" / "R") is
+    only the display convention (a right breast's chest wall on the right), so
+    it cannot overrule them ("pixels, laterality disagrees" is logged).
+  - Otherwise `laterality` decides ("laterality"), else the tissue-band rule
+    of `chest_wall_is_right` ("pixels").
+  With neither hint nor border the result is `chest_wall_is_right(crop)`.
+  """
+  pixels_right, decisive = _pixel_side(crop, BREAST_THRESHOLD, border)
+  if chest_wall is not None:
+    if chest_wall not in ("left", "right"):
+      raise ValueError(f"{source}: chest_wall must be 'left', 'right' or None, got {chest_wall!r}")
+    tag_right = chest_wall == "right"
+    if decisive and pixels_right != tag_right:
+      logging.warning("%s: PatientOrientation puts the chest wall on the %s, the pixels on the %s; "
+                      "following the tag", source, chest_wall, "right" if pixels_right else "left")
+      return tag_right, "tags, pixels disagree"
+    return tag_right, "tags"
+  if laterality is not None and laterality not in ("L", "R"):
+    raise ValueError(f"{source}: laterality must be 'L', 'R' or None, got {laterality!r}")
+  if decisive:
+    if laterality is not None and pixels_right != (laterality == "R"):
+      logging.warning("%s: laterality %s would put the chest wall on the %s, the pixels say the %s; "
+                      "following the pixels", source, laterality, "right" if laterality == "R" else "left",
+                      "right" if pixels_right else "left")
+      return pixels_right, "pixels, laterality disagrees"
+    return pixels_right, "pixels"
+  if laterality is not None:
+    return laterality == "R", "laterality"
+  return pixels_right, "pixels"
+
+
+# Scanned films (CBIS-DDSM / DDSM) -------------------------------------------
+# A film's background is its base + fog density, grey and noisy, not black;
+# unexposed borders are near white; labels, stickers and rulers sit in the
+# background and may touch the breast. `film_on_black` turns such a film into
+# what the rest of this module expects (the breast on black) and leaves
+# images with a black background (digital mammograms, mini-MIAS) untouched.
+
+# A background (the darker histogram peak) above this is a film's, not black.
+_FILM_BACKGROUND = BREAST_THRESHOLD
+# ... provided fewer than this share of pixels is at or below the breast
+# threshold: a digital mammogram that the breast nearly fills still has that much black.
+_FILM_MAX_BLACK = 0.05
+# The film's breast threshold: _FILM_MIN_MARGIN grey levels above the foot of
+# the background's histogram peak (where it falls to _PEAK_FOOT of its height),
+# but no more than _FILM_TISSUE_SHARE of the way from the background up to the
+# tissue's median, so a broad background never lifts it into faint skin.
+_PEAK_FOOT, _FILM_TISSUE_SHARE, _FILM_MIN_MARGIN = 0.02, 0.25, 4.0
+# A bright region is a label, sticker or ruler when, holes filled, it fills
+# this share of its bounding box and covers at least _FLAT_MIN_AREA of the
+# film (calcifications never do).
+_FLAT_FILL, _FLAT_MIN_AREA = 0.88, 0.001
+# A line (row or column) from an image edge inward is unexposed border while at
+# least _STRIP_SHARE of it is bright; the bright pixels of the next
+# _STRIP_RAGGED share of lines are its ragged inner edge.
+_STRIP_SHARE, _STRIP_RAGGED = 0.6, 0.02
+# Margin kept around the breast region, as a share of the longer side: the
+# faint skin line and anything just outside it stay in the crop.
+_FILM_MARGIN = 0.01
+# Blocks around a label or strip that are taken out while the breast region is
+# found (their edge blurs into the background); the margin is never smaller.
+_FLAT_EDGE = 2
+# A film's breast region covers at least this share of it; anything less is
+# not understood as a film, and the image is cropped as if on black.
+_FILM_MIN_BREAST = 0.02
+
+
+def _block_mean(pixels: np.ndarray):
+  """(block-averaged copy with longer side <= _MASK_SIDE, factor): cheap, and averages film noise away."""
+  height, width = pixels.shape
+  factor = max(1, -(-max(height, width) // _MASK_SIDE))
+  if factor == 1:
+    return pixels.astype(np.float32), 1
+  pad_h, pad_w = (-height) % factor, (-width) % factor
+  padded = np.pad(pixels, ((0, pad_h), (0, pad_w)), mode="edge").astype(np.float32)
+  rows = padded.reshape(-1, factor, padded.shape[1]).mean(axis=1)
+  return rows.reshape(rows.shape[0], -1, factor).mean(axis=2), factor
+
+
+def film_background(pixels: np.ndarray):
+  """(level, top) of a scanned film's grey background, or None for an image on black.
+
+  On the block-averaged image, `level` is the darker histogram peak and `top`
+  where that peak has fallen to _PEAK_FOOT of its height on its bright side,
+  or the valley where the tissue's counts start to rise, if that is sooner:
+  scanner shading makes the peak broad and lopsided, so its own foot, not a
+  spread measured below it, says where the background ends.
+  """
+  if (pixels <= BREAST_THRESHOLD // 2).mean() >= _FILM_MAX_BLACK:
+    return None
+  small, _ = _block_mean(pixels)
+  histogram = np.bincount(np.clip(small, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
+  histogram = np.convolve(histogram, np.ones(5) / 5, mode="same")
+  level = int(np.argmax(histogram[:192]))
+  if level <= _FILM_BACKGROUND:
+    return None
+  side = histogram[level:]
+  # The foot, or the valley before the tissue's own counts rise, whichever comes first.
+  ends = np.nonzero((side[:-1] < _PEAK_FOOT * side[0])
+                    | ((side[1:] > side[:-1]) & (side[:-1] < 0.5 * side[0])))[0]
+  top = level + (int(ends[0]) if ends.size else 0)
+  return float(level), float(top)
+
+
+def _edge_strips(bright: np.ndarray, glaring: np.ndarray) -> np.ndarray:
+  """Unexposed border strips: from each image edge inward, the lines that are mostly bright.
+
+  Measured line by line, not as regions, because a strip joins whatever
+  bright touches it (the other strips at the corners, the pectoral muscle or
+  dense tissue at the chest wall). Beyond the last such line, the `glaring`
+  pixels (brighter than any tissue) of a few more lines are the strip's
+  ragged inner edge; a bright lesion next to the strip is not glaring and stays.
+  """
+  strips = np.zeros_like(bright)
+  for axis in (0, 1):
+    share = bright.mean(axis=1 - axis)  # per row (axis 0) or per column (axis 1)
+    lines = share.size
+    ragged = max(2, round(_STRIP_RAGGED * lines))
+    for order in (np.arange(lines), np.arange(lines)[::-1]):
+      full = np.cumprod(share[order] >= _STRIP_SHARE)
+      depth = int(full.sum())
+      if depth == 0:
+        continue
+      inner = order[depth:depth + ragged]
+      if axis == 0:
+        strips[order[:depth]] = True
+        strips[inner] |= glaring[inner]
+      else:
+        strips[:, order[:depth]] = True
+        strips[:, inner] |= glaring[:, inner]
+  return strips
+
+
+def _flat_bright(small: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+  """Labels, stickers, rulers and unexposed border strips of a block-averaged film, as a mask.
+
+  Bright means brighter than halfway from the tissue's median to white.
+  Border strips are found line by line from each edge (`_edge_strips`); the
+  other bright regions count only if box-shaped (labels, stickers, a ruler),
+  so dense tissue and the pectoral muscle, which are not, stay breast.
+  """
+  tissue = float(np.median(small[foreground])) if foreground.any() else 128.0
+  bright = small >= (tissue + 255.0) / 2
+  strips = _edge_strips(bright, small >= (tissue + 3 * 255.0) / 4)
+  closed = ndimage.binary_closing(bright & ~strips, iterations=2)  # closes label text
+  labels, _ = ndimage.label(ndimage.binary_fill_holes(closed))
+  result = strips.copy()
+  for index, found in enumerate(ndimage.find_objects(labels), start=1):
+    if found is None:
+      continue
+    component = labels[found] == index
+    if component.sum() >= _FLAT_MIN_AREA * small.size and component.mean() >= _FLAT_FILL:
+      result[found] |= component
+  return result
+
+
+def film_on_black(pixels: np.ndarray) -> np.ndarray:
+  """A scanned film as the breast on black; an image already on black is returned as it is.
+
+  The breast is the largest region above the film's own background threshold
+  once labels, stickers, rulers and border strips are taken out (so one that
+  touches the breast does not drag the crop along). That region, widened by
+  a margin, keeps its pixels; everything else becomes 0. Thresholds are
+  relative to the film's background, so faint skin stays in, as the low
+  threshold does on films with black backgrounds.
+  """
+  background = film_background(pixels)
+  if background is None:
+    return pixels
+  level, top = background
+  small, factor = _block_mean(pixels)
+  above = small[small > top]
+  tissue = float(np.median(above)) if above.size else 255.0
+  margin = min(top - level + _FILM_MIN_MARGIN, _FILM_TISSUE_SHARE * (tissue - level))
+  foreground = small > level + max(margin, _FILM_MIN_MARGIN)
+  flat = _flat_bright(small, foreground)
+  # Widened by the blocks that mix a label's or strip's edge with background, so those
+  # do not join the breast to them; the margin below gives tissue next to them back.
+  labels, count = ndimage.label(foreground & ~ndimage.binary_dilation(flat, iterations=_FLAT_EDGE))
+  sizes = np.bincount(labels.ravel())
+  sizes[0] = 0
+  if count == 0 or sizes.max() < _FILM_MIN_BREAST * small.size:
+    return pixels  # no breast-sized region stands out of the background: the plain crop, which never cuts
+  widen = max(_FLAT_EDGE, round(_FILM_MARGIN * max(small.shape)))
+  keep = ndimage.binary_dilation(labels == int(np.argmax(sizes)), iterations=widen) & ~flat
+  height, width = pixels.shape
+  keep = keep[np.arange(height) // factor][:, np.arange(width) // factor]
+  return np.where(keep, pixels, 0).astype(np.uint8)
 
 
 def pad_square(crop: np.ndarray) -> np.ndarray:
@@ -159,28 +376,34 @@ def pad_square(crop: np.ndarray) -> np.ndarray:
   return np.pad(crop, ((top, side - height - top), (0, side - width)))
 
 
-def preprocess(pixels: np.ndarray, size: int = DEFAULT_SIZE, source: str = "<array>") -> Preprocessed:
+def preprocess(pixels: np.ndarray, size: int = DEFAULT_SIZE, source: str = "<array>",
+               chest_wall=None, laterality=None) -> Preprocessed:
   """Turns 8-bit source pixels into the stored (size, size, 1) image.
 
   Args:
     pixels: 2-D uint8 array as `mammo_tfds.sources` returns it.
     size: side of the output square.
     source: file name for error messages.
+    chest_wall, laterality: what the DICOM tags say (`SourceImage.chest_wall`,
+      `.laterality`); None for files without tags. See `chest_wall_side`.
 
   Raises:
     BlankImageError: nothing in the image looks like a breast.
   """
   if pixels.dtype != np.uint8:
     raise ValueError(f"{source}: expected uint8 pixels, got {pixels.dtype}")
+  pixels = film_on_black(pixels)
   box = breast_box(pixels, source)
   y0, x0, y1, x1 = box
   crop = pixels[y0:y1, x0:x1]
-  flipped = chest_wall_is_right(crop)
+  touches_left, touches_right = x0 == 0, x1 == pixels.shape[1]
+  border = None if touches_left == touches_right else ("left" if touches_left else "right")
+  flipped, orientation = chest_wall_side(crop, chest_wall, laterality, source, border)
   if flipped:
     crop = crop[:, ::-1]
   square = pad_square(np.ascontiguousarray(crop))
   resized = Image.fromarray(square).resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-  return Preprocessed(np.asarray(resized, dtype=np.uint8)[:, :, None], box, flipped)
+  return Preprocessed(np.asarray(resized, dtype=np.uint8)[:, :, None], box, flipped, orientation)
 
 
 def source_to_output(y: float, x: float, result: Preprocessed, size: int = DEFAULT_SIZE):

@@ -1,7 +1,10 @@
-"""Build benchmark: CMMD-layout builds at the real film size, N vs 4N images, 1 vs 2 workers.
+"""Build benchmark: CMMD or CBIS-DDSM builds at the real image size, N vs 4N patients, 1 vs 2 workers.
 
-Writes CMMD-layout trees of 2294x1914 DICOMs with tools/write_cmmd.py (once,
-kept in --tree_dir for reruns), then builds each in a fresh process and
+Writes trees (once, kept in --tree_dir for reruns): `--dataset=cmmd`, CMMD
+layout, 2294x1914 8-bit DICOMs (tools/write_cmmd.py); `--dataset=cbis_ddsm`,
+TCIA classic layout, scanned films of --film_size (default 5000x3000, 16-bit,
+with an ROI mask and a cropped image per abnormality; tools/write_cbis.py).
+Then it builds each in a fresh process and
 reports images per second of the build (download_and_prepare only, not TF's
 start-up) and, in a separate build of each case, the peak memory (PSS) of the
 whole process tree (builder plus worker processes, sampled every 0.1 s).
@@ -17,7 +20,10 @@ runs at. Beside them, the machine's own limit: the builder's per-image
 functions run bare in 2 processes at once vs 1. Targets: peak memory does not grow with N; throughput grows with
 cores (>= 1.7x from 1 to 2 workers).
 
-  python tools/bench_build.py [--patients=8] [--repeats=3] [--tree_dir=/tmp/mammo_bench_cmmd] [--json]
+  python tools/bench_build.py [--dataset=cmmd] [--patients=8] [--repeats=3] [--tree_dir=DIR] [--json]
+  python tools/bench_build.py --dataset=cbis_ddsm --patients=1 --repeats=1   # film size: ~10 s to write a film
+
+For CBIS-DDSM "images" are films (examples); each also reads its masks.
 """
 import argparse
 import json
@@ -33,24 +39,40 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench_common  # pylint: disable=wrong-import-position
 
 
-def ensure_tree(folder: pathlib.Path, patients: int) -> int:
-  """Writes the tree once; returns its number of DICOM files."""
+def ensure_tree(folder: pathlib.Path, patients: int, dataset: str, film_size=(5000, 3000)) -> int:
+  """Writes the tree once; returns the number of images its build makes examples of (or reads, for CMMD)."""
   marker = folder / "complete"
   if not marker.exists():
-    from tools import write_cmmd  # pylint: disable=import-outside-toplevel
-    print(f"writing {patients} patients at 2294x1914 into {folder} (about 1.5 s per image) ...", flush=True)
-    write_cmmd.write_tree(folder, patients, seed=patients)
+    if dataset == "cmmd":
+      from tools import write_cmmd  # pylint: disable=import-outside-toplevel
+      print(f"writing {patients} patients at 2294x1914 into {folder} (about 1.5 s per image) ...", flush=True)
+      write_cmmd.write_tree(folder, patients, seed=patients)
+    else:
+      from tools import write_cbis  # pylint: disable=import-outside-toplevel
+      print(f"writing {patients} CBIS-DDSM patients at {film_size[0]}x{film_size[1]} into {folder} ...", flush=True)
+      films = write_cbis.write_tree(folder, patients, "classic", seed=patients, shape=film_size)
+      (folder / "films").write_text(str(len(films)))
     marker.write_text("")
-  return sum(1 for _ in folder.rglob("*.dcm"))
+  if dataset == "cmmd":
+    return sum(1 for _ in folder.rglob("*.dcm"))
+  return int((folder / "films").read_text())
 
 
-def per_image_work(manual_dir: str) -> float:
+def per_image_work(manual_dir: str, dataset: str = "cmmd") -> float:
   """Seconds of the builder's own per-image functions (scan, then preprocess) over a tree, in this process."""
   from etils import epath  # pylint: disable=import-outside-toplevel
   from mammo_tfds import generation, imaging  # pylint: disable=import-outside-toplevel
-  from mammo_tfds.cmmd import examples  # pylint: disable=import-outside-toplevel
   generation.keep_freed_memory()  # as a build does
   root = epath.Path(manual_dir)
+  if dataset == "cbis_ddsm":
+    from mammo_tfds.cbis_ddsm import cases, examples as cbis, layouts  # pylint: disable=import-outside-toplevel
+    os.environ["MAMMO_BUILD_WORKERS"] = "1"  # the header scan in this process, as the per-image work is
+    start = time.perf_counter()
+    items, _ = cbis.plan(cases.read_cases(root), layouts.find(root))
+    for item in items:
+      cbis.film_example(str(root), imaging.DEFAULT_SIZE, item)
+    return time.perf_counter() - start
+  from mammo_tfds.cmmd import examples  # pylint: disable=import-outside-toplevel
   dicoms, sheet = examples.find_inputs(root)
   rows = examples.read_sheet(sheet)
   start = time.perf_counter()
@@ -64,7 +86,7 @@ def per_image_work(manual_dir: str) -> float:
   return time.perf_counter() - start
 
 
-def machine_scaling(manual_dir: pathlib.Path) -> float:
+def machine_scaling(manual_dir: pathlib.Path, dataset: str) -> float:
   """How much faster 2 processes do twice the per-image work than 1 process does it once, x2.
 
   No TFDS, no pool, no parent: the most two worker processes could give on
@@ -73,20 +95,23 @@ def machine_scaling(manual_dir: pathlib.Path) -> float:
   """
   import multiprocessing  # pylint: disable=import-outside-toplevel
   with multiprocessing.get_context("fork").Pool(2) as pool:
-    pool.apply(per_image_work, (str(manual_dir),))  # warms the page cache and the imports
-    alone = pool.apply(per_image_work, (str(manual_dir),))
+    pool.apply(per_image_work, (str(manual_dir), dataset))  # warms the page cache and the imports
+    alone = pool.apply(per_image_work, (str(manual_dir), dataset))
     start = time.perf_counter()
-    pool.map(per_image_work, [str(manual_dir)] * 2, chunksize=1)
+    pool.starmap(per_image_work, [(str(manual_dir), dataset)] * 2, chunksize=1)
     together = time.perf_counter() - start
   return 2 * alone / together
 
 
-def build_once(manual_dir: str, data_dir: str) -> dict:
-  """Child process: builds CMMD and prints how long download_and_prepare took."""
+def build_once(manual_dir: str, data_dir: str, dataset: str) -> dict:
+  """Child process: builds the dataset and prints how long download_and_prepare took."""
   import tensorflow  # pylint: disable=import-outside-toplevel,unused-import  # TFDS imports it lazily: not in the timing
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  from mammo_tfds.cmmd import cmmd_dataset_builder  # pylint: disable=import-outside-toplevel
-  builder = cmmd_dataset_builder.Builder(data_dir=data_dir)
+  if dataset == "cmmd":
+    from mammo_tfds.cmmd import cmmd_dataset_builder as module  # pylint: disable=import-outside-toplevel
+  else:
+    from mammo_tfds.cbis_ddsm import cbis_ddsm_dataset_builder as module  # pylint: disable=import-outside-toplevel
+  builder = module.Builder(data_dir=data_dir)
   start = time.perf_counter()
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   seconds = time.perf_counter() - start
@@ -94,7 +119,7 @@ def build_once(manual_dir: str, data_dir: str) -> dict:
   return {"seconds": seconds, "kept": kept}
 
 
-def measure(manual_dir: pathlib.Path, workers: int, sample_memory: bool) -> dict:
+def measure(manual_dir: pathlib.Path, workers: int, sample_memory: bool, dataset: str) -> dict:
   """Runs one build in a fresh process tree; returns its timing, and its peak memory if sampled.
 
   Timed builds are not sampled: reading the PSS of three processes ten times
@@ -104,7 +129,7 @@ def measure(manual_dir: pathlib.Path, workers: int, sample_memory: bool) -> dict
   import psutil  # pylint: disable=import-outside-toplevel
   with tempfile.TemporaryDirectory() as data_dir:
     env = {**os.environ, "MAMMO_BUILD_WORKERS": str(workers), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    child = subprocess.Popen([sys.executable, __file__, "--_child", str(manual_dir), data_dir],
+    child = subprocess.Popen([sys.executable, __file__, "--_child", str(manual_dir), data_dir, dataset],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     process, peak = psutil.Process(child.pid), 0
     while sample_memory and child.poll() is None:
@@ -124,30 +149,38 @@ def measure(manual_dir: pathlib.Path, workers: int, sample_memory: bool) -> dict
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--dataset", choices=("cmmd", "cbis_ddsm"), default="cmmd")
   parser.add_argument("--patients", type=int, default=8, help="N: patients of the small tree (4N for the large)")
+  parser.add_argument("--film_size", type=int, nargs=2, default=(5000, 3000), metavar=("ROWS", "COLS"),
+                      help="cbis_ddsm: film size (the real films are about 5000 x 3000)")
   parser.add_argument("--repeats", type=int, default=3, help="builds of each tree and worker count; the fastest counts")
-  parser.add_argument("--tree_dir", default=os.path.join(tempfile.gettempdir(), "mammo_bench_cmmd"))
+  parser.add_argument("--tree_dir", default=None, help="default: <tmp>/mammo_bench_<dataset>")
   parser.add_argument("--json", action="store_true")
-  parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
+  parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args._child:  # pylint: disable=protected-access
     print(json.dumps(build_once(*args._child)))  # pylint: disable=protected-access
     return
 
+  dataset = args.dataset
+  tree_dir = pathlib.Path(args.tree_dir or os.path.join(tempfile.gettempdir(), f"mammo_bench_{dataset}"))
+  if dataset == "cbis_ddsm":
+    tree_dir = tree_dir / f"{args.film_size[0]}x{args.film_size[1]}"
   rows, runs, images = [], {}, {}
   for scale in (1, 4):
-    tree = pathlib.Path(args.tree_dir) / f"patients_{scale * args.patients}"
-    images[scale] = ensure_tree(tree, scale * args.patients)
+    tree = tree_dir / f"patients_{scale * args.patients}"
+    images[scale] = ensure_tree(tree, scale * args.patients, dataset, tuple(args.film_size))
   peaks = {}
   for scale in (1, 4):
     for workers in (1, 2):
-      tree = pathlib.Path(args.tree_dir) / f"patients_{scale * args.patients}"
-      peaks[(scale, workers)] = measure(tree, workers, sample_memory=True)["peak_mb"]
+      tree = tree_dir / f"patients_{scale * args.patients}"
+      peaks[(scale, workers)] = measure(tree, workers, True, dataset)["peak_mb"]
   for _ in range(args.repeats):  # interleaved, so a slow spell of the machine hits every case alike
     for scale in (1, 4):
       for workers in (1, 2):
-        tree = pathlib.Path(args.tree_dir) / f"patients_{scale * args.patients}"
-        runs.setdefault((scale, workers), []).append(measure(tree, workers, sample_memory=False))
+        tree = tree_dir / f"patients_{scale * args.patients}"
+        runs.setdefault((scale, workers), []).append(measure(tree, workers, False, dataset))
+  unit = "DICOMs" if dataset == "cmmd" else "films"
   results = {case: {"seconds": min(run["seconds"] for run in case_runs),
                     "peak_mb": peaks[case],
                     "kept": case_runs[0]["kept"],
@@ -156,7 +189,7 @@ def main():
   for scale in (1, 4):
     for workers in (1, 2):
       result = results[(scale, workers)]
-      rows.append([f"{images[scale]} DICOMs, {workers} worker(s)", images[scale] / result["seconds"],
+      rows.append([f"{images[scale]} {unit}, {workers} worker(s)", images[scale] / result["seconds"],
                    f"img/s end to end; {result['seconds']:.1f} s (all: {result['all_seconds']}); "
                    f"peak {result['peak_mb']:.0f} MB; kept {result['kept']}"])
   steady = {}
@@ -164,17 +197,18 @@ def main():
     extra_seconds = results[(4, workers)]["seconds"] - results[(1, workers)]["seconds"]
     steady[workers] = (images[4] - images[1]) / extra_seconds
     rows.append([f"steady state, {workers} worker(s)", steady[workers],
-                 f"img/s: {images[4] - images[1]} more DICOMs in {extra_seconds:.1f} s more"])
+                 f"img/s: {images[4] - images[1]} more {unit} in {extra_seconds:.1f} s more"])
   rows.append(["speed-up 1 -> 2 workers, steady state", steady[2] / steady[1], "target >= 1.7"])
   rows.append(["speed-up 1 -> 2 workers, end to end (4N)",
                results[(4, 1)]["seconds"] / results[(4, 2)]["seconds"], "includes the fixed cost"])
-  ceiling = max(machine_scaling(pathlib.Path(args.tree_dir) / f"patients_{args.patients}")
+  ceiling = max(machine_scaling(tree_dir / f"patients_{args.patients}", dataset)
                 for _ in range(args.repeats))
   rows.append(["machine limit: per-image work, 2 processes / 1", ceiling,
                "the most 2 workers could give here (no TFDS, no pool)"])
   rows.append(["peak memory 4N / N (2 workers)", results[(4, 2)]["peak_mb"] / results[(1, 2)]["peak_mb"],
                "target ~1: does not grow with N"])
-  bench_common.emit(f"bench_build: CMMD-layout build at 2294x1914, best of {args.repeats}", rows, args.json)
+  size = "2294x1914" if dataset == "cmmd" else f"{args.film_size[0]}x{args.film_size[1]} 16-bit films"
+  bench_common.emit(f"bench_build: {dataset} build at {size}, best of {args.repeats}", rows, args.json)
 
 
 if __name__ == "__main__":

@@ -294,7 +294,8 @@ def labelled_example(manual_dir: str, image_size: int, pair) -> list:
   image = sources.read_dicom(epath.Path(manual_dir) / scanned.path)
   if _digest(image.pixels) != scanned.digest:
     raise sources.SourceError(scanned.path, "file changed while the dataset was being built")
-  result = imaging.preprocess(image.pixels, image_size, source=scanned.path)
+  result = imaging.preprocess(image.pixels, image_size, source=scanned.path, chest_wall=image.chest_wall,
+                              laterality=image.laterality)
   return [(scanned.path, features.example(
       result, image_size, label=row.label, patient_id=scanned.patient_id, laterality=scanned.laterality,
       view=scanned.view, source=scanned.path, age=row.age, abnormality=row.abnormality, subtype=row.subtype,

@@ -1,0 +1,419 @@
+"""New source files -> per-image and per-breast scores and decisions at a run's operating point.
+
+The library core of prediction; the command line and the run's set-up (model,
+thresholds, calibration, dataset identity) are wired on top of it. Files go
+through `mammo_tfds.sources.read` and `mammo_tfds.imaging.preprocess` exactly
+as a builder takes them, at the dataset's stored size, and then through the
+trainer's own `data.resize` to the model's input size, so a model sees what it
+was evaluated on.
+
+- Files: `expand_paths` takes files, folders (searched recursively) and globs.
+- Parallel and flat in memory: `prepared_stream` reads and preprocesses files
+  on a pool of worker processes (`generation.build_workers()`), in order, with
+  at most `window` files in flight, so memory does not grow with the number
+  of files however slow the model is.
+- Breasts: a DICOM image belongs to the breast (PatientID, StudyInstanceUID,
+  laterality) of its tags; another file to the breast of its manifest row
+  (`read_manifest`), else of its name when it follows NYU's pattern
+  `<exam>_<L|R>-<CC|MLO>.<ext>` (patient: the folder and the exam, e.g.
+  `nyu/0_L-CC.png` -> patient `nyu/0`, left). An image that cannot be placed
+  is scored per image only, and says why.
+- Scores: per image the model's P(malignant); per breast the mean of its
+  views' scores (`metrics.breast_level`, the evaluation's rule); each level's
+  decision is "malignant" when its score reaches that level's threshold.
+- Bad files: one line each naming the file and the reason; the rest are scored.
+"""
+import collections
+import csv
+import dataclasses
+import functools
+import glob
+import json
+import multiprocessing
+import os
+import pathlib
+import re
+from typing import Callable, Iterable, Iterator, Optional, Sequence
+
+from absl import logging
+import numpy as np
+from PIL import Image
+
+from mammo_tfds import generation, imaging, sources
+from mammo_train import data, metrics
+
+SUPPORTED_SUFFIXES = sources.RASTER_SUFFIXES + sources.DICOM_SUFFIXES
+NYU_NAME = re.compile(r"^(?P<exam>.+)_(?P<laterality>[LR])-(?P<view>CC|MLO)$")
+MANIFEST_COLUMNS = ("path", "patient_id", "laterality")  # required; "view" optional
+LEVELS = ("image", "breast")
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """One file read and preprocessed, with its tags."""
+  path: str
+  image: np.ndarray  # (stored_size, stored_size, 1) uint8
+  source: sources.SourceImage  # pixels dropped: only the tags travel back from a worker
+  crop_box: np.ndarray
+  flipped: bool
+  orientation: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+  """A file that was not scored, with the reason."""
+  path: str
+  reason: str  # a short category, e.g. "not a mammogram"
+  detail: str  # the one-line problem
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+  """The breast an image belongs to, and what said so."""
+  patient_id: str
+  study: str
+  laterality: str
+  view: Optional[str]
+  how: str  # "DICOM tags", "manifest", "file name"
+
+  @property
+  def breast(self) -> tuple:
+    return self.patient_id, self.study, self.laterality
+
+
+# ---- files --------------------------------------------------------------------
+
+
+def expand_paths(paths: Sequence[str]) -> list:
+  """Files to predict on: each PATH a file (used whatever its suffix), folder or glob.
+
+  In folders (recursively) and glob matches that are folders, files with a
+  supported suffix count, and so do files without a suffix that start like a
+  DICOM file (PACS exports often have no suffix). In PATH order, each
+  folder's and pattern's files sorted, without duplicates.
+
+  Raises:
+    ValueError: a PATH that is neither a file nor a folder and matches nothing.
+  """
+  found = []
+  for path in paths:
+    matches = sorted(glob.glob(path, recursive=True)) if glob.has_magic(path) else [path]
+    if not matches or not os.path.exists(matches[0]):
+      raise ValueError(f"{path}: no such file or folder" if not glob.has_magic(path) else
+                       f"{path}: the pattern matches nothing")
+    for match in matches:
+      if os.path.isdir(match):
+        found += [str(p) for p in sorted(pathlib.Path(match).rglob("*")) if p.is_file() and _supported(p)]
+      else:
+        found.append(match)
+  return list(dict.fromkeys(os.path.normpath(p) for p in found))
+
+
+def _supported(path: pathlib.Path) -> bool:
+  if path.suffix.lower() in SUPPORTED_SUFFIXES:
+    return True
+  if path.suffix:
+    return False
+  with open(path, "rb") as file:
+    return file.read(132)[128:] == b"DICM"
+
+
+# ---- reading and preprocessing, in parallel -------------------------------------
+
+
+def _reason(problem: str) -> str:
+  """A short category for the summary line, from a `SourceError` problem."""
+  for start, reason in (("not a mammogram", "not a mammogram"), ("a For Processing", "For Processing"),
+                        ("no pixel data", "no pixel data"), ("pixel data cannot be decoded", "undecodable"),
+                        ("file not found", "not found"), ("not a readable", "unreadable"),
+                        ("not grayscale", "not grayscale"), ("a colour", "not grayscale")):
+    if problem.startswith(start):
+      return reason
+  if "frames" in problem:
+    return "multi-frame"
+  return "unusable"
+
+
+def prepare(path: str, stored_size: int, allow_non_mammogram: bool = False):
+  """Reads and preprocesses one file (in a worker process): Prepared, or Failure with the reason."""
+  try:
+    image = sources.read(path, allow_non_mammogram=allow_non_mammogram)
+    result = imaging.preprocess(image.pixels, stored_size, path, image.chest_wall, image.laterality)
+  except sources.SourceError as error:
+    return Failure(path, _reason(error.problem), error.problem)
+  except imaging.BlankImageError as error:
+    return Failure(path, "blank", str(error).split(": ", 1)[-1])
+  except Exception as error:  # pylint: disable=broad-except
+    # One odd file (a reader bug, a decoder crash) must not lose the others' scores.
+    return Failure(path, "unexpected error", f"{type(error).__name__}: {error}")
+  return Prepared(path, result.image, dataclasses.replace(image, pixels=np.zeros((0, 0), np.uint8)),
+                  result.crop_box, result.flipped, result.orientation)
+
+
+def prepared_stream(files: Iterable[str], stored_size: int, *, workers: Optional[int] = None,
+                    window: Optional[int] = None, allow_non_mammogram: bool = False) -> Iterator:
+  """Prepared / Failure per file, in order, read on `workers` processes (default `generation.build_workers()`).
+
+  At most `window` files (default 4 per worker) are in flight or waiting to
+  be taken, so memory stays flat in the number of files. Workers are forked
+  and run numpy / Pillow / pydicom only, never TF (as the builders' workers).
+  """
+  fn = functools.partial(prepare, stored_size=stored_size, allow_non_mammogram=allow_non_mammogram)
+  workers = workers or generation.build_workers()
+  files = iter(files)
+  if workers == 1:
+    yield from map(fn, files)
+    return
+  window = window or 4 * workers
+  with multiprocessing.get_context("fork").Pool(workers) as pool:
+    pending = collections.deque()
+    for path in files:
+      pending.append(pool.apply_async(fn, (path,)))
+      if len(pending) >= window:
+        yield pending.popleft().get()
+    while pending:
+      yield pending.popleft().get()
+
+
+# ---- placing images into breasts --------------------------------------------------
+
+
+def read_manifest(path) -> dict:
+  """Absolute file path -> Placement, from a CSV with columns path, patient_id, laterality (, view).
+
+  Relative paths are relative to the CSV's folder. Extra columns are ignored.
+
+  Raises:
+    ValueError: naming the file (and row) that is wrong.
+  """
+  path = pathlib.Path(path)
+  try:
+    with open(path, newline="", encoding="utf-8-sig") as file:
+      reader = csv.DictReader(file)
+      missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
+      if missing:
+        raise ValueError(f"{path}: manifest lacks column(s) {', '.join(missing)} "
+                         f"(needs {', '.join(MANIFEST_COLUMNS)}, optional view)")
+      rows = list(reader)
+  except OSError as error:
+    raise ValueError(f"{path}: cannot read the manifest ({error.strerror})") from None
+  placements = {}
+  for number, row in enumerate(rows, start=2):
+    laterality = (row["laterality"] or "").strip().upper()
+    view = (row.get("view") or "").strip().upper() or None
+    patient = (row["patient_id"] or "").strip()
+    if laterality not in ("L", "R") or not patient or view not in (None, "CC", "MLO"):
+      raise ValueError(f"{path} row {number}: needs a patient_id, laterality L or R and view CC, MLO or empty; "
+                       f"got {patient!r}, {row['laterality']!r}, {row.get('view')!r}")
+    file = pathlib.Path(row["path"].strip())
+    key = os.path.abspath(file if file.is_absolute() else path.parent / file)
+    placements[key] = Placement(patient, str(path), laterality, view, "manifest")
+  return placements
+
+
+def place(prepared: Prepared, manifest: Optional[dict] = None):
+  """(Placement, None), or (None, why it cannot be placed); see the module docstring."""
+  tags = prepared.source
+  if tags.format == "dicom":
+    missing = [name for name, value in (("PatientID", tags.patient_id), ("StudyInstanceUID", tags.study_uid),
+                                        ("laterality", tags.laterality)) if not value]
+    if missing:
+      return None, f"no {', '.join(missing)} tag"
+    return Placement(tags.patient_id, tags.study_uid, tags.laterality, tags.view, "DICOM tags"), None
+  if manifest is not None and os.path.abspath(prepared.path) in manifest:
+    return manifest[os.path.abspath(prepared.path)], None
+  path = pathlib.Path(prepared.path)
+  match = NYU_NAME.match(path.stem)
+  if match:
+    folder = str(path.parent)
+    return Placement(f"{folder}/{match['exam']}", folder, match["laterality"], match["view"], "file name"), None
+  return None, "not in the manifest" if manifest is not None else "no manifest row or <exam>_<L|R>-<CC|MLO> name"
+
+
+# ---- scoring --------------------------------------------------------------------
+
+
+def _scores(model, images: np.ndarray, image_size: int) -> np.ndarray:
+  """P(malignant) per image of a uint8 batch, as `evaluate.predict` reads the model's output."""
+  batch = data.resize(images, image_size)
+  predict_batch = getattr(model, "predict_on_batch", model)
+  outputs = np.asarray(predict_batch(batch), dtype=float)
+  if outputs.ndim != 2 or outputs.shape[0] != len(images) or outputs.shape[1] not in (1, 2):
+    raise ValueError(f"the model gave outputs of shape {outputs.shape} for {len(images)} images: "
+                     "expected [B, 1] or [B, 2] (binary task)")
+  return outputs[:, -1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scored:
+  """One scored image: its file and tags (image dropped), its breast, its score."""
+  prepared: Prepared
+  placement: Optional[Placement]
+  score: float
+  not_placed: str  # why it has no breast, or ""
+
+
+@dataclasses.dataclass
+class Result:
+  """What `predict_files` found."""
+  images: list  # Scored, in file order
+  failures: list  # Failure
+
+
+def predict_files(model, files: Sequence[str], *, stored_size: int, image_size: int, batch_size: int = 16,
+                  manifest: Optional[dict] = None, workers: Optional[int] = None,
+                  allow_non_mammogram: bool = False, save_inputs: Optional[str] = None,
+                  progress: Optional[Callable[[int, int], None]] = None) -> Result:
+  """Scores every usable file; bad files become Failures, each logged as one line.
+
+  Args:
+    model: a Keras model, or any callable taking uint8 images [B, S, S, 1]
+      and giving [B, 1] (or [B, 2]) probabilities.
+    files: from `expand_paths`.
+    stored_size: the side of the dataset's stored images (what the model was
+      evaluated on); `image_size`: the model's input side.
+    save_inputs: a folder to write each stored-size input as `<file name>.png`.
+    progress: called with (files done, files in all) after each batch.
+  """
+  result = Result([], [])
+  batch, done = [], 0
+  if save_inputs:
+    pathlib.Path(save_inputs).mkdir(parents=True, exist_ok=True)
+  saved_names = set()
+
+  def flush():
+    if batch:
+      scores = _scores(model, np.stack([p.image for p in batch]), image_size)
+      for prepared, score in zip(batch, scores):
+        placement, why = place(prepared, manifest)
+        if why:
+          logging.warning("%s: %s: scored per image only", prepared.path, why)
+        result.images.append(Scored(dataclasses.replace(prepared, image=np.zeros((0, 0, 1), np.uint8)),
+                                    placement, float(score), why or ""))
+      batch.clear()
+    if progress:
+      progress(done, len(files))
+
+  for outcome in prepared_stream(files, stored_size, workers=workers, allow_non_mammogram=allow_non_mammogram):
+    done += 1
+    if isinstance(outcome, Failure):
+      logging.warning("skipping %s: %s (%s)", outcome.path, outcome.reason, outcome.detail)
+      result.failures.append(outcome)
+      continue
+    if save_inputs:
+      _save_input(save_inputs, outcome, saved_names)
+    batch.append(outcome)
+    if len(batch) == batch_size:
+      flush()
+  flush()
+  return result
+
+
+def _save_input(folder: str, prepared: Prepared, taken: set):
+  """`<folder>/<input file name>.png`; a name already taken in this run gets `-2`, `-3`..."""
+  name, number = pathlib.Path(prepared.path).name, 1
+  while (candidate := name if number == 1 else f"{name}-{number}") in taken:
+    number += 1
+  taken.add(candidate)
+  Image.fromarray(prepared.image[:, :, 0]).save(pathlib.Path(folder) / f"{candidate}.png")
+
+
+def rows(result: Result, thresholds: dict, calibrate: Optional[Callable[[str, np.ndarray], np.ndarray]] = None):
+  """(image rows, breast rows): dicts for predictions.csv / .json.
+
+  Args:
+    thresholds: {"image": t, "breast": t}, the run's operating point.
+    calibrate: (level, raw scores) -> calibrated probabilities, or None.
+  """
+  missing = [level for level in LEVELS if level not in thresholds]
+  if missing:
+    raise ValueError(f"thresholds lack level(s) {', '.join(missing)}: got {sorted(thresholds)}")
+  images = result.images
+  scores = np.array([scored.score for scored in images], dtype=float)
+  image_rows = []
+  for scored, probability in zip(images, _calibrated(calibrate, "image", scores)):
+    prepared, placement, score, why = scored.prepared, scored.placement, scored.score, scored.not_placed
+    tags = prepared.source
+    image_rows.append({
+        "level": "image", "source": prepared.path,
+        "patient_id": placement.patient_id if placement else tags.patient_id,
+        "study": placement.study if placement else tags.study_uid,
+        "laterality": placement.laterality if placement else tags.laterality,
+        "view": placement.view if placement else tags.view,
+        "views": 1, "score": score, "probability": probability, "threshold": float(thresholds["image"]),
+        "decision": _decision(score, thresholds["image"]), "placed_by": placement.how if placement else "",
+        "not_placed": why, "orientation": prepared.orientation, "flipped": prepared.flipped,
+        "crop_box": [int(v) for v in prepared.crop_box]})
+  placed = [(i, scored.placement) for i, scored in enumerate(images) if scored.placement]
+  breast_rows = []
+  if placed:
+    # `breast_level` groups by patient + laterality; each breast gets a code as its "patient".
+    codes = {}
+    for _, placement in placed:
+      codes.setdefault(placement.breast, f"{len(codes):09d}")
+    members = collections.defaultdict(list)
+    for i, placement in placed:
+      members[codes[placement.breast]].append((images[i].prepared.path, placement))
+    _, breast_scores, _, breast_codes = metrics.breast_level(
+        np.zeros(len(placed), int), scores[[i for i, _ in placed]], np.zeros((len(placed), 2)),
+        [codes[p.breast] for _, p in placed], [p.laterality for _, p in placed])
+    for code, score, probability in zip(breast_codes, breast_scores,
+                                        _calibrated(calibrate, "breast", breast_scores)):
+      views = members[code]
+      placement = views[0][1]
+      breast_rows.append({
+          "level": "breast", "source": ";".join(path for path, _ in views), "patient_id": placement.patient_id,
+          "study": placement.study, "laterality": placement.laterality,
+          "view": "+".join(sorted({p.view or "?" for _, p in views})), "views": len(views),
+          "score": float(score), "probability": probability, "threshold": float(thresholds["breast"]),
+          "decision": _decision(score, thresholds["breast"]), "placed_by": placement.how, "not_placed": "",
+          "orientation": "", "flipped": "", "crop_box": ""})
+  return image_rows, breast_rows
+
+
+def _calibrated(calibrate, level: str, scores: np.ndarray) -> list:
+  if calibrate is None:
+    return [None] * len(scores)
+  return [float(v) for v in np.asarray(calibrate(level, np.asarray(scores, dtype=float)), dtype=float)]
+
+
+def _decision(score: float, threshold: float) -> str:
+  """metrics.threshold_decisions' rule: malignant when the score reaches the threshold."""
+  return metrics.BINARY_NAMES[int(metrics.threshold_decisions(np.array([score]), threshold)[0, 1])]
+
+
+def summary(result: Result, image_rows: list, breast_rows: list) -> str:
+  """The line that ends a prediction: what was scored and what was skipped, and why."""
+  line = f"scored {len(image_rows)} of {len(image_rows) + len(result.failures)} files, {len(breast_rows)} breasts"
+  unplaced = sum(1 for row in image_rows if row["not_placed"])
+  if unplaced:
+    line += f"; {unplaced} scored per image only (no breast)"
+  disagreements = collections.Counter(row["orientation"] for row in image_rows if "disagree" in row["orientation"])
+  if disagreements:
+    line += "; chest wall side " + ", ".join(f"{n} {how}" for how, n in sorted(disagreements.items()))
+  if result.failures:
+    counts = collections.Counter(f.reason for f in result.failures)
+    line += f"; skipped {len(result.failures)}: " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+  return line
+
+
+def write(out_dir, identity: dict, result: Result, image_rows: list, breast_rows: list) -> tuple:
+  """Writes predictions.csv (the run's identity on every row) and predictions.json; returns both paths.
+
+  `identity`: the run's dataset name and version, model and threshold rule
+  (whatever the caller names), kept in every output.
+  """
+  out = pathlib.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  skipped = [{"source": f.path, "reason": f.reason, "detail": f.detail} for f in result.failures]
+  json_path, csv_path = out / "predictions.json", out / "predictions.csv"
+  json_path.write_text(json.dumps({"run": identity, "summary": summary(result, image_rows, breast_rows),
+                                   "images": image_rows, "breasts": breast_rows, "skipped": skipped},
+                                  indent=2) + "\n")
+  fields = list(identity) + list((image_rows or breast_rows or [{"level": None}])[0])
+  with open(csv_path, "w", newline="") as file:
+    writer = csv.DictWriter(file, fieldnames=fields)
+    writer.writeheader()
+    for row in image_rows + breast_rows:
+      writer.writerow({**identity, **{k: ("" if v is None else v) for k, v in row.items()}})
+  return csv_path, json_path

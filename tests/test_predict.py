@@ -1,0 +1,200 @@
+"""mammo_train.predict: files -> scores per image and per breast, on real files, fixtures and a built CMMD tree."""
+import csv
+import json
+import shutil
+
+import keras
+import numpy as np
+import pydicom
+import pytest
+import tensorflow_datasets as tfds
+
+from mammo_tfds import builder_configs, imaging, sources
+from mammo_tfds.cmmd import cmmd_dataset_builder as cmmd
+from mammo_train import data, evaluate, predict
+from tools import write_cmmd
+
+STORED, SIZE = 64, 32
+THRESHOLDS = {"image": 0.3, "breast": 0.35}
+
+
+def brightness(images):
+  """A stub model: P(malignant) = mean brightness, [B, 1]."""
+  return np.asarray(images, dtype=float).mean(axis=(1, 2, 3))[:, None] / 255.0
+
+
+def _tiny_model():
+  keras.utils.set_random_seed(0)
+  return keras.Sequential([keras.Input((SIZE, SIZE, 1)), keras.layers.Rescaling(1 / 255),
+                           keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
+                           keras.layers.Dense(1, activation="sigmoid")])
+
+
+@pytest.fixture(scope="module")
+def cmmd_tree(tmp_path_factory):
+  root = tmp_path_factory.mktemp("cmmd")
+  written = write_cmmd.write(root, write_cmmd.plan(4, 5), 5, (240, 200))
+  return root, written
+
+
+@pytest.fixture()
+def mixed(tmp_path, shared_data, cmmd_tree):
+  """A folder with CMMD-style DICOMs, NYU's four PNGs, a broken file, a CT slice and a For Processing header."""
+  folder = tmp_path / "in"
+  shutil.copytree(cmmd_tree[0] / "CMMD", folder / "cmmd")
+  real = shared_data / "real-mammograms"
+  (folder / "nyu").mkdir()
+  for view in ("L-CC", "L-MLO", "R-CC", "R-MLO"):
+    shutil.copy(real / f"nyu_gmic_0_{view}.png", folder / "nyu" / f"0_{view}.png")
+  shutil.copy(real / "openrem_MG-Im-GE_Seno_1_ForProcessing.dcm", folder / "raw.dcm")
+  (folder / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"garbage")
+  ct = pydicom.dcmread(next((folder / "cmmd").rglob("*.dcm")))
+  ct.Modality, ct.SOPClassUID = "CT", "1.2.840.10008.5.1.4.1.1.2"
+  ct.save_as(folder / "ct.dcm")
+  (folder / "notes.txt").write_text("not an image")
+  return folder
+
+
+def test_expand_paths_takes_files_folders_and_globs(mixed):
+  files = predict.expand_paths([str(mixed)])
+  assert not any(f.endswith("notes.txt") for f in files)
+  assert sum(f.endswith(".png") for f in files) == 4 and sum("cmmd" in f for f in files) > 4
+  assert predict.expand_paths([str(mixed / "nyu" / "*.png")]) == sorted(str(p) for p in (mixed / "nyu").glob("*.png"))
+  # A DICOM without a suffix is found in a folder by its DICM marker.
+  shutil.copy(mixed / "ct.dcm", mixed / "nyu" / "IM0001")
+  assert str(mixed / "nyu" / "IM0001") in predict.expand_paths([str(mixed / "nyu")])
+  with pytest.raises(ValueError, match="missing: no such file or folder"):
+    predict.expand_paths([str(mixed / "missing")])
+  with pytest.raises(ValueError, match=r"\*\.jpg: the pattern matches nothing"):
+    predict.expand_paths([str(mixed / "*.jpg")])
+
+
+def test_mixed_folder_scores_breasts_and_skips_bad_files_with_one_line_each(mixed, tmp_path):
+  files = predict.expand_paths([str(mixed)])
+  result = predict.predict_files(brightness, files, stored_size=STORED, image_size=STORED, batch_size=5,
+                                 workers=2, save_inputs=str(tmp_path / "inputs"))
+  reasons = {f.path.rsplit("/", 1)[-1]: f.reason for f in result.failures}
+  assert reasons == {"broken.dcm": "unreadable", "ct.dcm": "not a mammogram", "raw.dcm": "For Processing"}
+  image_rows, breast_rows = predict.rows(result, THRESHOLDS, calibrate=lambda level, s: 1 - s)
+  assert len(image_rows) == len(files) - 3
+  for row in image_rows:  # each score is the model on exactly what read + preprocess give
+    image = sources.read(row["source"])
+    stored = imaging.preprocess(image.pixels, STORED, row["source"], image.chest_wall, image.laterality).image
+    assert row["score"] == pytest.approx(stored.mean() / 255.0)
+    assert row["decision"] == ("malignant" if row["score"] >= 0.3 else "benign")
+    assert row["probability"] == pytest.approx(1 - row["score"])
+  nyu = [row for row in breast_rows if row["placed_by"] == "file name"]
+  assert sorted((row["laterality"], row["view"], row["views"]) for row in nyu) == [("L", "CC+MLO", 2), ("R", "CC+MLO", 2)]
+  assert {row["patient_id"] for row in nyu} == {str(mixed / "nyu" / "0")}
+  by_source = {row["source"]: row for row in image_rows}
+  for row in breast_rows:
+    views = [by_source[path]["score"] for path in row["source"].split(";")]
+    assert row["score"] == pytest.approx(np.mean(views))
+    assert row["decision"] == ("malignant" if row["score"] >= 0.35 else "benign")
+  assert all(row["placed_by"] == "DICOM tags" for row in breast_rows if row not in nyu)
+  assert len(list((tmp_path / "inputs").glob("*.png"))) == len(image_rows)
+  line = predict.summary(result, image_rows, breast_rows)
+  assert line.endswith("skipped 3: 1 For Processing, 1 not a mammogram, 1 unreadable")
+  csv_path, json_path = predict.write(tmp_path / "out", {"dataset": "cmmd/600:1.0.0", "model": "best.keras"},
+                                      result, image_rows, breast_rows)
+  with open(csv_path) as file:
+    table = list(csv.DictReader(file))
+  assert len(table) == len(image_rows) + len(breast_rows) and {r["dataset"] for r in table} == {"cmmd/600:1.0.0"}
+  stored = json.loads(json_path.read_text())
+  assert stored["run"]["model"] == "best.keras" and len(stored["skipped"]) == 3 and stored["summary"] == line
+
+
+def test_parallel_and_serial_reading_give_the_same_scores(cmmd_tree):
+  files = predict.expand_paths([str(cmmd_tree[0])])
+  serial, parallel = (predict.predict_files(brightness, files, stored_size=STORED, image_size=SIZE, workers=w)
+                      for w in (1, 2))
+  assert [(i.prepared.path, i.score) for i in serial.images] == [(i.prepared.path, i.score) for i in parallel.images]
+
+
+def test_stream_keeps_at_most_a_window_of_files_in_flight(cmmd_tree):
+  files = predict.expand_paths([str(cmmd_tree[0])])
+  pulled = []
+
+  def feed():
+    for path in files:
+      pulled.append(path)
+      yield path
+
+  taken = 0
+  for outcome in predict.prepared_stream(feed(), STORED, workers=2, window=3):
+    taken += 1
+    assert len(pulled) - taken <= 3 and isinstance(outcome, predict.Prepared)
+  assert taken == len(files)
+
+
+def test_unplaced_images_are_scored_per_image_only(tmp_path, shared_data):
+  shutil.copy(shared_data / "real-mammograms" / "nyu_gmic_0_L-CC.png", tmp_path / "scan.png")
+  files = [str(tmp_path / "scan.png")]
+  result = predict.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1)
+  image_rows, breast_rows = predict.rows(result, THRESHOLDS)
+  assert breast_rows == [] and image_rows[0]["not_placed"] == "no manifest row or <exam>_<L|R>-<CC|MLO> name"
+  manifest = tmp_path / "manifest.csv"
+  manifest.write_text("path,patient_id,laterality,view\nscan.png,P7,L,CC\n")
+  placed = predict.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1,
+                                 manifest=predict.read_manifest(manifest))
+  _, breast_rows = predict.rows(placed, THRESHOLDS)
+  assert [(r["patient_id"], r["laterality"], r["placed_by"]) for r in breast_rows] == [("P7", "L", "manifest")]
+
+
+def test_bad_manifest_rows_name_the_row(tmp_path):
+  manifest = tmp_path / "m.csv"
+  manifest.write_text("path,patient_id,laterality\na.png,P1,X\n")
+  with pytest.raises(ValueError, match="m.csv row 2: needs a patient_id, laterality L or R"):
+    predict.read_manifest(manifest)
+  manifest.write_text("file,patient\n")
+  with pytest.raises(ValueError, match="lacks column\\(s\\) path, patient_id, laterality"):
+    predict.read_manifest(manifest)
+
+
+def test_summary_counts_orientation_disagreements():
+  tags = sources.SourceImage(np.zeros((0, 0), np.uint8), "a.png", "png", None, None, None, None, None)
+  images = [predict.Scored(predict.Prepared(f"{i}.png", np.zeros((0, 0, 1)), tags, np.zeros(4), False, how), None,
+                           0.5, "no name") for i, how in enumerate(["pixels", "tags, pixels disagree", "tags"])]
+  result = predict.Result(images, [])
+  image_rows, breast_rows = predict.rows(result, THRESHOLDS)
+  assert predict.summary(result, image_rows, breast_rows) == (
+      "scored 3 of 3 files, 0 breasts; 3 scored per image only (no breast); chest wall side 1 tags, pixels disagree")
+
+
+def test_thresholds_must_name_both_levels():
+  with pytest.raises(ValueError, match="thresholds lack level\\(s\\) breast"):
+    predict.rows(predict.Result([], []), {"image": 0.5})
+
+
+def test_prediction_on_source_files_matches_evaluation_on_the_built_split(cmmd_tree, tmp_path):
+  """The proof that build-time and prediction-time preprocessing are one: same model, same scores."""
+  root, _ = cmmd_tree
+  builder = cmmd.Builder(data_dir=tmp_path / "data", config=builder_configs.MammoConfig(name="64", image_size=STORED))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=root))
+  model = _tiny_model()
+  evaluated = evaluate.predict(model, builder, "all", SIZE, batch_size=8)
+  views = data.split_metadata(builder, "all")["view"]
+  expected = {(p, lat, v): s for p, lat, v, s in zip(evaluated.patient_id, evaluated.laterality, views,
+                                                      evaluated.scores)}
+  result = predict.predict_files(model, predict.expand_paths([str(root)]), stored_size=STORED, image_size=SIZE,
+                                 batch_size=8, workers=1)
+  got = {(i.placement.patient_id, i.placement.laterality, i.placement.view): i.score for i in result.images}
+  assert set(expected) <= set(got) and len(expected) >= 8
+  assert max(abs(got[key] - expected[key]) for key in expected) <= 1e-4
+  assert len({round(s, 6) for s in expected.values()}) > 1  # the model tells images apart
+
+
+def test_an_unexpected_error_in_one_file_loses_only_that_file(cmmd_tree, monkeypatch):
+  files = predict.expand_paths([str(cmmd_tree[0])])[:3]
+  real_read = sources.read
+
+  def read(path, **kwargs):
+    if path == files[1]:
+      raise RuntimeError("decoder crashed")
+    return real_read(path, **kwargs)
+
+  monkeypatch.setattr(sources, "read", read)
+  result = predict.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1)
+  assert [i.prepared.path for i in result.images] == [files[0], files[2]]
+  assert [(f.path, f.reason, f.detail) for f in result.failures] == [
+      (files[1], "unexpected error", "RuntimeError: decoder crashed")]
