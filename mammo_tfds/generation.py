@@ -119,7 +119,11 @@ def worker_pool():
 def parallel_map(fn: Callable, items: list) -> Iterator:
   """fn(item) for each item, in order, on `build_workers()` processes.
 
-  Inside `worker_pool()` on its pool; elsewhere on a pool of its own.
+  Inside `worker_pool()`, streamed from its pool. Elsewhere (a scan called on
+  its own), on a pool of its own whose results are all collected before the
+  first is yielded: a pool left open in a suspended generator is torn down
+  whenever the generator is garbage-collected, and a consumer that stopped
+  early (strict mode raising on a skip) then hung in that teardown.
   """
   if build_workers() == 1 or len(items) < 2:
     yield from map(fn, items)
@@ -127,7 +131,8 @@ def parallel_map(fn: Callable, items: list) -> Iterator:
     yield from _active_pool.imap(fn, items, chunksize=1)
   else:
     with _fork_pool() as pool:
-      yield from pool.imap(fn, items, chunksize=1)
+      results = pool.map(fn, items, chunksize=1)
+    yield from results
 
 
 class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):

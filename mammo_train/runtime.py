@@ -9,6 +9,7 @@ scope. Doing it here, once, is what keeps a tuning trial, a training run and
 a prediction on the same footing.
 """
 import dataclasses
+import json
 import os
 import tempfile
 
@@ -196,3 +197,45 @@ def write_flags(workdir: str, text: str):
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, config.FLAGS_FILE), "w") as f:
     f.write(text)
+
+
+@dataclasses.dataclass
+class TrainedRun:
+  """A finished training run, as prediction needs it: no dataset, only what the run kept."""
+  folder: str
+  info: dict  # run.json
+  model: keras.Model
+  stored_size: int  # the dataset's stored side: new files are preprocessed to it, then resized to the model's
+  operating_point: str | None  # the run's eval/operating_point.json
+  calibration: str | None  # the run's eval/calibration.json
+
+  @property
+  def identity(self) -> dict:
+    """What every output made with this run names: dataset, version, model, how the threshold was chosen."""
+    name = self.info["dataset"]["name"]
+    return {"dataset": name.rsplit("/", 1)[0], "dataset_version": self.info["dataset"]["version"],
+            "model": self.model.name, "run": self.folder}
+
+
+def load_trained_run(folder: str, model_path: str | None = None, flag: str = "run") -> TrainedRun:
+  """A training run's folder and model (default: its best.keras), checked; one-line errors.
+
+  Sets the float32 policy and the default strategy: a loaded model predicts
+  with the dtypes it was saved with, whatever the run trained under.
+  """
+  run_json = os.path.join(folder, "run.json")
+  config.check(os.path.isfile(run_json), f"--{flag}={folder}: no run.json: pass a training run's workdir")
+  try:
+    with open(run_json) as f:
+      info = json.load(f)
+    classes, stored_size = len(info["dataset"]["classes"]), int(info["dataset"]["stored_size"])
+  except (OSError, ValueError, KeyError) as error:
+    raise config.ConfigError(f"{run_json}: not a run.json of this version of mammo_train ({error!r})") from None
+  model_path = model_path or os.path.join(folder, "best.keras")
+  config.check(os.path.isfile(model_path), f"--model={model_path}: no such file")
+  keras.mixed_precision.set_global_policy("float32")
+  model = models.load(model_path, classes, flag="model")
+  evaluation = os.path.join(folder, "eval")
+  found = {name: os.path.join(evaluation, f"{name}.json") for name in ("operating_point", "calibration")}
+  return TrainedRun(folder, info, model, stored_size,
+                    *(path if os.path.exists(path) else None for path in found.values()))

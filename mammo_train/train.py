@@ -83,6 +83,7 @@ def dataset_info(builder) -> dict:
       "data_dir": builder.data_dir,
       "splits": {split: data.num_examples(builder, split) for split in data.SPLITS},
       "classes": builder.info.features["label"].names,
+      "stored_size": builder.info.features["image"].shape[0],  # what `predict` preprocesses new files to
       "train_class_counts": data.class_counts(builder).tolist(),
   }
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mammo_train import data, evaluate, export, models
+from mammo_train import config, data, evaluate, export, models
 
 SIZE = 32
 PLATT = {"method": "platt", "slope": 1.7, "intercept": -0.4, "fitted_on": "a made-up validation split"}
@@ -45,7 +45,8 @@ def run_dir(tiny_builder, tmp_path_factory):
                      "train_class_counts": data.class_counts(tiny_builder).tolist()},
          "image_size": SIZE, "precision": "mixed_bfloat16"}
   (folder / "run.json").write_text(json.dumps(run))
-  evaluate.evaluate_model(folder / "best.keras", tiny_builder, "test", folder / "eval", SIZE, 16, n_bootstrap=20)
+  evaluate.evaluate_model(folder / "best.keras", tiny_builder, "test", folder / "eval", SIZE, 16,
+                          config.Protocol(n_bootstrap=20))
   return folder
 
 
