@@ -12,6 +12,10 @@ import tensorflow_datasets as tfds
 from mammo_tfds import builder_configs, features, generation, splits
 from mammo_tfds.synthetic import examples
 
+# Subgroups the evaluation reports (schema: mammo_train/subgroups.py; README
+# "Subgroups and possible shortcuts"): the images carry no non-image cue.
+SUBGROUPS = {"features": [{"name": "laterality"}, {"name": "view"}], "shortcuts": []}
+
 
 @dataclasses.dataclass(eq=False)
 class SyntheticConfig(builder_configs.MammoConfig):
@@ -36,6 +40,7 @@ class Builder(generation.ParallelBuilder):
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict(features.common(self.builder_config.image_size)),
         supervised_keys=("image", "label"),
+        metadata=tfds.core.MetadataDict(subgroups=SUBGROUPS),
     )
 
   def _split_generators(self, dl_manager):
