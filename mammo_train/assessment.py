@@ -6,9 +6,10 @@ are scored at image level and, for binary tasks, at breast level (a breast's
 score is the mean of its views' scores) and patient level (a patient's score
 is the highest of their breasts' scores, the rule screening competitions use;
 every dataset here holds one exam per patient, so this is also the exam
-level). They are compared with each baseline on the very same examples, per
-declared subgroup (`subgroups`), and, inside each stratum of a declared
-shortcut, with the metadata-only baseline.
+level). Every level is scored per declared subgroup (`subgroups`); at image
+and breast level the classifier is also compared with each baseline on the
+very same examples and, inside each stratum of a declared shortcut, with the
+metadata-only baseline.
 
 A patient is called malignant when any of their breasts is: the patient
 level thresholds the patient score at the breast threshold, so it needs no
@@ -26,7 +27,8 @@ from mammo_train import metrics, subgroups
 
 OPERATING_POINT = "operating_point.json"
 DEFAULT_THRESHOLD = 0.5
-# Levels with a threshold of their own; the patient level uses the breast one.
+# Levels with a threshold (and calibration map) of their own, and at which
+# baselines are compared; the patient level uses the breast threshold.
 THRESHOLD_LEVELS = ("image", "breast")
 METADATA_BASELINE = "metadata_logistic"
 
@@ -199,24 +201,25 @@ def assess(target: Predictions, class_names, operating: OperatingPoint | None, *
     if not predictions.same_examples(target):
       raise ValueError(f"baseline {name} was not predicted on the same examples in the same order")
     baseline_levels = decide(predictions, k, baseline_operating)
+    compared = [level for level in decided if level in THRESHOLD_LEVELS]
     result["baselines"][name] = {
         "description": description,
         "levels": {level: metrics.headline(metrics.point_metrics(
             baseline_levels[level].labels, baseline_levels[level].scores, baseline_levels[level].decisions,
-            class_names)) for level in decided},
+            class_names)) for level in compared},
         "comparison": {
             level: metrics.compare(decided[level].labels, decided[level].groups,
                                    (decided[level].scores, decided[level].decisions),
                                    (baseline_levels[level].scores, baseline_levels[level].decisions),
                                    class_names, n_bootstrap, seed)
-            for level in decided},
+            for level in compared},
     }
     if name == METADATA_BASELINE and declaration.shortcuts:
       result["strata"] = {
           "baseline": name, "shortcuts": list(declaration.shortcuts),
           "levels": {level: subgroups.within_strata(
               decided[level], (baseline_levels[level].scores, baseline_levels[level].decisions), declaration,
-              class_names, n_bootstrap, seed) for level in decided}}
+              class_names, n_bootstrap, seed) for level in compared}}
   result["verdict"] = verdict(result, class_names)
   curves = {name: (level.labels, level.scores) for name, level in decided.items()}
   return result, curves

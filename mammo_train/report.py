@@ -138,7 +138,7 @@ def _baseline_section(baselines: dict, levels) -> list:
   lines = ["## Baselines", "",
            "Same splits, same metrics. Differences are model minus baseline with a paired patient-level "
            "bootstrap interval; the model beats a baseline on a metric when the whole interval is above 0.", ""]
-  for level_name in levels:
+  for level_name in [name for name in levels if any(name in b["comparison"] for b in baselines.values())]:
     lines += [f"### {level_name.capitalize()} level", "",
               "| baseline | metric | baseline value | model - baseline [95% CI] | model beats it |",
               "| --- | --- | --- | --- | --- |"]
@@ -227,7 +227,7 @@ def _subgroup_section(subgroups: dict, class_names) -> list:
               + " | ".join(metrics) + " |", "| --- " * (4 + len(class_names) + len(metrics)) + "|"]
     for row in rows:
       counts = " | ".join(f"{row['per_class'][name]['n']}" for name in class_names)
-      values = (" | ".join(["too few to say"] * len(metrics)) if row["too_few"]
+      values = (" | ".join(["too few to say"] + [""] * (len(metrics) - 1)) if row["too_few"]
                 else " | ".join(interval_text(_flat(row["metrics"], class_names), name) for name in metrics))
       lines.append(f"| {row['feature']} | {row['subgroup']} | {row['n']} | {row['n_patients']} | {counts} | "
                    f"{values} |")
