@@ -90,20 +90,23 @@ def levels(predictions: Predictions, num_classes: int) -> dict:
   features = {"laterality": np.asarray(p.laterality), **(p.features or {})}
   result = {"image": Level(p.labels, p.scores, p.decisions, p.patient_id, features)}
   if num_classes == 2:
-    result["breast"] = _pooled(result["image"], metrics.breast_ids(p.patient_id, p.laterality), "mean")
-    result["patient"] = _pooled(result["breast"], result["breast"].groups, "max")
+    fixed = p.decisions if p.decisions is not None else np.zeros((len(p.labels), 2))
+    labels, scores, decisions, groups = metrics.breast_level(p.labels, p.scores, fixed, p.patient_id,
+                                                             p.laterality)
+    index, inverse = metrics.units(metrics.breast_ids(p.patient_id, p.laterality))
+    result["breast"] = Level(labels, scores, decisions if p.decisions is not None else None, groups,
+                             subgroups.level_features(features, index, inverse))
+    result["patient"] = _patient_level(result["breast"])
   return result
 
 
-def _pooled(level: Level, unit_ids, how: str) -> Level:
-  """`level` aggregated to the units `unit_ids` names: scores by `how`, labels by max, fixed decisions by mean."""
-  index, inverse = metrics.units(unit_ids)
-  labels = np.asarray(level.labels)
-  if how == "mean" and np.any(labels != labels[index][inverse]):
-    raise ValueError("the views of a breast disagree on its label")
-  return Level(metrics.pool(labels, inverse, "max").astype(labels.dtype), metrics.pool(level.scores, inverse, how),
-               None if level.decisions is None else metrics.pool(level.decisions, inverse),
-               np.asarray(level.groups)[index], subgroups.level_features(level.features, index, inverse))
+def _patient_level(breast: Level) -> Level:
+  """Breasts pooled per patient: the highest score, malignant if any breast is, fixed decisions averaged."""
+  index, inverse = metrics.units(breast.groups)
+  labels = metrics.pool(breast.labels, inverse, "max").astype(np.asarray(breast.labels).dtype)
+  return Level(labels, metrics.pool(breast.scores, inverse, "max"),
+               None if breast.decisions is None else metrics.pool(breast.decisions, inverse),
+               np.asarray(breast.groups)[index], subgroups.level_features(breast.features, index, inverse))
 
 
 def choose_operating_point(validation: Predictions, split_name: str, rule: str = "recall",
@@ -231,9 +234,12 @@ def verdict(result: dict, class_names) -> dict:
   defined at; a MIAS breast is one film), image level otherwise."""
   level = "breast" if "breast" in result["levels"] else "image"
   metric = subgroups.ranking_metric(class_names)
-  said = {"level": level, "metric": metric,
-          "weakest": subgroups.weakest(result["subgroups"]["levels"][level], metric),
-          "baseline": None}
+  tables = result["subgroups"]["levels"]
+  # The weakest subgroup at that level, or, where none there has enough patients, at the next level that has.
+  weakest = next((dict(found, level=name) for name in [level] + [n for n in tables if n != level]
+                  if (found := subgroups.weakest(tables[name], metric))), None)
+  said = {"level": level, "metric": metric, "shortcuts": result["subgroups"]["declaration"]["shortcuts"],
+          "weakest": weakest, "baseline": None}
   strata = result.get("strata")
   if strata:
     name = strata["baseline"]

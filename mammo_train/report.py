@@ -179,7 +179,10 @@ def verdict_lines(verdict: dict) -> list:
   level, metric = verdict["level"], _metric_label(verdict["metric"])
   lines = []
   baseline = verdict.get("baseline")
-  if baseline is None:
+  if baseline is None and verdict.get("shortcuts"):
+    lines.append(f"- **Metadata-only baseline**: not compared here (the dataset declares "
+                 f"{', '.join(verdict['shortcuts'])} as possible shortcuts).")
+  elif baseline is None:
     lines.append("- **Metadata-only baseline**: this dataset declares no non-image feature as a possible "
                  "shortcut, so there is none to beat.")
   else:
@@ -199,13 +202,14 @@ def verdict_lines(verdict: dict) -> list:
     lines.append("- **Within each stratum** (the shortcut partly or wholly removed): " + "; ".join(cells) + ".")
   weakest = verdict.get("weakest")
   if weakest is None:
-    lines.append(f"- **Weakest subgroup**: none can be named; no subgroup has enough patients of each class at "
-                 f"{level} level.")
+    lines.append("- **Weakest subgroup**: none can be named; no subgroup has enough patients of each class at "
+                 "any level.")
   else:
-    ci = weakest["ci"]
+    ci, at = weakest["ci"], weakest["level"]
     interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else ""
-    lines.append(f"- **Weakest subgroup** ({level} level {metric}): {weakest['feature']} {weakest['subgroup']}, "
-                 f"{weakest['value']:.3f}{interval} ({weakest['n']} {level}s, {weakest['n_patients']} patients).")
+    lines.append(f"- **Weakest subgroup** ({at} level {metric}): {weakest['feature']} {weakest['subgroup']}, "
+                 f"{weakest['value']:.3f}{interval} ({weakest['n']} {at}s, {weakest['n_patients']} patients)"
+                 + ("." if at == level else f"; no {level}-level subgroup has enough patients of each class."))
   return lines
 
 
@@ -235,8 +239,7 @@ def _subgroup_section(subgroups: dict, class_names) -> list:
   return lines
 
 
-def _strata_section(strata: dict, baselines: dict, class_names) -> list:
-  metric = "roc_auc" if len(class_names) == 2 else "macro_roc_auc"
+def _strata_section(strata: dict, baselines: dict, metric: str) -> list:
   name = strata["baseline"]
   lines = ["## The model against the metadata-only baseline, inside each stratum", "",
            f"{name}: {baselines[name]['description']} ({', '.join(strata['shortcuts'])}). Inside a stratum of a "
@@ -333,7 +336,7 @@ def markdown(result: dict, figures: dict) -> str:
   if result.get("subgroups"):
     lines += _subgroup_section(result["subgroups"], class_names)
   if result.get("strata"):
-    lines += _strata_section(result["strata"], result["baselines"], class_names)
+    lines += _strata_section(result["strata"], result["baselines"], result["verdict"]["metric"])
   if result.get("calibration"):
     lines += _calibration_section(result["calibration"], figures.get("calibration"))
   if result.get("baselines"):
