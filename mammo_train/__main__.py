@@ -5,30 +5,24 @@
       --fine_tune_layers=30 --workdir=runs/r50ft
   python -m mammo_train --helpfull
 
-A bad flag or a dataset that is not built yet ends the run with one line on
-stderr and exit status 2.
+A bad flag, a dataset that is not built yet, or an --init_from model that
+does not fit ends the run with one line on stderr and exit status 2.
 """
-import sys
+from absl import flags
 
-from absl import app, flags
-
-from mammo_train import config, data, train
+from mammo_train import cli, config, train
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    cfg = config.from_flags(flags.FLAGS)
-    metrics = train.train(cfg, config.flagfile(flags.FLAGS))
-  except (config.ConfigError, data.DatasetNotBuiltError) as error:
-    print(f"mammo_train: error: {error}", file=sys.stderr)
-    sys.exit(2)
-  for level, scores in metrics["levels"].items():
+  del argv
+  cfg = config.train_from_flags(flags.FLAGS)
+  metrics = train.train(cfg, config.flagfile(flags.FLAGS, config.TRAIN_FLAGS))
+  for level, scores in metrics.get("levels", {}).items():
     auc = "roc_auc" if "roc_auc" in scores else "macro_roc_auc"
     print(f"test {level}: {auc} {scores[auc]:.3f}, accuracy {scores['accuracy']:.3f}")
-  print(f"report: {cfg.workdir}/eval/report.md")
+  if metrics:
+    print(f"report: {cfg.workdir}/eval/report.md")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run("mammo_train", config.define_train_flags, main)

@@ -28,12 +28,12 @@ import dataclasses
 import pathlib
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from sklearn import compose, impute, linear_model, pipeline, preprocessing
 
-from mammo_train import assessment, data, report, subgroups
+from mammo_train import assessment, cli, config, data, report, runtime, subgroups
 
-ALL = ("majority", "prior_random", "pixel_logistic", "age_logistic", "metadata_logistic")
+ALL = config.BASELINES
 DESCRIPTIONS = {
     "majority": "always the most common class of the training split",
     "prior_random": "guesses each class with its training-split share (exact expected metrics)",
@@ -213,8 +213,7 @@ def load(baselines_dir, dataset: str, split: str) -> dict:
 
 
 def run(builder, split: str, workdir, names=ALL, image_size: int = 256, batch_size: int = 64,
-        epochs: int = 3, threshold_rule: str = "recall", target_recall: float = 0.95,
-        n_bootstrap: int = 1000, seed: int = 0) -> dict:
+        epochs: int = 3, protocol: config.Protocol = config.Protocol()) -> dict:
   """Fits and scores each baseline; writes workdir/<name>/ reports and a side-by-side report.md.
 
   Returns:
@@ -239,7 +238,7 @@ def run(builder, split: str, workdir, names=ALL, image_size: int = 256, batch_si
       make = majority if name == "majority" else prior_random
       validation, target = make(shares, metadata["validation"]), make(shares, metadata[split])
     elif name == "pixel_logistic":
-      model = fit_pixel_logistic(builder, image_size, batch_size, epochs, seed)
+      model = fit_pixel_logistic(builder, image_size, batch_size, epochs, protocol.seed)
       validation, target = (_predictions(metadata[s], predict_pixel_logistic(model, builder, s, image_size,
                                                                              batch_size))
                             for s in ("validation", split))
@@ -255,9 +254,10 @@ def run(builder, split: str, workdir, names=ALL, image_size: int = 256, batch_si
       raise ValueError(f"unknown baseline {name!r}: expected some of {ALL}")
     operating = None
     if num_classes == 2 and target.decisions is None:
-      operating = assessment.choose_operating_point(validation, "validation", threshold_rule, target_recall)
-    result, curves = assessment.assess(target, class_names, operating, n_bootstrap=n_bootstrap, seed=seed,
-                                       declaration=declaration)
+      operating = assessment.choose_operating_point(validation, "validation", protocol.threshold_rule,
+                                                    protocol.target_recall)
+    result, curves = assessment.assess(target, class_names, operating, n_bootstrap=protocol.n_bootstrap,
+                                       seed=protocol.seed, declaration=declaration)
     result = {"dataset": assessment.dataset_entry(builder, split, target, class_names),
               "model": f"baseline {name}: {DESCRIPTIONS[name]}", **result}
     folder = pathlib.Path(workdir) / name
@@ -271,31 +271,14 @@ def run(builder, split: str, workdir, names=ALL, image_size: int = 256, batch_si
   return results
 
 
-def _define_flags():
-  flags.DEFINE_string("dataset", "cmmd", "Prepared dataset: cmmd, mias, mias/density, synthetic, synthetic/tiny.")
-  flags.DEFINE_string("data_dir", None, "TFDS data dir holding the prepared dataset.")
-  flags.DEFINE_string("split", "test", "Split to score the baselines on (fitted on train, thresholds on "
-                      "validation; 'all' includes the training images, so only test is a fair score).")
-  flags.DEFINE_string("workdir", None, "Folder for one report per baseline.", required=True)
-  flags.DEFINE_list("baselines", list(ALL), "Which baselines to run.")
-  flags.DEFINE_integer("image_size", 256, "Side of the downscaled image for pixel_logistic.")
-  flags.DEFINE_integer("batch_size", 64, "Images per SGD step of pixel_logistic.")
-  flags.DEFINE_integer("epochs", 3, "Passes of SGD over the training split for pixel_logistic.")
-  flags.DEFINE_enum("threshold_rule", "recall", ["recall", "youden"], "How the threshold is chosen on validation.")
-  flags.DEFINE_float("target_recall", 0.95, "Malignant recall the threshold must reach (rule 'recall').")
-  flags.DEFINE_integer("n_bootstrap", 1000, "Patient-level bootstrap resamples.")
-  flags.DEFINE_integer("seed", 0, "Seed of SGD and of the bootstrap.")
-
-
 def main(argv):
   del argv
-  config = flags.FLAGS
-  builder = data.load_builder(config.dataset, config.data_dir)
-  run(builder, config.split, config.workdir, config.baselines, config.image_size, config.batch_size,
-      config.epochs, config.threshold_rule, config.target_recall, config.n_bootstrap, config.seed)
-  print((pathlib.Path(config.workdir) / "report.md").read_text())
+  cfg = config.baselines_from_flags(flags.FLAGS)
+  prepared = runtime.set_up(cfg.dataset, cfg.data_dir, batch_size=cfg.batch_size, seed=cfg.protocol.seed)
+  runtime.write_flags(cfg.workdir, config.flagfile(flags.FLAGS, config.BASELINES_FLAGS))
+  run(prepared.builder, cfg.split, cfg.workdir, cfg.names, cfg.image_size, cfg.batch_size, cfg.epochs, cfg.protocol)
+  print((pathlib.Path(cfg.workdir) / "report.md").read_text())
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  cli.run("mammo_train.baselines", config.define_baselines_flags, main)

@@ -268,22 +268,39 @@ def train_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, global_
   examples = (_read(builder, "train", shuffle=True, seed=seed, deterministic=deterministic)
               .map(lambda example: _image_label(example, image_size), num_parallel_calls=_AUTOTUNE))
   examples = _maybe_cache(examples, cache, builder, "train", image_size)
-  if oversample:
-    counts = class_counts(builder)
-    streams = [examples.filter(lambda _, label, c=c: label == c).shuffle(int(count), seed=seed + c).repeat()
-               for c, count in enumerate(counts) if count > 0]
-    examples = tf.data.Dataset.sample_from_datasets(streams, seed=seed)
-  else:
-    examples = examples.shuffle(num_examples(builder, "train"), seed=seed).repeat()
-  batches = examples.batch(global_batch_size, drop_remainder=True)
-  if augmentation.active:
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    batches = tf.data.Dataset.zip(batches, seeds).map(
-        lambda batch, seed: (augment(batch[0], seed, augmentation), batch[1]), num_parallel_calls=_AUTOTUNE)
+  batches = endless(examples, class_counts(builder), oversample, seed).batch(global_batch_size, drop_remainder=True)
+  batches = augmented(batches, augmentation, seed)
   options = tf.data.Options()
   options.deterministic = deterministic
   return (batches.map(lambda images, labels: (images, targets(labels, classes)), num_parallel_calls=_AUTOTUNE)
           .prefetch(_AUTOTUNE).with_options(options))
+
+
+def endless(examples: tf.data.Dataset, counts: np.ndarray, oversample: bool, seed: int) -> tf.data.Dataset:
+  """An endless shuffled stream of (x, label) examples; with `oversample`, classes drawn evenly.
+
+  Oversampling draws from one endless shuffled stream per class
+  (`sample_from_datasets`), so minority examples are repeated on the fly and
+  never written. Shared by the image pipeline and the feature cache's.
+  """
+  if not oversample:
+    return examples.shuffle(int(counts.sum()), seed=seed).repeat()
+  streams = [examples.filter(lambda _, label, c=c: label == c).shuffle(int(count), seed=seed + c).repeat()
+             for c, count in enumerate(counts) if count > 0]
+  return tf.data.Dataset.sample_from_datasets(streams, seed=seed)
+
+
+def augmented(batches: tf.data.Dataset, augmentation: Augmentation, seed: int) -> tf.data.Dataset:
+  """(images, labels) batches with their images augmented, one stateless seed per batch from `seed`.
+
+  The same seed gives the same augmentations, which is what lets the feature
+  cache store a fixed set of augmented views.
+  """
+  if not augmentation.active:
+    return batches
+  seeds = tf.data.Dataset.random(seed=seed).batch(2)
+  return tf.data.Dataset.zip(batches, seeds).map(
+      lambda batch, s: (augment(batch[0], s, augmentation), batch[1]), num_parallel_calls=_AUTOTUNE)
 
 
 def validation_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, global_batch_size: int,

@@ -13,16 +13,18 @@ file (or one folder below it); if there is none, 0.5, and the report says so.
 
 The trainer calls `evaluate_model` at the end of a run; this module defines
 its command-line flags only when run as a program, so importing it defines
-none (the trainer has flags of the same names).
+none (the trainer has flags of the same names). A bad flag, an unbuilt
+dataset, a missing or unreadable model, or one that does not fit the dataset
+(its classes, a one-channel square input) ends the command with one line and
+exit status 2.
 """
 import os
 import pathlib
 
-import keras
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from mammo_train import assessment, baselines, calibration, data, report, subgroups
+from mammo_train import assessment, baselines, calibration, cli, config, data, models, report, runtime, subgroups
 
 
 def predict(model, builder, split: str, image_size: int, batch_size: int) -> assessment.Predictions:
@@ -75,8 +77,8 @@ def _operating_point(model, model_path, builder, split, image_size, batch_size, 
   return assessment.OperatingPoint.load(stored) if stored else None
 
 
-def evaluate_model(model, builder, split, workdir, image_size, batch_size, seed=0, tb_logdir=None,
-                   threshold_rule="recall", target_recall=0.95, n_bootstrap=1000, *, baselines_dir=None,
+def evaluate_model(model, builder, split: str, workdir, image_size: int | None, batch_size: int,
+                   protocol: config.Protocol = config.Protocol(), *, tb_logdir=None, baselines_dir=None,
                    threshold=None) -> dict:
   """Scores `model` on `split`, compares it with the baselines, writes the report into workdir.
 
@@ -87,9 +89,8 @@ def evaluate_model(model, builder, split, workdir, image_size, batch_size, seed=
     workdir: where metrics.json, the PNGs, report.md and (when the threshold
       was chosen here) operating_point.json are written.
     image_size, batch_size: the model's input side (None: read from the model); prediction batch size.
-    seed, n_bootstrap: the patient-level bootstrap.
+    protocol: how the validation split picks the threshold, and the patient-level bootstrap.
     tb_logdir: also log the plots to TensorBoard there.
-    threshold_rule, target_recall: how the validation split picks the threshold.
     baselines_dir: a `mammo_train.baselines` workdir: its saved baselines of
       this dataset and split are compared with the model too (majority and
       prior_random always are).
@@ -101,7 +102,7 @@ def evaluate_model(model, builder, split, workdir, image_size, batch_size, seed=
   model_path = None
   if isinstance(model, (str, os.PathLike)):
     model_path = str(model)
-    model = keras.models.load_model(model_path)
+    model = models.load(model_path, data.num_classes(builder), flag="model")
   image_size = image_size or model.input_shape[1]
   class_names = builder.info.features["label"].names
   binary = len(class_names) == 2
@@ -112,7 +113,7 @@ def evaluate_model(model, builder, split, workdir, image_size, batch_size, seed=
   operating = None
   if binary:
     operating = _operating_point(model, model_path, builder, split, image_size, batch_size, threshold,
-                                 threshold_rule, target_recall, validation)
+                                 protocol.threshold_rule, protocol.target_recall, validation)
   target = predict(model, builder, split, image_size, batch_size)
   tables = {"train": data.split_metadata(builder, "train", declaration.columns),
             "target": data.split_metadata(builder, split, declaration.columns)}
@@ -126,15 +127,16 @@ def evaluate_model(model, builder, split, workdir, image_size, batch_size, seed=
   compared = {name: (make(shares, metadata), None, baselines.DESCRIPTIONS[name])
               for name, make in (("majority", baselines.majority), ("prior_random", baselines.prior_random))}
   if declaration.shortcuts:
-    compared[assessment.METADATA_BASELINE] = baselines.metadata_baseline(tables, target, declaration,
-                                                                          threshold_rule, target_recall)
+    compared[assessment.METADATA_BASELINE] = baselines.metadata_baseline(
+        tables, target, declaration, protocol.threshold_rule, protocol.target_recall)
   if baselines_dir:
     compared.update(baselines.load(baselines_dir, builder.info.full_name, split))
   result, curves = assessment.assess(target, class_names, operating, baselines=compared,
-                                     n_bootstrap=n_bootstrap, seed=seed, declaration=declaration)
+                                     n_bootstrap=protocol.n_bootstrap, seed=protocol.seed, declaration=declaration)
   maps, how = _calibration_maps(validation, model_path, threshold, builder)
   if maps:
-    result["calibration"] = calibration.judge_levels(assessment.levels(target, 2), maps, how, n_bootstrap, seed)
+    result["calibration"] = calibration.judge_levels(assessment.levels(target, 2), maps, how,
+                                                     protocol.n_bootstrap, protocol.seed)
   result = {"dataset": assessment.dataset_entry(builder, split, target, class_names),
             "model": model_path or model.name, **result}
   report.write(result, curves, workdir, tb_logdir)
@@ -167,47 +169,18 @@ def _calibration_maps(validation, model_path, threshold, builder) -> tuple:
   return calibration.load(stored), f"taken from {stored}"
 
 
-def _define_flags():
-  flags.DEFINE_string("model", None, "Saved Keras model (.keras) to evaluate.", required=True)
-  flags.DEFINE_string("dataset", "cmmd", "Prepared dataset: cmmd, mias, mias/density, synthetic, synthetic/tiny.")
-  flags.DEFINE_string("data_dir", None, "TFDS data dir holding the prepared dataset.")
-  flags.DEFINE_string("split", "test", "Split to score: test, validation, train, or all (cross-dataset).")
-  flags.DEFINE_string("workdir", None, "Report folder (default: eval-<dataset>-<split> beside the model).")
-  flags.DEFINE_string("tb_logdir", None, "Also log the plots to TensorBoard here.")
-  flags.DEFINE_integer("batch_size", 16, "Prediction batch size.")
-  flags.DEFINE_enum("threshold_rule", "recall", ["recall", "youden"], "How the threshold is chosen on validation.")
-  flags.DEFINE_float("target_recall", 0.95, "Malignant recall the threshold must reach (rule 'recall').")
-  flags.DEFINE_string("threshold", None, "A fixed threshold, or an operating_point.json, instead of choosing one.")
-  flags.DEFINE_string("baselines_dir", None, "A `mammo_train.baselines` workdir to compare with too.")
-  flags.DEFINE_integer("n_bootstrap", 1000, "Patient-level bootstrap resamples.")
-  flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
-
-
-def _threshold_flag(value: str | None):
-  if value is None:
-    return None
-  try:
-    return float(value)
-  except ValueError:
-    return value
-
-
 def main(argv):
   del argv
-  config = flags.FLAGS
-  builder = data.load_builder(config.dataset, config.data_dir)
-  workdir = config.workdir or (pathlib.Path(config.model).parent
-                               / f"eval-{config.dataset.replace('/', '-')}-{config.split}")
-  result = evaluate_model(config.model, builder, config.split, workdir, None, config.batch_size,
-                          config.seed, config.tb_logdir, config.threshold_rule, config.target_recall,
-                          config.n_bootstrap, baselines_dir=config.baselines_dir,
-                          threshold=_threshold_flag(config.threshold))
-  print(f"report: {pathlib.Path(workdir) / 'report.md'}")
+  cfg = config.evaluate_from_flags(flags.FLAGS)
+  run = runtime.set_up(cfg.dataset, cfg.data_dir, batch_size=cfg.batch_size, seed=cfg.protocol.seed)
+  runtime.write_flags(cfg.workdir, config.flagfile(flags.FLAGS, config.EVALUATE_FLAGS))
+  result = evaluate_model(cfg.model, run.builder, cfg.split, cfg.workdir, None, cfg.batch_size, cfg.protocol,
+                          tb_logdir=cfg.tb_logdir, baselines_dir=cfg.baselines_dir, threshold=cfg.threshold)
+  print(f"report: {pathlib.Path(cfg.workdir) / 'report.md'}")
   for level_name, level in result["levels"].items():
     print(f"{level_name} level: " + ", ".join(f"{name} {report.interval_text(level, name)}"
                                               for name in report.HEADLINE if name in level))
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  cli.run("mammo_train.evaluate", config.define_evaluate_flags, main)

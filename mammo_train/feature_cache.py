@@ -33,26 +33,6 @@ from mammo_train import data
 KEY_FILE = "key.json"
 
 
-def has_backbone(model: keras.Model) -> bool:
-  return any(layer.name == "backbone" for layer in model.layers)
-
-
-def split_model(model: keras.Model):
-  """(extractor, head): image -> pooled backbone features, and features -> output.
-
-  Both reuse the model's own layers (and so its weights): the extractor is
-  the model up to the backbone's pooled output, the head is the layers after
-  it called on a features input.
-  """
-  features = model.get_layer("dropout").input
-  extractor = keras.Model(model.input, features, name=f"{model.name}_features")
-  head_input = keras.Input(features.shape[1:], name="features")
-  x = head_input
-  for layer in model.layers[[layer.name for layer in model.layers].index("dropout"):]:
-    x = layer(x)
-  return extractor, keras.Model(head_input, x, name=f"{model.name}_head")
-
-
 def weights_digest(extractor: keras.Model) -> str:
   digest = hashlib.sha256()
   for weight in extractor.weights:
@@ -88,14 +68,6 @@ def _features(run, batches) -> tuple:
   return np.concatenate(features), np.concatenate(labels)
 
 
-def _augmented(builder, image_size, batch_size, augmentation, view, seed):
-  """The training split in file order, augmented with a seed fixed per view and batch."""
-  batches = data.eval_batches(builder, "train", image_size, batch_size)
-  seeds = tf.data.Dataset.random(seed=seed * 1000 + view).batch(2)
-  return tf.data.Dataset.zip(batches, seeds).map(
-      lambda batch, s: (data.augment(batch[0], s, augmentation), batch[1]))
-
-
 def compute(root: str, builder, extractor, image_size: int, batch_size: int,
             augmentation: data.Augmentation, views: int, seed: int) -> str:
   """The cache folder for this key, computed now unless a complete one exists.
@@ -116,8 +88,9 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   # about 2x slower per image than inside fit.
   run = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
   for view in range(views):
-    stream = (_augmented(builder, image_size, batch_size, augmentation, view, seed) if augmentation.active
-              else data.eval_batches(builder, "train", image_size, batch_size))
+    # The training split in file order, augmented with seeds fixed per view and batch.
+    stream = data.augmented(data.eval_batches(builder, "train", image_size, batch_size), augmentation,
+                            seed * 1000 + view)
     features, labels = _features(run, stream)
     np.save(os.path.join(partial, f"train_view{view}.npy"), features)
   np.save(os.path.join(partial, "train_labels.npy"), labels)  # file order: the same for every view
@@ -139,13 +112,8 @@ def train_batches(folder: str, classes: int, global_batch_size: int, oversample:
     views = json.load(f)["views"]
   stacked = np.stack([np.load(os.path.join(folder, f"train_view{v}.npy")) for v in range(views)], axis=1)
   labels = np.load(os.path.join(folder, "train_labels.npy"))
-  images = tf.data.Dataset.from_tensor_slices((stacked, labels))
-  if oversample:
-    streams = [images.filter(lambda _, label, c=c: label == c).shuffle(int(count), seed=seed + c).repeat()
-               for c, count in enumerate(np.bincount(labels, minlength=classes)) if count > 0]
-    images = tf.data.Dataset.sample_from_datasets(streams, seed=seed)
-  else:
-    images = images.shuffle(len(labels), seed=seed).repeat()
+  images = data.endless(tf.data.Dataset.from_tensor_slices((stacked, labels)),
+                        np.bincount(labels, minlength=classes), oversample, seed)
   pick = tf.data.Dataset.random(seed=seed)
   return (tf.data.Dataset.zip(images, pick)
           .map(lambda example, r: (example[0][r % views], example[1]))

@@ -118,6 +118,39 @@ def backbone_model(name: str, image_size: int, classes: int, weights: str, dropo
   return keras.Model(inputs, _output(features, classes, dropout, l2), name=name)
 
 
+def compile(model: keras.Model, classes: int, learning_rate: float):  # pylint: disable=redefined-builtin
+  """Adam, the loss that matches the output (sigmoid or softmax), and the metrics every run logs."""
+  binary = classes == 2
+  model.compile(
+      optimizer=keras.optimizers.Adam(learning_rate),
+      loss=keras.losses.BinaryCrossentropy() if binary else keras.losses.CategoricalCrossentropy(),
+      metrics=[keras.metrics.AUC(name="auc"), keras.metrics.Precision(name="precision"),
+               keras.metrics.Recall(name="recall"),
+               keras.metrics.BinaryAccuracy(name="accuracy") if binary
+               else keras.metrics.CategoricalAccuracy(name="accuracy")])
+
+
+def has_backbone(model: keras.Model) -> bool:
+  return any(layer.name == "backbone" for layer in model.layers)
+
+
+def split_head(model: keras.Model):
+  """(extractor, head) of a backbone model: image -> pooled backbone features, and features -> output.
+
+  Both reuse the model's own layers (and so its weights): the extractor is
+  the model up to the backbone's pooled output, the head is the layers after
+  it called on a features input. Training the head trains the model, which is
+  what the feature cache relies on.
+  """
+  features = model.get_layer("dropout").input
+  extractor = keras.Model(model.input, features, name=f"{model.name}_features")
+  head_input = keras.Input(features.shape[1:], name="features")
+  x = head_input
+  for layer in model.layers[[layer.name for layer in model.layers].index("dropout"):]:
+    x = layer(x)
+  return extractor, keras.Model(head_input, x, name=f"{model.name}_head")
+
+
 def build(name: str, image_size: int, classes: int, weights: str, dropout: float, l2: float) -> keras.Model:
   if name == "cnn":
     return cnn(image_size, classes, dropout, l2)
@@ -131,7 +164,7 @@ def set_fine_tune(model: keras.Model, layers: int | None):
   frozen either way (their statistics are ImageNet's, and batches are small).
   Models without a backbone (the cnn) train every layer.
   """
-  if not any(layer.name == "backbone" for layer in model.layers):
+  if not has_backbone(model):
     return
   backbone = model.get_layer("backbone")
   trainable = [layer for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)]
@@ -146,17 +179,35 @@ def set_fine_tune(model: keras.Model, layers: int | None):
                        and not isinstance(layer, keras.layers.BatchNormalization))
 
 
-def load(path: str, image_size: int, classes: int, name: str) -> keras.Model:
-  """An earlier run's .keras model, checked to fit this run's images, classes and --model."""
-  model = keras.models.load_model(path)
+def load(path: str, classes: int, *, flag: str, image_size: int | None = None,
+         name: str | None = None) -> keras.Model:
+  """A saved .keras model, checked to fit the dataset it is about to see.
+
+  Args:
+    path: the model file.
+    classes: the dataset's number of classes (a sigmoid unit for two).
+    flag: the flag that named the file, for the error message.
+    image_size: the side this run feeds it, if fixed (the trainer's); else any square side.
+    name: the --model it must be (cnn or a backbone), if any.
+
+  Raises:
+    ConfigError: unreadable, or it does not fit; one line naming the file and what is wrong.
+  """
+  try:
+    model = keras.models.load_model(path)
+  except Exception as error:  # Keras raises many types for a missing, truncated or foreign file
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    raise ConfigError(f"--{flag}={path}: not a readable Keras model ({type(error).__name__}: {reason})") from None
   shape = tuple(model.input.shape[1:])
-  if shape != (image_size, image_size, 1):
-    raise ConfigError(f"--init_from={path} takes images of shape {shape}, this run gives "
-                      f"{(image_size, image_size, 1)}: pass the same --image_size")
+  if len(shape) != 3 or shape[0] != shape[1] or shape[2] != 1:
+    raise ConfigError(f"--{flag}={path} takes inputs of shape {shape}, not square one-channel images")
+  if image_size is not None and shape[0] != image_size:
+    raise ConfigError(f"--{flag}={path} takes {shape[0]}x{shape[0]} images, this run gives "
+                      f"{image_size}x{image_size}: pass --image_size={shape[0]}")
   units = model.output.shape[-1]
   if units != (1 if classes == 2 else classes):
-    raise ConfigError(f"--init_from={path} has {units} output units; this dataset has {classes} classes")
-  if (name == "cnn") == any(layer.name == "backbone" for layer in model.layers):
-    raise ConfigError(f"--init_from={path} is a {model.name} model, not --model={name}")
+    raise ConfigError(f"--{flag}={path} has {units} output units, for {2 if units == 1 else units} classes; "
+                      f"this dataset has {classes}")
+  if name is not None and (name == "cnn") == has_backbone(model):
+    raise ConfigError(f"--{flag}={path} is a {model.name} model, not --model={name}")
   return model
-

@@ -7,14 +7,17 @@
   python -m mammo_train.tune --helpfull
 
 Every trainer flag (dataset, model, oversampling, precision, strategy, image
-size, ...) means what it means to `python -m mammo_train`: models and
-datasets come from the trainer's own functions. A searched hyperparameter
-takes its value from the trial, not from its trainer flag.
+size, feature cache, ...) means what it means to `python -m mammo_train`:
+the search is set up by the same `runtime` as a training run. A searched
+hyperparameter takes its value from the trial, not from its trainer flag.
+With a frozen backbone, the backbone's features are computed once into
+<workdir>/feature_cache and every trial trains the head on them.
 
 The workdir holds search/ (Keras Tuner's oracle and one folder per trial),
 logs/ (TensorBoard: one run per trial, with its hyperparameters for the
 HParams dashboard), search.json (the settings, checked when the search is
-resumed), trials.csv (the summary table) and best.flags (the best trial's
+resumed), flags.txt (the search's own flags), trials.csv (the summary
+table) and best.flags (the best trial's
 settings as a trainer flagfile, whose --workdir is <workdir>/best).
 Rerunning the same command continues an interrupted search without redoing
 finished trials; --overwrite starts over. A bad flag ends the run with one
@@ -24,24 +27,20 @@ import copy
 import csv
 import dataclasses
 import json
-import math
 import os
 import shutil
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 import keras
 import keras_tuner as kt
 from tensorboard.plugins.hparams import api as hparams_api
 import tensorflow as tf
 
-from mammo_train import config, data, models, train
+from mammo_train import cli, config, runtime, train
 
-# Each hyperparameter the search can tune (named like its trainer flag) -> its sampling.
-HYPERPARAMETERS = {"dropout": "linear", "l2": "log", "learning_rate": "log"}
-TUNERS = ("hyperband", "bayesian", "random")
-DEFAULT_MAX_TRIALS = 10  # of random and Bayesian searches
+HYPERPARAMETERS = config.HYPERPARAMETERS
 OBJECTIVE = kt.Objective("val_auc", "max")
 PROJECT = "search"  # Keras Tuner's folder in the workdir
 LOGS = "logs"
@@ -52,93 +51,18 @@ RECORD = "record.json"  # per trial: epochs and wall time, for the summary
 # The summary's columns; epochs counts those a Hyperband trial's model had before it, seconds only its own.
 COLUMNS = ("trial", "status", *HYPERPARAMETERS, "val_auc", "epochs", "seconds")
 
-flags.DEFINE_enum("tuner", "hyperband", TUNERS, "Search algorithm: Hyperband, Bayesian optimisation "
-                  "or random search; each maximises the validation AUC.")
-flags.DEFINE_integer("max_epochs", None, "Epochs a trial trains at most (Hyperband gives most trials "
-                     "fewer). Default: --epochs.")
-flags.DEFINE_integer("max_trials", None, f"Trials to run. Default: {DEFAULT_MAX_TRIALS} for random and "
-                     "bayesian; Hyperband runs its brackets in full unless this caps it.")
-flags.DEFINE_integer("hyperband_factor", 3, "Hyperband's reduction factor: each round keeps 1 in this "
-                     "many trials and trains it this many times longer.")
-flags.DEFINE_list("search", list(HYPERPARAMETERS), "Hyperparameters searched, from "
-                  f"{','.join(HYPERPARAMETERS)}; the others take their trainer flag's value.")
-flags.DEFINE_list("dropout_range", ["0", "0.6"], "MIN,MAX of the dropout searched (linear scale).")
-flags.DEFINE_list("l2_range", ["1e-6", "1e-1"], "MIN,MAX of the L2 weight decay searched (log scale).")
-flags.DEFINE_list("learning_rate_range", ["1e-5", "1e-2"], "MIN,MAX of the learning rate searched (log scale).")
-flags.DEFINE_boolean("overwrite", False, "Delete the workdir's search and start over instead of resuming it.")
-
-
-@dataclasses.dataclass(frozen=True)
-class Search:
-  """The tuner's settings, resolved from its flags."""
-  tuner: str
-  max_epochs: int
-  max_trials: int | None  # None: Hyperband's full brackets
-  hyperband_factor: int
-  ranges: dict[str, tuple[float, float]]  # the searched hyperparameters' MIN, MAX
-
-
-def _check(condition: bool, message: str):
-  if not condition:
-    raise config.ConfigError(message)
-
-
-def _range(values: flags.FlagValues, name: str) -> tuple[float, float]:
-  """--<name>_range as (MIN, MAX); a log-scale range must be positive, dropout's in [0, 1)."""
-  raw = values[name + "_range"]
-  flag = f"--{raw.name}={','.join(raw.value)}"
-  try:
-    low, high = (float(value) for value in raw.value)
-  except ValueError:
-    low = high = math.nan
-  _check(math.isfinite(low) and math.isfinite(high),
-         f"{flag}: expected two numbers MIN,MAX, e.g. {','.join(raw.default)}")
-  _check(low < high, f"{flag}: MIN must be below MAX (to fix {name}, leave it out of --search and "
-         f"pass --{name})")
-  if HYPERPARAMETERS[name] == "log":
-    _check(low > 0, f"{flag}: {name} is searched on a log scale, so MIN must be positive")
-  else:
-    _check(low >= 0 and high < 1, f"{flag}: dropout must be in [0, 1)")
-  return low, high
-
-
-def search_from_flags(values: flags.FlagValues, cfg: config.Config) -> Search:
-  """The tuner's flags, checked; raises ConfigError on a bad value or combination."""
-  searched = set(values.search)
-  unknown = searched - set(HYPERPARAMETERS)
-  _check(searched and not unknown, f"--search={','.join(values.search)}: expected one or more of "
-         f"{','.join(HYPERPARAMETERS)}")
-  for name in HYPERPARAMETERS:
-    _check(name in searched or not values[name + "_range"].present,
-           f"--{name}_range is given but {name} is not in --search={','.join(values.search)}")
-  _check(not (cfg.init_from and searched & {"dropout", "l2"}),
-         f"--init_from={cfg.init_from} brings its own dropout and L2: search only the learning rate "
-         "(--search=learning_rate)")
-  max_epochs = cfg.epochs if values.max_epochs is None else values.max_epochs
-  _check(max_epochs >= 1, f"--max_epochs must be at least 1, got {max_epochs}")
-  _check(values.max_trials is None or values.max_trials >= 1,
-         f"--max_trials must be at least 1, got {values.max_trials}")
-  _check(values.tuner == "hyperband" or not values["hyperband_factor"].present,
-         f"--hyperband_factor applies to --tuner=hyperband, not --tuner={values.tuner}")
-  _check(values.hyperband_factor >= 2, f"--hyperband_factor must be at least 2, got {values.hyperband_factor}")
-  max_trials = values.max_trials
-  if max_trials is None and values.tuner != "hyperband":
-    max_trials = DEFAULT_MAX_TRIALS
-  return Search(tuner=values.tuner, max_epochs=max_epochs, max_trials=max_trials,
-                hyperband_factor=values.hyperband_factor,
-                ranges={name: _range(values, name) for name in HYPERPARAMETERS if name in searched})
-
-
 class HyperModel(kt.HyperModel):
-  """The trainer's model and compile, with the trial's dropout, L2 and learning rate."""
+  """The trainer's model and compile, with the trial's dropout, L2 and learning rate.
 
-  def __init__(self, cfg: config.Config, search: Search, image_size: int, classes: int, precision: str):
+  With a frozen backbone on the feature cache, a trial trains the head alone
+  on features computed once for the whole search: none of the searched
+  hyperparameters (dropout, L2 of the output layer, learning rate) changes
+  the backbone's features, so every trial shares one cache.
+  """
+
+  def __init__(self, run: runtime.Run, cfg: config.Train, search: config.Search):
     super().__init__()
-    self.cfg = cfg
-    self.search = search
-    self.image_size = image_size
-    self.classes = classes
-    self.precision = precision
+    self.run, self.cfg, self.search = run, cfg, search
 
   def value(self, hp: kt.HyperParameters, name: str) -> float:
     """A searched hyperparameter's trial value; an unsearched one's trainer flag value, recorded
@@ -150,15 +74,11 @@ class HyperModel(kt.HyperModel):
 
   def build(self, hp: kt.HyperParameters) -> keras.Model:
     # Keras Tuner clears the session before each trial, and that resets the dtype policy.
-    keras.mixed_precision.set_global_policy(self.precision)
+    keras.mixed_precision.set_global_policy(self.run.precision)
     keras.utils.set_random_seed(self.cfg.seed)
     dropout, l2, learning_rate = (self.value(hp, name) for name in HYPERPARAMETERS)
-    if self.cfg.init_from:
-      model = models.load(self.cfg.init_from, self.image_size, self.classes, self.cfg.model)
-    else:
-      model = models.build(self.cfg.model, self.image_size, self.classes, self.cfg.weights, dropout, l2)
-    models.set_fine_tune(model, self.cfg.fine_tune_layers)
-    train.compile_model(model, self.classes, learning_rate)
+    model = runtime.build_model(self.run, self.cfg, dropout=dropout, l2=l2, learning_rate=learning_rate)
+    model = runtime.trained_part(self.run, self.cfg, model, learning_rate)
     # Built now, so a Hyperband trial that carries on an earlier one's checkpoint
     # restores the optimizer's state with the weights, and trains as if never stopped.
     model.optimizer.build(model.trainable_variables)
@@ -192,7 +112,7 @@ class RandomSearch(_RecordedTrials, kt.RandomSearch):
   pass
 
 
-def make_tuner(search: Search, hypermodel: HyperModel, strategy: tf.distribute.Strategy, workdir: str,
+def make_tuner(search: config.Search, hypermodel: HyperModel, strategy: tf.distribute.Strategy, workdir: str,
                seed: int) -> kt.Tuner:
   """The chosen tuner over the workdir; it reloads a search already there."""
   common = dict(hypermodel=hypermodel, objective=OBJECTIVE, seed=seed, directory=workdir,
@@ -205,34 +125,35 @@ def make_tuner(search: Search, hypermodel: HyperModel, strategy: tf.distribute.S
   return tuner_class(max_trials=search.max_trials, **common)
 
 
-def start_or_resume(cfg: config.Config, search: Search, overwrite: bool) -> bool:
+def start_or_resume(cfg: config.Tune) -> bool:
   """Starts a search in the workdir, or checks that the one there has the same
   settings (all but --max_trials); returns whether it resumes one."""
-  settings = {"trainer": dataclasses.asdict(cfg), "search": dataclasses.asdict(search)}
+  settings = {"trainer": dataclasses.asdict(cfg.train), "search": dataclasses.asdict(cfg.search)}
   del settings["trainer"]["workdir"], settings["search"]["max_trials"]
   settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
-  path = os.path.join(cfg.workdir, SETTINGS)
-  if overwrite:
+  workdir = cfg.train.workdir
+  path = os.path.join(workdir, SETTINGS)
+  if cfg.overwrite:
     for name in (PROJECT, LOGS):
-      shutil.rmtree(os.path.join(cfg.workdir, name), ignore_errors=True)
+      shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
     for name in (SETTINGS, SUMMARY, BEST_FLAGS):
-      if os.path.exists(os.path.join(cfg.workdir, name)):
-        os.remove(os.path.join(cfg.workdir, name))
+      if os.path.exists(os.path.join(workdir, name)):
+        os.remove(os.path.join(workdir, name))
   if os.path.exists(path):
     with open(path) as f:
       before = json.load(f)
     changed = [f"{part}.{key}" for part in settings for key in settings[part]
                if settings[part][key] != before[part].get(key)]
-    _check(not changed, f"--workdir={cfg.workdir} holds a search with other settings "
-           f"({', '.join(changed)}): rerun it with its own flags, or pass --overwrite to start over")
+    config.check(not changed, f"--workdir={workdir} holds a search with other settings "
+                 f"({', '.join(changed)}): rerun it with its own flags, or pass --overwrite to start over")
     return True
-  os.makedirs(cfg.workdir, exist_ok=True)
+  os.makedirs(workdir, exist_ok=True)
   with open(path, "w") as f:
     json.dump(settings, f, indent=2)
   return False
 
 
-def write_hparams_experiment(logdir: str, cfg: config.Config, search: Search):
+def write_hparams_experiment(logdir: str, cfg: config.Train, search: config.Search):
   """Declares the hyperparameters and metrics the HParams dashboard compares
   (each trial's own values are written by Keras Tuner into its run)."""
   hparams = [hparams_api.HParam(name, hparams_api.RealInterval(*search.ranges[name]) if name in search.ranges
@@ -277,7 +198,7 @@ def best_flagfile(values: flags.FlagValues, best: dict, workdir: str) -> str:
     chosen[name].value = best[name]
   chosen["epochs"].value = best["epochs"]
   chosen["workdir"].value = os.path.join(workdir, "best")
-  return config.flagfile(chosen)
+  return config.flagfile(chosen, config.TRAIN_FLAGS)
 
 
 def run(values: flags.FlagValues) -> list[dict]:
@@ -286,59 +207,41 @@ def run(values: flags.FlagValues) -> list[dict]:
   Returns:
     The summary rows, the best trial first.
   """
-  cfg = config.from_flags(values)
-  search = search_from_flags(values, cfg)
-  builder = data.load_builder(cfg.dataset, cfg.data_dir)
-  resuming = start_or_resume(cfg, search, values.overwrite)
-  keras.utils.set_random_seed(cfg.seed)
-  if cfg.deterministic:
-    tf.config.experimental.enable_op_determinism()
-  image_size = cfg.image_size or builder.info.features["image"].shape[0]
-  classes = data.num_classes(builder)
-  precision = train.resolve_precision(cfg.precision)
-  strategy = train.make_strategy(cfg.strategy)
-  global_batch = cfg.batch_size * strategy.num_replicas_in_sync
-  counts = data.class_counts(builder)
-  train_batches = data.train_batches(
-      builder, image_size=image_size, global_batch_size=global_batch, augmentation=cfg.augmentation,
-      oversample=cfg.oversample, cache=cfg.cache, seed=cfg.seed, deterministic=cfg.deterministic)
-  validation = data.validation_batches(builder, image_size=image_size, global_batch_size=global_batch,
-                                       cache=cfg.cache)
-
-  hypermodel = HyperModel(cfg, search, image_size, classes, precision)
-  logs = os.path.join(cfg.workdir, LOGS)
+  cfg = config.tune_from_flags(values)
+  workdir = cfg.train.workdir
+  prepared = runtime.set_up_training(cfg.train)
+  resuming = start_or_resume(cfg)
+  runtime.write_flags(workdir, config.flagfile(values, config.TUNE_FLAGS))
+  # The inputs of every trial, made once: with a frozen backbone, the features cached for the whole search.
+  extractor_source = runtime.build_model(prepared, cfg.train) if runtime.uses_feature_cache(cfg.train) else None
+  train_batches, validation = runtime.training_inputs(prepared, cfg.train, extractor_source,
+                                                      os.path.join(workdir, "feature_cache"))
+  logs = os.path.join(workdir, LOGS)
   if not resuming:
-    write_hparams_experiment(logs, cfg, search)
-  tuner = make_tuner(search, hypermodel, strategy, cfg.workdir, cfg.seed)
+    write_hparams_experiment(logs, cfg.train, cfg.search)
+  tuner = make_tuner(cfg.search, HyperModel(prepared, cfg.train, cfg.search), prepared.strategy, workdir,
+                     cfg.train.seed)
   tuner.search(
-      train_batches, validation_data=validation, epochs=search.max_epochs,
-      steps_per_epoch=data.steps_per_epoch(builder, global_batch), shuffle=False,
-      class_weight=data.balancing_class_weights(counts) if cfg.class_weights else None,
-      callbacks=[keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=train.LR_FACTOR,
-                                                   patience=train.LR_PATIENCE),
+      train_batches, validation_data=validation, epochs=cfg.search.max_epochs,
+      callbacks=[train.lr_schedule(),
                  # Keras Tuner gives each trial its own folder under this one, with its hyperparameters.
-                 keras.callbacks.TensorBoard(logs, write_graph=cfg.tensorboard_graph)],
-      verbose=2)
+                 keras.callbacks.TensorBoard(logs, write_graph=cfg.train.tensorboard_graph)],
+      verbose=2, **runtime.fit_arguments(prepared, cfg.train))
 
   rows = summary_rows(tuner)
-  with open(os.path.join(cfg.workdir, SUMMARY), "w", newline="") as f:
+  with open(os.path.join(workdir, SUMMARY), "w", newline="") as f:
     writer = csv.DictWriter(f, COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
   if rows and rows[0]["status"] == "COMPLETED":
-    with open(os.path.join(cfg.workdir, BEST_FLAGS), "w") as f:
-      f.write(best_flagfile(values, rows[0], cfg.workdir))
+    with open(os.path.join(workdir, BEST_FLAGS), "w") as f:
+      f.write(best_flagfile(values, rows[0], workdir))
   return rows
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    rows = run(flags.FLAGS)
-  except (config.ConfigError, data.DatasetNotBuiltError) as error:
-    print(f"mammo_train.tune: error: {error}", file=sys.stderr)
-    sys.exit(2)
+  del argv
+  rows = run(flags.FLAGS)
   workdir = flags.FLAGS.workdir
   print(format_table(rows))
   print(f"summary: {os.path.join(workdir, SUMMARY)}")
@@ -350,4 +253,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run("mammo_train.tune", config.define_tune_flags, main)

@@ -6,7 +6,7 @@ import pytest
 from absl import flags
 from sklearn.metrics import roc_auc_score as skm_auc
 
-from mammo_train import assessment, baselines, data, metrics, subgroups
+from mammo_train import assessment, baselines, config, data, metrics, subgroups
 
 NAMES = metrics.BINARY_NAMES
 
@@ -53,7 +53,7 @@ def test_age_logistic_learns_an_age_effect():
 def test_run_on_tiny_synthetic_writes_reports_a_model_can_be_compared_with(tiny_builder, tmp_path):
   builder = tiny_builder
   results = baselines.run(builder, "test", tmp_path / "baselines", image_size=32, batch_size=32, epochs=1,
-                          n_bootstrap=20)
+                          protocol=config.Protocol(n_bootstrap=20))
   assert set(results) == {"majority", "prior_random", "pixel_logistic"}  # no age in synthetic
   test_labels = data.split_metadata(builder, "test")["label"]
   train_shares = baselines.class_shares(data.split_metadata(builder, "train")["label"], 2)

@@ -11,7 +11,7 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from mammo_train import assessment, calibration, data, evaluate, metrics, report
+from mammo_train import assessment, calibration, config, data, evaluate, metrics, report
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -49,8 +49,8 @@ def test_threshold_ignores_the_scored_split():
 
 def test_evaluate_model_writes_every_report_file(tiny_builder, model, tmp_path):
   workdir = tmp_path / "eval"
-  result = evaluate.evaluate_model(model, tiny_builder, "test", workdir, 64, 16, tb_logdir=tmp_path / "tb",
-                                   n_bootstrap=50)
+  result = evaluate.evaluate_model(model, tiny_builder, "test", workdir, 64, 16, config.Protocol(n_bootstrap=50),
+                                   tb_logdir=tmp_path / "tb")
   for name in PNGS:
     assert _valid_png(workdir / name), name
   stored = json.loads((workdir / "metrics.json").read_text())
@@ -69,7 +69,7 @@ def test_evaluate_model_writes_every_report_file(tiny_builder, model, tmp_path):
 
 
 def test_test_labels_never_reach_the_threshold(tiny_builder, model, tmp_path, monkeypatch):
-  chosen = evaluate.evaluate_model(model, tiny_builder, "test", tmp_path / "a", 64, 16, n_bootstrap=10)
+  chosen = evaluate.evaluate_model(model, tiny_builder, "test", tmp_path / "a", 64, 16, config.Protocol(n_bootstrap=10))
   predict = evaluate.predict
 
   def inverted_test_labels(model, builder, split, *args):
@@ -79,7 +79,7 @@ def test_test_labels_never_reach_the_threshold(tiny_builder, model, tmp_path, mo
     return predictions
 
   monkeypatch.setattr(evaluate, "predict", inverted_test_labels)
-  again = evaluate.evaluate_model(model, tiny_builder, "test", tmp_path / "b", 64, 16, n_bootstrap=10)
+  again = evaluate.evaluate_model(model, tiny_builder, "test", tmp_path / "b", 64, 16, config.Protocol(n_bootstrap=10))
   assert again["threshold"] == chosen["threshold"]
   assert again["levels"]["image"]["accuracy"] == pytest.approx(1 - chosen["levels"]["image"]["accuracy"])
 
@@ -89,12 +89,12 @@ def test_cross_dataset_takes_the_training_runs_threshold(tiny_builder, model, tm
   run.mkdir()
   model.save(run / "best.keras")
   model_path = str(run / "best.keras")
-  chosen = evaluate.evaluate_model(model_path, tiny_builder, "test", run / "eval", None, 16, n_bootstrap=10)
-  crossed = evaluate.evaluate_model(model_path, tiny_builder, "all", tmp_path / "cross", None, 16, n_bootstrap=10)
+  chosen = evaluate.evaluate_model(model_path, tiny_builder, "test", run / "eval", None, 16, config.Protocol(n_bootstrap=10))
+  crossed = evaluate.evaluate_model(model_path, tiny_builder, "all", tmp_path / "cross", None, 16, config.Protocol(n_bootstrap=10))
   assert crossed["threshold"]["values"] == chosen["threshold"]["values"]
   assert str(run / "eval" / assessment.OPERATING_POINT) in crossed["threshold"]["how"]
   assert crossed["dataset"]["counts"]["images"] == 94
-  bare = evaluate.evaluate_model(model, tiny_builder, "all", tmp_path / "bare", 64, 16, n_bootstrap=10)
+  bare = evaluate.evaluate_model(model, tiny_builder, "all", tmp_path / "bare", 64, 16, config.Protocol(n_bootstrap=10))
   assert bare["threshold"]["values"] == {"image": 0.5, "breast": 0.5}
   assert "default 0.5" in (tmp_path / "bare" / "report.md").read_text()
 
@@ -129,7 +129,7 @@ def test_report_says_first_what_it_found_per_subgroup_and_calibrated(tiny_builde
   run.mkdir()
   model.save(run / "best.keras")
   result = evaluate.evaluate_model(str(run / "best.keras"), tiny_builder, "test", run / "eval", None, 16,
-                                   n_bootstrap=20)
+                                   config.Protocol(n_bootstrap=20))
   assert set(result["levels"]) == {"image", "breast", "patient"}
   assert result["levels"]["patient"]["n"] == result["dataset"]["counts"]["patients"]
   declared = result["subgroups"]["declaration"]
@@ -144,7 +144,7 @@ def test_report_says_first_what_it_found_per_subgroup_and_calibrated(tiny_builde
   assert set(maps) == {"image", "breast"} and set(result["calibration"]["levels"]) == set(maps)
   assert _valid_png(run / "eval" / "calibration_reliability.png")
   crossed = evaluate.evaluate_model(str(run / "best.keras"), tiny_builder, "all", tmp_path / "cross", None, 16,
-                                    n_bootstrap=20)
+                                    config.Protocol(n_bootstrap=20))
   assert f"taken from {run / 'eval' / calibration.CALIBRATION}" == crossed["calibration"]["how"]
   assert not (tmp_path / "cross" / calibration.CALIBRATION).exists()
 
@@ -157,7 +157,7 @@ def test_dataset_prepared_before_subgroups_were_declared_still_evaluates(tiny_da
   del metadata["subgroups"]
   stored.write_text(json.dumps(metadata))
   builder = data.load_builder("synthetic/tiny", str(old))
-  result = evaluate.evaluate_model(model, builder, "test", tmp_path / "eval", 64, 16, n_bootstrap=10)
+  result = evaluate.evaluate_model(model, builder, "test", tmp_path / "eval", 64, 16, config.Protocol(n_bootstrap=10))
   assert "built before" in result["subgroups"]["declaration"]["source"]
   assert {row["feature"] for row in result["subgroups"]["levels"]["image"]} == {"laterality", "view"}
 
@@ -175,7 +175,7 @@ def cmmd_builder(tmp_path_factory):
 
 
 def test_cmmd_model_is_compared_with_age_and_subset_inside_each_stratum(cmmd_builder, model, tmp_path):
-  result = evaluate.evaluate_model(model, cmmd_builder, "test", tmp_path, 64, 16, n_bootstrap=20)
+  result = evaluate.evaluate_model(model, cmmd_builder, "test", tmp_path, 64, 16, config.Protocol(n_bootstrap=20))
   assert result["subgroups"]["declaration"]["shortcuts"] == ["age", "subset"]
   baseline = result["baselines"][assessment.METADATA_BASELINE]
   assert "age, subset" in baseline["description"]

@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from mammo_train import models, train
+from mammo_train import models, runtime
 from mammo_train.config import ConfigError
 
 
@@ -16,7 +16,7 @@ def _float32_policy():
 def _train_step(model, classes):
   images = np.random.default_rng(0).integers(0, 256, (2,) + model.input_shape[1:], dtype=np.uint8)
   labels = np.array([[0.0], [1.0]]) if classes == 2 else np.eye(classes)[[0, 1]]
-  train.compile_model(model, classes, 1e-3)
+  models.compile(model, classes, 1e-3)
   model.run_eagerly = True  # one step: tracing the big backbones' train graph would take minutes
   before = [w.numpy().copy() for w in model.trainable_weights]
   model.train_on_batch(images, labels)
@@ -55,14 +55,14 @@ def test_mixed_precision_keeps_the_output_float32():
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
-  monkeypatch.setattr(train.tf.config, "list_physical_devices", lambda kind: [])
-  monkeypatch.setattr(train, "cpu_has_bfloat16", lambda: True)
-  assert train.resolve_precision("auto") == "mixed_bfloat16"
-  monkeypatch.setattr(train, "cpu_has_bfloat16", lambda: False)
-  assert train.resolve_precision("auto") == "float32"
-  monkeypatch.setattr(train.tf.config, "list_physical_devices", lambda kind: ["GPU:0"])
-  assert train.resolve_precision("auto") == "mixed_float16"
-  assert train.resolve_precision("float32") == "float32"
+  monkeypatch.setattr(runtime.tf.config, "list_physical_devices", lambda kind: [])
+  monkeypatch.setattr(runtime, "cpu_has_bfloat16", lambda: True)
+  assert runtime.resolve_precision("auto") == "mixed_bfloat16"
+  monkeypatch.setattr(runtime, "cpu_has_bfloat16", lambda: False)
+  assert runtime.resolve_precision("auto") == "float32"
+  monkeypatch.setattr(runtime.tf.config, "list_physical_devices", lambda kind: ["GPU:0"])
+  assert runtime.resolve_precision("auto") == "mixed_float16"
+  assert runtime.resolve_precision("float32") == "float32"
 
 
 def test_imagenet_weights_offline_say_how_to_pass_a_file(monkeypatch, tmp_path):

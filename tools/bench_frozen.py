@@ -37,7 +37,7 @@ def main():
   args = parser.parse_args()
 
   import keras  # pylint: disable=import-outside-toplevel
-  from mammo_train import data, feature_cache, models, train  # pylint: disable=import-outside-toplevel
+  from mammo_train import data, feature_cache, models  # pylint: disable=import-outside-toplevel
   builder = data.load_builder("synthetic", bench_common.ensure_synthetic(args.data_dir))
   classes, size, batch = data.num_classes(builder), args.image_size, args.batch_size
   steps = data.steps_per_epoch(builder, batch)
@@ -47,7 +47,7 @@ def main():
     keras.utils.set_random_seed(0)
     model = models.build(args.model, size, classes, "none", dropout=0.5, l2=1e-4)
     models.set_fine_tune(model, 0)
-    train.compile_model(model, classes, 1e-3)
+    models.compile(model, classes, 1e-3)
     return model
 
   model = fresh_model()
@@ -61,8 +61,8 @@ def main():
   plain_auc = history.history["val_auc"][-1]
 
   model = fresh_model()
-  extractor, head = feature_cache.split_model(model)
-  train.compile_model(head, classes, 1e-3)
+  extractor, head = models.split_head(model)
+  models.compile(head, classes, 1e-3)
   with tempfile.TemporaryDirectory() as root:
     start = time.perf_counter()
     folder = feature_cache.compute(root, builder, extractor, size, batch, augmentation, args.views, seed=0)
