@@ -242,7 +242,7 @@ def _subgroup_section(subgroups: dict, class_names) -> list:
 def _strata_section(strata: dict, baselines: dict, metric: str) -> list:
   name = strata["baseline"]
   lines = ["## The model against the metadata-only baseline, inside each stratum", "",
-           f"{name}: {baselines[name]['description']} ({', '.join(strata['shortcuts'])}). Inside a stratum of a "
+           f"{name}: {baselines[name]['description']}. Inside a stratum of a "
            f"shortcut, that shortcut cannot separate the classes any more; what is left is what the model "
            f"learned elsewhere. {_metric_label(metric)}; difference = model minus baseline with a paired "
            "patient-bootstrap interval.", ""]
