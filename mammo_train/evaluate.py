@@ -82,12 +82,19 @@ def evaluate_model(model, builder, split: str, workdir, image_size: int | None, 
                    threshold=None) -> dict:
   """Scores `model` on `split`, compares it with the baselines, writes the report into workdir.
 
+  The report covers every declared subgroup of the dataset (`subgroups`); where
+  the dataset declares possible shortcuts, the metadata-only baseline on them
+  is fitted here (on the training split, threshold on validation) and the
+  model is compared with it overall and inside each stratum.
+
   Args:
     model: a Keras model taking uint8 images, or the path of a saved one.
     builder: the prepared dataset (`data.load_builder`).
     split: 'test', 'validation', 'train' or 'all' (cross-dataset).
     workdir: where metrics.json, the PNGs, report.md and (when the threshold
-      was chosen here) operating_point.json are written.
+      was chosen here) operating_point.json are written; calibration.json too
+      when the calibration maps were fitted here, on the validation split (for
+      'all', the maps beside the operating point used are applied instead).
     image_size, batch_size: the model's input side (None: read from the model); prediction batch size.
     protocol: how the validation split picks the threshold, and the patient-level bootstrap.
     tb_logdir: also log the plots to TensorBoard there.

@@ -94,9 +94,6 @@ class Declaration:
     """Feature names `data.split_metadata` must return for the subgroups."""
     return tuple(feature.name for feature in self.features)
 
-  def feature(self, name: str) -> Feature:
-    return next(feature for feature in self.features if feature.name == name)
-
   def missing_values(self) -> dict:
     return {f.name: f.missing for f in self.features if f.missing is not None}
 

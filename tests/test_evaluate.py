@@ -11,7 +11,7 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from mammo_train import assessment, calibration, config, data, evaluate, metrics, report
+from mammo_train import assessment, baselines, calibration, config, data, evaluate, metrics, report
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -188,3 +188,14 @@ def test_cmmd_model_is_compared_with_age_and_subset_inside_each_stratum(cmmd_bui
   lines = (tmp_path / "report.md").read_text().splitlines()
   assert lines[2].startswith("- **The model") and "age + subset" in lines[2]
   assert lines[3].startswith("- **Within each stratum**") and "subset D1" in lines[3]
+
+
+def test_cmmd_baselines_include_the_metadata_baseline_a_model_is_then_compared_with(cmmd_builder, model, tmp_path):
+  results = baselines.run(cmmd_builder, "test", tmp_path / "baselines", names=("age_logistic", "metadata_logistic"),
+                          protocol=config.Protocol(n_bootstrap=10))
+  assert set(results) == {"age_logistic", "metadata_logistic"}
+  assert results["metadata_logistic"]["subgroups"]["declaration"]["shortcuts"] == ["age", "subset"]
+  result = evaluate.evaluate_model(model, cmmd_builder, "test", tmp_path / "eval", 64, 16,
+                                   config.Protocol(n_bootstrap=10), baselines_dir=tmp_path / "baselines")
+  loaded = result["baselines"][assessment.METADATA_BASELINE]["levels"]["breast"]["roc_auc"]
+  assert loaded == pytest.approx(results["metadata_logistic"]["levels"]["breast"]["roc_auc"])
