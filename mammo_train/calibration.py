@@ -68,7 +68,8 @@ class Calibration:
 def method_for(labels) -> str:
   """The documented rule: isotonic only for a large validation set with enough of each class."""
   labels = np.asarray(labels)
-  large = len(labels) >= ISOTONIC_MIN_EXAMPLES and min(np.sum(labels == 0), np.sum(labels == 1)) >= ISOTONIC_MIN_PER_CLASS
+  smaller_class = min(np.sum(labels == 0), np.sum(labels == 1))
+  large = len(labels) >= ISOTONIC_MIN_EXAMPLES and smaller_class >= ISOTONIC_MIN_PER_CLASS
   return "isotonic" if large else "platt"
 
 
@@ -83,8 +84,9 @@ def fit(labels, scores, fitted_on: str = "", method: str | None = None) -> Calib
     targets = np.where(labels == 1, (positives + 1) / (positives + 2), 1 / (negatives + 2))
     # Soft targets as weights: each example once as malignant (weight t), once as benign (1 - t).
     features = np.tile(logit(scores), 2)[:, None]
-    model = linear_model.LogisticRegression(C=np.inf).fit(
-        features, np.r_[np.ones(len(labels), int), np.zeros(len(labels), int)], sample_weight=np.r_[targets, 1 - targets])
+    outcomes = np.r_[np.ones(len(labels), int), np.zeros(len(labels), int)]
+    model = linear_model.LogisticRegression(C=np.inf).fit(features, outcomes,
+                                                          sample_weight=np.r_[targets, 1 - targets])
     return Calibration("platt", slope=float(model.coef_[0, 0]), intercept=float(model.intercept_[0]),
                        fitted_on=fitted_on)
   if method != "isotonic":

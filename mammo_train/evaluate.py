@@ -24,7 +24,8 @@ import pathlib
 import numpy as np
 from absl import flags, logging
 
-from mammo_train import assessment, baselines, calibration, cli, config, data, models, report, runtime, subgroups
+from mammo_train import (assessment, baselines, calibration, cli, config, data, models, report, runtime,
+                         subgroups)
 
 
 def predict(model, builder, split: str, image_size: int, batch_size: int) -> assessment.Predictions:

@@ -250,7 +250,8 @@ def _strata_section(strata: dict, baselines: dict, metric: str) -> list:
     if not rows:
       continue
     lines += [f"### {level_name.capitalize()} level", "",
-              "| shortcut | stratum | n | patients | model | baseline | model - baseline [95% CI] | model beats it |",
+              "| shortcut | stratum | n | patients | model | baseline | model - baseline [95% CI] "
+              "| model beats it |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
       if row["too_few"]:
@@ -259,7 +260,8 @@ def _strata_section(strata: dict, baselines: dict, metric: str) -> list:
         continue
       comparison = row["comparison"][metric]
       lines.append(f"| {row['feature']} | {row['subgroup']} | {row['n']} | {row['n_patients']} | "
-                   f"{_interval(row['model'].get(metric), None)} | {_interval(row['baseline'].get(metric), None)} | "
+                   f"{_interval(row['model'].get(metric), None)} | "
+                   f"{_interval(row['baseline'].get(metric), None)} | "
                    f"{_difference_text(comparison)} | {'yes' if comparison['beats'] else 'no'} |")
     lines.append("")
   return lines
@@ -278,9 +280,9 @@ def _calibration_section(calibrated: dict, figure_file: str | None) -> list:
       m = entry[measure]
       cells += [_interval(m["before"], m["before_ci"]), _interval(m["after"], m["after_ci"]),
                 _difference_text({"difference": m["difference"], "ci": m["difference_ci"]})]
-    described = entry["map"]["method"] + (f" (slope {entry['map']['slope']:.3f}, intercept "
-                                           f"{entry['map']['intercept']:+.3f})" if entry["map"]["method"] == "platt"
-                                           else "")
+    fitted = entry["map"]
+    described = fitted["method"] + (f" (slope {fitted['slope']:.3f}, intercept {fitted['intercept']:+.3f})"
+                                    if fitted["method"] == "platt" else "")
     lines.append(f"| {level_name} | {described} | " + " | ".join(cells) + " |")
   lines.append("")
   if figure_file:

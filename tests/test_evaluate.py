@@ -157,7 +157,8 @@ def test_dataset_prepared_before_subgroups_were_declared_still_evaluates(tiny_da
   del metadata["subgroups"]
   stored.write_text(json.dumps(metadata))
   builder = data.load_builder("synthetic/tiny", str(old))
-  result = evaluate.evaluate_model(model, builder, "test", tmp_path / "eval", 64, 16, config.Protocol(n_bootstrap=10))
+  result = evaluate.evaluate_model(model, builder, "test", tmp_path / "eval", 64, 16,
+                                   config.Protocol(n_bootstrap=10))
   assert "built before" in result["subgroups"]["declaration"]["source"]
   assert {row["feature"] for row in result["subgroups"]["levels"]["image"]} == {"laterality", "view"}
 
@@ -169,7 +170,8 @@ def cmmd_builder(tmp_path_factory):
   subprocess.run([sys.executable, str(REPO / "tools" / "write_cmmd.py"), str(manual), "--patients", "80",
                   "--height", "120", "--width", "100"], check=True, capture_output=True, cwd=REPO)
   tfds_cli = pathlib.Path(sys.executable).parent / "tfds"
-  subprocess.run([str(tfds_cli), "build", str(REPO / "mammo_tfds" / "cmmd"), '--config={"name": "64", "image_size": 64}',
+  subprocess.run([str(tfds_cli), "build", str(REPO / "mammo_tfds" / "cmmd"),
+                  '--config={"name": "64", "image_size": 64}',
                   f"--manual_dir={manual}", f"--data_dir={data_dir}"], cwd=data_dir, check=True, capture_output=True)
   return data.load_builder("cmmd/64", str(data_dir))
 
@@ -191,7 +193,8 @@ def test_cmmd_model_is_compared_with_age_and_subset_inside_each_stratum(cmmd_bui
 
 
 def test_cmmd_baselines_include_the_metadata_baseline_a_model_is_then_compared_with(cmmd_builder, model, tmp_path):
-  results = baselines.run(cmmd_builder, "test", tmp_path / "baselines", names=("age_logistic", "metadata_logistic"),
+  results = baselines.run(cmmd_builder, "test", tmp_path / "baselines",
+                          names=("age_logistic", "metadata_logistic"),
                           protocol=config.Protocol(n_bootstrap=10))
   assert set(results) == {"age_logistic", "metadata_logistic"}
   assert results["metadata_logistic"]["subgroups"]["declaration"]["shortcuts"] == ["age", "subset"]

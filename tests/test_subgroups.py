@@ -35,9 +35,10 @@ def test_subgroup_metrics_equal_the_metrics_of_the_subgroup_alone():
   operating = assessment.OperatingPoint({"image": 0.5, "breast": 0.5}, "fixed")
   result, _ = assessment.assess(target, NAMES, operating, n_bootstrap=50, declaration=_declaration())
   rows = {(row["feature"], row["subgroup"]): row for row in result["subgroups"]["levels"]["image"]}
+  age = target.features["age"]
   for (feature, value), mask in ((("subset", "D1"), target.features["subset"] == "D1"),
                                  (("view", "MLO"), target.features["view"] == "MLO"),
-                                 (("age", "50-59"), (target.features["age"] >= 50) & (target.features["age"] < 60))):
+                                 (("age", "50-59"), (age >= 50) & (age < 60))):
     alone = assessment.Predictions(target.labels[mask], target.scores[mask], target.patient_id[mask],
                                    target.laterality[mask])
     expected, _ = assessment.assess(alone, NAMES, operating, n_bootstrap=50)
