@@ -15,7 +15,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from mammo_train import config, data, feature_cache, models
+from mammo_train import config, data, feature_cache, models, multiworker
 
 # On CPU, mixed_bfloat16 only pays where the hardware has bfloat16 arithmetic
 # (AVX512-BF16 / AMX); elsewhere it is emulated and slower than float32.
@@ -54,7 +54,7 @@ def make_strategy(choice: str) -> tf.distribute.Strategy:
     if "TF_CONFIG" not in os.environ:
       raise config.ConfigError("--strategy=multiworker needs the cluster in the TF_CONFIG environment "
                                "variable (README: training across machines)")
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return multiworker.strategy()
   gpus = tf.config.list_logical_devices("GPU")
   if choice == "mirrored":
     devices = gpus or tf.config.list_logical_devices("CPU")
@@ -160,13 +160,18 @@ def training_inputs(run: Run, cfg: config.Train, model: keras.Model, cache_root:
     extractor, _ = models.split_head(model)
     folder = feature_cache.compute(cache_root, run.builder, extractor, run.image_size, run.global_batch,
                                    cfg.augmentation, cfg.cache_views, cfg.seed)
-    return (feature_cache.train_batches(folder, run.classes, run.global_batch, cfg.oversample, cfg.seed),
-            feature_cache.validation_batches(folder, run.classes, run.global_batch))
-  return (data.train_batches(run.builder, image_size=run.image_size, global_batch_size=run.global_batch,
-                             augmentation=cfg.augmentation, oversample=cfg.oversample, cache=cfg.cache,
-                             seed=cfg.seed, deterministic=cfg.deterministic),
-          data.validation_batches(run.builder, image_size=run.image_size, global_batch_size=run.global_batch,
-                                  cache=cfg.cache))
+    batches = (feature_cache.train_batches(folder, run.classes, run.global_batch, cfg.oversample, cfg.seed),
+               feature_cache.validation_batches(folder, run.classes, run.global_batch))
+  else:
+    cluster = multiworker.is_multiworker(run.strategy)
+    batches = (data.train_batches(run.builder, image_size=run.image_size, global_batch_size=run.global_batch,
+                                  augmentation=cfg.augmentation, oversample=cfg.oversample, cache=cfg.cache,
+                                  seed=cfg.seed, deterministic=cfg.deterministic or cluster),
+               data.validation_batches(run.builder, image_size=run.image_size, global_batch_size=run.global_batch,
+                                       cache=cfg.cache))
+  if multiworker.is_multiworker(run.strategy):
+    batches = tuple(multiworker.shard_by_data(b) for b in batches)
+  return batches
 
 
 def trained_part(run: Run, cfg: config.Train, model: keras.Model, learning_rate: float) -> keras.Model:

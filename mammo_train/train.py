@@ -108,15 +108,15 @@ def train(cfg: config.Train, flagfile: str) -> dict:
   checkpoints.write_json(os.path.join(out, RUN_FILE), summary)
   logging.info("run: %s", summary)
 
-  final = os.path.join(out, "final.keras")
-  if not os.path.exists(final):  # else killed during its final evaluation: only that is left to do
+  # The chief's final.keras: every worker of a cluster must agree whether training is left to do.
+  if not os.path.exists(os.path.join(cfg.workdir, "final.keras")):  # else only the evaluation is left
     train_batches, validation = runtime.training_inputs(run, cfg, model, os.path.join(out, "feature_cache"))
     if not runtime.uses_feature_cache(cfg):
       write_pipeline_grid(os.path.join(out, "logs"), next(iter(train_batches))[0].numpy())
     trained = runtime.trained_part(run, cfg, model, cfg.learning_rate)
     trained.fit(train_batches, epochs=cfg.epochs, validation_data=validation,
                 callbacks=callbacks(cfg, out, model, run.chief), verbose=2, **runtime.fit_arguments(run, cfg))
-    checkpoints.save_model(model, final)
+    checkpoints.save_model(model, os.path.join(out, "final.keras"))
 
   result = {}
   if run.chief:

@@ -81,7 +81,8 @@ class HyperModel(kt.HyperModel):
     model = runtime.trained_part(self.run, self.cfg, model, learning_rate)
     # Built now, so a Hyperband trial that carries on an earlier one's checkpoint
     # restores the optimizer's state with the weights, and trains as if never stopped.
-    model.optimizer.build(model.trainable_variables)
+    with self.run.strategy.scope():
+      model.optimizer.build(model.trainable_variables)
     return model
 
 

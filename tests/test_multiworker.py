@@ -1,0 +1,65 @@
+"""Training across machines: two workers on this machine, one cluster, only the chief writes."""
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.test_train import QUICK, QUIET, history
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _free_ports(count: int) -> list[int]:
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def _read_only_view_works(folder: pathlib.Path) -> bool:
+  """Whether this machine lets a process see `folder` read-only (a mount namespace, as root)."""
+  if not shutil.which("unshare"):
+    return False
+  probe = subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$0" "$0" && ! touch "$0/probe"',
+                          str(folder)], capture_output=True, check=False)
+  return probe.returncode == 0 and not (folder / "probe").exists()
+
+
+def test_two_workers_train_one_model_and_only_the_chief_writes(tiny_data_dir, tmp_path):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  if not _read_only_view_works(workdir):
+    pytest.skip("needs `unshare -m` (root) to show the second worker a read-only workdir")
+  ports = _free_ports(2)
+  cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+  argv = [*QUICK, f"--data_dir={tiny_data_dir}", f"--workdir={workdir}", "--epochs=2", "--strategy=multiworker",
+          "--oversample"]
+  workers = []
+  for index in range(2):
+    env = {**QUIET, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+    command = [sys.executable, "-m", "mammo_train", *argv]
+    if index == 1:  # the other worker sees the shared workdir read-only: any write would fail its run
+      command = ["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(workdir), *command]
+    workers.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True))
+  try:
+    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+  finally:
+    for worker in workers:
+      worker.kill()
+  for index, (worker, output) in enumerate(zip(workers, outputs)):
+    assert worker.returncode == 0, f"worker {index}:\n{output[-3000:]}"
+  run = json.loads((workdir / "run.json").read_text())
+  assert run["replicas"] == 2 and run["strategy"] in ("CollectiveAllReduceStrategy", "MultiWorkerMirroredStrategy")
+  assert run["finished"]
+  assert (workdir / "final.keras").is_file() and (workdir / "eval" / "metrics.json").is_file()
+  assert [row["epoch"] for row in history(workdir)] == ["0", "1"]
+  assert "test image: roc_auc" in outputs[0] and "test image" not in outputs[1]  # only the chief evaluates
