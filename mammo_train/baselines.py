@@ -12,19 +12,26 @@
   (`SGDClassifier.partial_fit`) so memory stays bounded on CMMD.
 - age_logistic: logistic regression on age alone (CMMD): a known confounder
   that predicts the label with AUC around 0.7-0.8.
+- metadata_logistic: logistic regression on every non-image feature the
+  dataset declares a possible shortcut (`subgroups`; CMMD: age + subset, AUC
+  about 0.85 without a pixel). Numbers are standardised (a missing value is
+  imputed with the training median and flagged), categories one-hot encoded.
+  `mammo_train.evaluate` fits it itself whenever the dataset declares a
+  shortcut, and compares the model with it inside each stratum.
 
 All are fitted on the training split; thresholds are chosen on validation and
 applied unchanged to the scored split. Each writes the same report as a model
 evaluation, plus predictions.npz, which `mammo_train.evaluate --baselines_dir`
 loads to compare a model with it on the same examples (paired bootstrap).
 """
+import dataclasses
 import pathlib
 
 import numpy as np
 from absl import flags, logging
-from sklearn import linear_model, pipeline, preprocessing
+from sklearn import compose, impute, linear_model, pipeline, preprocessing
 
-from mammo_train import assessment, cli, config, data, report, runtime
+from mammo_train import assessment, cli, config, data, report, runtime, subgroups
 
 ALL = config.BASELINES
 DESCRIPTIONS = {
@@ -32,7 +39,10 @@ DESCRIPTIONS = {
     "prior_random": "guesses each class with its training-split share (exact expected metrics)",
     "pixel_logistic": "logistic regression on flattened downscaled pixels, fitted by SGD over batches",
     "age_logistic": "logistic regression on age alone (a known confounder)",
+    "metadata_logistic": "logistic regression on the dataset's declared possible shortcuts (non-image features)",
 }
+# Metadata columns that identify an example rather than describe it: never subgroup features.
+_IDENTITY = ("label", "patient_id")
 PREDICTIONS = "predictions.npz"
 
 
@@ -41,8 +51,9 @@ def class_shares(labels, num_classes: int) -> np.ndarray:
 
 
 def _predictions(metadata: dict, scores, decisions=None) -> assessment.Predictions:
+  features = {key: value for key, value in metadata.items() if key not in _IDENTITY}
   return assessment.Predictions(metadata["label"], scores, metadata["patient_id"], metadata["laterality"],
-                                decisions)
+                                decisions, features)
 
 
 def _constant_scores(shares: np.ndarray, n: int):
@@ -107,6 +118,75 @@ def predict_age_logistic(model, metadata: dict) -> np.ndarray:
   return probs[:, 1] if probs.shape[1] == 2 else probs
 
 
+def _design(columns: dict, names, missing: dict) -> np.ndarray:
+  """[N, F] object array of the named columns, with declared missing values as NaN."""
+  table = np.empty((len(columns[names[0]]), len(names)), dtype=object)
+  for j, name in enumerate(names):
+    column = np.asarray(columns[name])
+    if np.issubdtype(column.dtype, np.number):
+      column = column.astype(float)
+      if name in missing:
+        column[column == float(missing[name])] = np.nan
+    table[:, j] = column
+  return table
+
+
+@dataclasses.dataclass
+class MetadataLogistic:
+  """A fitted metadata baseline: which columns it reads, their missing values, the scikit-learn classifier."""
+  names: list
+  missing: dict
+  classifier: pipeline.Pipeline
+
+
+def fit_metadata_logistic(train: dict, names, missing: dict | None = None):
+  """Logistic regression on the metadata columns `names` of `train` (name -> [N] values, and "label").
+
+  Number columns: median-imputed (with a missing indicator) and standardised;
+  other columns: one-hot (a value unseen in training encodes as all zeros).
+  """
+  names = list(names)
+  numeric = [j for j, name in enumerate(names) if np.issubdtype(np.asarray(train[name]).dtype, np.number)]
+  categorical = [j for j in range(len(names)) if j not in numeric]
+  features = compose.ColumnTransformer([
+      ("numbers", pipeline.make_pipeline(impute.SimpleImputer(strategy="median", add_indicator=True),
+                                         preprocessing.StandardScaler()), numeric),
+      ("categories", preprocessing.OneHotEncoder(handle_unknown="ignore"), categorical)])
+  model = MetadataLogistic(names, dict(missing or {}),
+                           pipeline.make_pipeline(features, linear_model.LogisticRegression(max_iter=1000)))
+  model.classifier.fit(_design(train, names, model.missing), np.asarray(train["label"]))
+  return model
+
+
+def predict_metadata_logistic(model: MetadataLogistic, metadata: dict) -> np.ndarray:
+  probs = model.classifier.predict_proba(_design(metadata, model.names, model.missing))
+  return probs[:, 1] if probs.shape[1] == 2 else probs
+
+
+def metadata_baseline(metadata: dict, target: assessment.Predictions, declaration: subgroups.Declaration,
+                      threshold_rule: str = "recall", target_recall: float = 0.95) -> tuple:
+  """metadata_logistic fitted on metadata["train"], scored on the examples of `target`, for a model's report.
+
+  Args:
+    metadata: split name -> `data.split_metadata` of it with the declared
+      columns: "train", "target" (the scored split, in `target`'s order) and,
+      when the dataset has one, "validation" (where its threshold is chosen).
+    target: the model's predictions: the baseline keeps their labels and ids,
+      so the two are compared on the very same examples.
+
+  Returns:
+    (Predictions, OperatingPoint or None, description), as `assessment.assess` takes baselines.
+  """
+  model = fit_metadata_logistic(metadata["train"], declaration.shortcuts, declaration.missing_values())
+  predictions = assessment.Predictions(target.labels, predict_metadata_logistic(model, metadata["target"]),
+                                       target.patient_id, target.laterality, features=target.features)
+  operating = None
+  if "validation" in metadata and predictions.scores.ndim == 1:
+    validation = _predictions(metadata["validation"], predict_metadata_logistic(model, metadata["validation"]))
+    operating = assessment.choose_operating_point(validation, "validation", threshold_rule, target_recall)
+  return predictions, operating, f"{DESCRIPTIONS['metadata_logistic']}: {', '.join(declaration.shortcuts)}"
+
+
 def save_predictions(workdir, predictions: assessment.Predictions, dataset: str, split: str) -> None:
   fields = {"labels": predictions.labels, "scores": predictions.scores, "patient_id": predictions.patient_id,
             "laterality": predictions.laterality, "dataset": dataset, "split": split}
@@ -141,12 +221,17 @@ def run(builder, split: str, workdir, names=ALL, image_size: int = 256, batch_si
   """
   class_names = builder.info.features["label"].names
   num_classes = len(class_names)
-  metadata = {name: data.split_metadata(builder, name) for name in ("train", "validation", split)}
+  declaration = subgroups.declared(builder)
+  metadata = {name: data.split_metadata(builder, name, declaration.columns)
+              for name in ("train", "validation", split)}
   shares = class_shares(metadata["train"]["label"], num_classes)
   results = {}
   for name in names:
     if name == "age_logistic" and "age" not in metadata["train"]:
       logging.info("%s has no age: skipping the age baseline", builder.info.full_name)
+      continue
+    if name == "metadata_logistic" and not declaration.shortcuts:
+      logging.info("%s declares no possible shortcut: skipping the metadata baseline", builder.info.full_name)
       continue
     logging.info("baseline %s", name)
     if name in ("majority", "prior_random"):
@@ -161,6 +246,10 @@ def run(builder, split: str, workdir, names=ALL, image_size: int = 256, batch_si
       model = fit_age_logistic(metadata["train"])
       validation, target = (_predictions(metadata[s], predict_age_logistic(model, metadata[s]))
                             for s in ("validation", split))
+    elif name == "metadata_logistic":
+      model = fit_metadata_logistic(metadata["train"], declaration.shortcuts, declaration.missing_values())
+      validation, target = (_predictions(metadata[s], predict_metadata_logistic(model, metadata[s]))
+                            for s in ("validation", split))
     else:
       raise ValueError(f"unknown baseline {name!r}: expected some of {ALL}")
     operating = None
@@ -168,7 +257,7 @@ def run(builder, split: str, workdir, names=ALL, image_size: int = 256, batch_si
       operating = assessment.choose_operating_point(validation, "validation", protocol.threshold_rule,
                                                     protocol.target_recall)
     result, curves = assessment.assess(target, class_names, operating, n_bootstrap=protocol.n_bootstrap,
-                                       seed=protocol.seed)
+                                       seed=protocol.seed, declaration=declaration)
     result = {"dataset": assessment.dataset_entry(builder, split, target, class_names),
               "model": f"baseline {name}: {DESCRIPTIONS[name]}", **result}
     folder = pathlib.Path(workdir) / name

@@ -26,7 +26,7 @@ THRESHOLD_RULES = ("recall", "youden")
 HYPERPARAMETERS = {"dropout": "linear", "l2": "log", "learning_rate": "log"}
 TUNERS = ("hyperband", "bayesian", "random")
 DEFAULT_MAX_TRIALS = 10  # of random and Bayesian searches
-BASELINES = ("majority", "prior_random", "pixel_logistic", "age_logistic")
+BASELINES = ("majority", "prior_random", "pixel_logistic", "age_logistic", "metadata_logistic")
 EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
 FLAGS_FILE = "flags.txt"
 

@@ -127,15 +127,24 @@ def eval_batches(builder: tfds.core.DatasetBuilder, split: str, image_size: int,
           .prefetch(_AUTOTUNE))
 
 
-def split_metadata(builder: tfds.core.DatasetBuilder, split: str) -> dict[str, np.ndarray]:
+def split_metadata(builder: tfds.core.DatasetBuilder, split: str, extra=()) -> dict[str, np.ndarray]:
   """Per-example metadata of `split`, in the order `eval_batches` yields the images.
 
   Returns 'label' (int), 'patient_id' (str), 'laterality' and 'view' (their
-  class names, e.g. 'L', 'MLO'), and 'age' where the dataset has it. Images
-  are not decoded, so this is a quick pass over the records.
+  class names, e.g. 'L', 'MLO'), 'age' where the dataset has it, and the
+  scalar features named in `extra` (e.g. the subgroup features the dataset
+  declares: `subgroups.Declaration.columns`). Images are not decoded, so
+  this is a quick pass over the records.
+
+  Raises:
+    ValueError: a feature in `extra` that the dataset lacks or that is not a scalar.
   """
   features = builder.info.features
-  keys = [key for key in METADATA if key in features]
+  for key in extra:
+    if key not in features or features[key].shape != ():
+      raise ValueError(f"{builder.info.full_name} has no scalar feature {key!r} to return as metadata")
+  keys = [key for key in METADATA if key in features] + [key for key in extra if key not in METADATA]
+  keys = list(dict.fromkeys(keys))
   examples = _read(builder, split, decoders={"image": tfds.decode.SkipDecoding()})
   columns = {key: [] for key in keys}
   for batch in examples.map(lambda example: {key: example[key] for key in keys}).batch(1024):

@@ -24,7 +24,8 @@ import pathlib
 import numpy as np
 from absl import flags, logging
 
-from mammo_train import assessment, baselines, cli, config, data, models, report, runtime
+from mammo_train import (assessment, baselines, calibration, cli, config, data, models, report, runtime,
+                         subgroups)
 
 
 def predict(model, builder, split: str, image_size: int, batch_size: int) -> assessment.Predictions:
@@ -64,9 +65,10 @@ def _chooses_threshold(builder, split: str, threshold) -> bool:
 
 
 def _operating_point(model, model_path, builder, split, image_size, batch_size, threshold, rule,
-                     target_recall) -> assessment.OperatingPoint | None:
+                     target_recall, validation=None) -> assessment.OperatingPoint | None:
   if _chooses_threshold(builder, split, threshold):
-    validation = predict(model, builder, "validation", image_size, batch_size)
+    if validation is None:
+      validation = predict(model, builder, "validation", image_size, batch_size)
     return assessment.choose_operating_point(
         validation, f"{builder.info.full_name} validation", rule, target_recall)
   if isinstance(threshold, (int, float)):
@@ -81,12 +83,19 @@ def evaluate_model(model, builder, split: str, workdir, image_size: int | None, 
                    threshold=None) -> dict:
   """Scores `model` on `split`, compares it with the baselines, writes the report into workdir.
 
+  The report covers every declared subgroup of the dataset (`subgroups`); where
+  the dataset declares possible shortcuts, the metadata-only baseline on them
+  is fitted here (on the training split, threshold on validation) and the
+  model is compared with it overall and inside each stratum.
+
   Args:
     model: a Keras model taking uint8 images, or the path of a saved one.
     builder: the prepared dataset (`data.load_builder`).
     split: 'test', 'validation', 'train' or 'all' (cross-dataset).
     workdir: where metrics.json, the PNGs, report.md and (when the threshold
-      was chosen here) operating_point.json are written.
+      was chosen here) operating_point.json are written; calibration.json too
+      when the calibration maps were fitted here, on the validation split (for
+      'all', the maps beside the operating point used are applied instead).
     image_size, batch_size: the model's input side (None: read from the model); prediction batch size.
     protocol: how the validation split picks the threshold, and the patient-level bootstrap.
     tb_logdir: also log the plots to TensorBoard there.
@@ -104,26 +113,68 @@ def evaluate_model(model, builder, split: str, workdir, image_size: int | None, 
     model = models.load(model_path, data.num_classes(builder), flag="model")
   image_size = image_size or model.input_shape[1]
   class_names = builder.info.features["label"].names
+  binary = len(class_names) == 2
+  declaration = subgroups.declared(builder)
+  # Validation predictions: where the threshold (unless given) and the calibration maps are fitted.
+  fits_here = binary and split != "all" and "validation" in builder.info.splits
+  validation = predict(model, builder, "validation", image_size, batch_size) if fits_here else None
   operating = None
-  if len(class_names) == 2:
+  if binary:
     operating = _operating_point(model, model_path, builder, split, image_size, batch_size, threshold,
-                                 protocol.threshold_rule, protocol.target_recall)
+                                 protocol.threshold_rule, protocol.target_recall, validation)
   target = predict(model, builder, split, image_size, batch_size)
-  shares = baselines.class_shares(data.split_metadata(builder, "train")["label"], len(class_names))
+  tables = {"train": data.split_metadata(builder, "train", declaration.columns),
+            "target": data.split_metadata(builder, split, declaration.columns)}
+  if "validation" in builder.info.splits:
+    tables["validation"] = data.split_metadata(builder, "validation", declaration.columns)
+  if not np.array_equal(tables["target"]["patient_id"], target.patient_id):
+    raise ValueError(f"the metadata of {builder.info.full_name} {split} is not in the order of its predictions")
+  target.features = {key: value for key, value in tables["target"].items() if key not in ("label", "patient_id")}
+  shares = baselines.class_shares(tables["train"]["label"], len(class_names))
   metadata = {"label": target.labels, "patient_id": target.patient_id, "laterality": target.laterality}
   compared = {name: (make(shares, metadata), None, baselines.DESCRIPTIONS[name])
               for name, make in (("majority", baselines.majority), ("prior_random", baselines.prior_random))}
+  if declaration.shortcuts:
+    compared[assessment.METADATA_BASELINE] = baselines.metadata_baseline(
+        tables, target, declaration, protocol.threshold_rule, protocol.target_recall)
   if baselines_dir:
     compared.update(baselines.load(baselines_dir, builder.info.full_name, split))
   result, curves = assessment.assess(target, class_names, operating, baselines=compared,
-                                     n_bootstrap=protocol.n_bootstrap, seed=protocol.seed)
+                                     n_bootstrap=protocol.n_bootstrap, seed=protocol.seed, declaration=declaration)
+  maps, how = _calibration_maps(validation, model_path, threshold, builder)
+  if maps:
+    result["calibration"] = calibration.judge_levels(assessment.levels(target, 2), maps, how,
+                                                     protocol.n_bootstrap, protocol.seed)
   result = {"dataset": assessment.dataset_entry(builder, split, target, class_names),
             "model": model_path or model.name, **result}
   report.write(result, curves, workdir, tb_logdir)
   if operating is not None and _chooses_threshold(builder, split, threshold):
     operating.save(workdir)
+  if maps and validation is not None:
+    calibration.save(maps, workdir)
   logging.info("evaluation of %s on %s %s written to %s", result["model"], builder.info.full_name, split, workdir)
   return report.plain(result)
+
+
+def _calibration_maps(validation, model_path, threshold, builder) -> tuple:
+  """(level -> calibration map, how it was obtained), or (None, None).
+
+  Fitted on the validation predictions when there are some; otherwise the
+  calibration.json beside the operating point the threshold came from (the
+  model's training run), as for the threshold.
+  """
+  if validation is not None:
+    validation_levels = assessment.levels(validation, 2)
+    fitted_on = f"the {builder.info.full_name} validation split"
+    return ({name: calibration.fit(validation_levels[name].labels, validation_levels[name].scores, fitted_on)
+             for name in assessment.THRESHOLD_LEVELS}, f"fitted on {fitted_on}, rule: {calibration.RULE}")
+  if isinstance(threshold, (int, float)):
+    return None, None
+  source = pathlib.Path(threshold) if threshold else stored_operating_point(model_path)
+  stored = source.parent / calibration.CALIBRATION if source else None
+  if stored is None or not stored.exists():
+    return None, None
+  return calibration.load(stored), f"taken from {stored}"
 
 
 def main(argv):

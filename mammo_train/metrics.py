@@ -56,6 +56,30 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, rule: str = "recall
   return float(np.nextafter(np.max(scores), np.inf))  # "above every score": nothing is called malignant
 
 
+def units(ids) -> tuple:
+  """(index, inverse) of the units `ids` name, ordered by id: each unit's first member, each member's unit."""
+  _, index, inverse = np.unique(np.asarray(ids, dtype=str), return_index=True, return_inverse=True)
+  return index, inverse
+
+
+def pool(values, inverse, how: str = "mean") -> np.ndarray:
+  """Per-unit mean or maximum of per-member `values` ([N] or [N, K]); `inverse` from `units`."""
+  values = np.asarray(values, dtype=float)
+  n_units = int(inverse.max()) + 1 if len(inverse) else 0
+  if how == "max":
+    pooled = np.full((n_units,) + values.shape[1:], -np.inf)
+    np.maximum.at(pooled, inverse, values)
+    return pooled
+  sums = np.zeros((n_units,) + values.shape[1:])
+  np.add.at(sums, inverse, values)
+  counts = np.bincount(inverse, minlength=n_units).astype(float)
+  return sums / counts.reshape((-1,) + (1,) * (values.ndim - 1))
+
+
+def breast_ids(patient_ids, lateralities) -> np.ndarray:
+  return np.char.add(np.char.add(np.asarray(patient_ids, dtype=str), "/"), np.asarray(lateralities, dtype=str))
+
+
 def breast_level(labels, scores, decisions, patient_ids, lateralities):
   """Aggregates views to breasts: a breast's score and decision are the means of its views'.
 
@@ -63,21 +87,11 @@ def breast_level(labels, scores, decisions, patient_ids, lateralities):
   breast id (patient id + laterality). CMMD labels a breast, not a view, so
   this is the level its labels are defined at.
   """
-  breast_ids = np.char.add(np.char.add(np.asarray(patient_ids, dtype=str), "/"),
-                           np.asarray(lateralities, dtype=str))
-  unique, index, inverse = np.unique(breast_ids, return_index=True, return_inverse=True)
-  counts = np.bincount(inverse, minlength=len(unique)).astype(float)
+  index, inverse = units(breast_ids(patient_ids, lateralities))
   labels = np.asarray(labels)
   if np.any(labels != labels[index][inverse]):
     raise ValueError("the views of a breast disagree on its label")
-
-  def mean(values):
-    values = np.asarray(values, dtype=float)
-    sums = np.zeros((len(unique),) + values.shape[1:])
-    np.add.at(sums, inverse, values)
-    return sums / counts.reshape((-1,) + (1,) * (values.ndim - 1))
-
-  return labels[index], mean(scores), mean(decisions), np.asarray(patient_ids)[index]
+  return labels[index], pool(scores, inverse), pool(decisions, inverse), np.asarray(patient_ids)[index]
 
 
 def _expanded(labels, decisions):
@@ -214,8 +228,8 @@ def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> list:
   return [float(v) for v in np.percentile(samples, [tail, 100 - tail])]
 
 
-def evaluate(labels, scores, decisions, groups, class_names, n_resamples: int = 1000, seed: int = 0,
-             confidence: float = 0.95) -> dict:
+def with_intervals(labels, scores, decisions, groups, class_names, n_resamples: int = 1000, seed: int = 0,
+                   confidence: float = 0.95) -> dict:
   """Point metrics plus a patient-level bootstrap interval for each headline metric."""
   point = point_metrics(labels, scores, decisions, class_names)
   weights = patient_resamples(groups, n_resamples, seed)

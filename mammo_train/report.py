@@ -1,7 +1,10 @@
-"""Writes an evaluation: metrics.json, ROC / PR / confusion-matrix PNGs, report.md, TensorBoard.
+"""Writes an evaluation: metrics.json, ROC / PR / confusion-matrix / reliability PNGs, report.md, TensorBoard.
 
 The JSON holds every number, for machines and later comparison; report.md is
-for a person and embeds the PNGs; the same PNGs go to TensorBoard as images
+for a person and embeds the PNGs. Its first lines say plainly whether the
+model beats the metadata-only baseline, overall and inside each shortcut
+stratum, and which subgroup is weakest; then come the levels, the subgroup
+tables, the within-stratum comparisons, calibration and the baselines; the same PNGs go to TensorBoard as images
 so a training run's dashboard shows the final evaluation next to its curves.
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot state, no
 display needed).
@@ -101,8 +104,13 @@ def interval_text(level: dict, name: str) -> str:
 
 
 def _level_section(level_name: str, level: dict, class_names, figures) -> list:
-  lines = [f"## {level_name.capitalize()} level", "",
-           f"{level['n']} {level_name}s from {level['n_patients']} patients.", "",
+  units = (f"{level['n']} patients" if level_name == "patient"
+           else f"{level['n']} {level_name}s from {level['n_patients']} patients")
+  rule = {"breast": " A breast's score is the mean of its views' scores.",
+          "patient": " A patient's score is the highest of their breasts' scores, and a patient is called "
+                     "malignant when any breast is (the breast threshold); each patient has one exam here, "
+                     "so this is also the exam level."}.get(level_name, "")
+  lines = [f"## {level_name.capitalize()} level", "", f"{units}.{rule}", "",
            "| metric | value [95% CI] |", "| --- | --- |"]
   lines += [f"| {name} | {interval_text(level, name)} |" for name in HEADLINE if name in level]
   lines += ["", "| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
@@ -130,7 +138,7 @@ def _baseline_section(baselines: dict, levels) -> list:
   lines = ["## Baselines", "",
            "Same splits, same metrics. Differences are model minus baseline with a paired patient-level "
            "bootstrap interval; the model beats a baseline on a metric when the whole interval is above 0.", ""]
-  for level_name in levels:
+  for level_name in [name for name in levels if any(name in b["comparison"] for b in baselines.values())]:
     lines += [f"### {level_name.capitalize()} level", "",
               "| baseline | metric | baseline value | model - baseline [95% CI] | model beats it |",
               "| --- | --- | --- | --- | --- |"]
@@ -152,12 +160,168 @@ def _baseline_section(baselines: dict, levels) -> list:
   return lines + [""]
 
 
+def _difference_text(row: dict) -> str:
+  """'+0.031 [-0.012, +0.074]' for a comparison entry (difference, ci)."""
+  if row.get("difference") is None:
+    return "n/a"
+  low, high = row.get("ci") or (None, None)
+  if low is None:
+    return f"{row['difference']:+.3f}"
+  return f"{row['difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def _metric_label(metric: str) -> str:
+  return {"roc_auc": "ROC-AUC", "macro_roc_auc": "macro ROC-AUC"}.get(metric, metric)
+
+
+def verdict_lines(verdict: dict) -> list:
+  """The report's first lines: beats the metadata-only baseline or not, overall and per stratum; weakest."""
+  level, metric = verdict["level"], _metric_label(verdict["metric"])
+  lines = []
+  baseline = verdict.get("baseline")
+  if baseline is None and verdict.get("shortcuts"):
+    lines.append(f"- **Metadata-only baseline**: not compared here (the dataset declares "
+                 f"{', '.join(verdict['shortcuts'])} as possible shortcuts).")
+  elif baseline is None:
+    lines.append("- **Metadata-only baseline**: this dataset declares no non-image feature as a possible "
+                 "shortcut, so there is none to beat.")
+  else:
+    overall = baseline["overall"]
+    said = "beats" if overall.get("beats") else "does NOT beat"
+    lines.append(f"- **The model {said} the metadata-only baseline** ({baseline['name']}: logistic regression on "
+                 f"{' + '.join(baseline['shortcuts'])}, no pixels) at {level} level: {metric} model minus "
+                 f"baseline {_difference_text(overall)} (95% paired patient-bootstrap interval; beats = the "
+                 "whole interval above 0).")
+    cells = []
+    for row in baseline["strata"]:
+      where = f"{row['feature']} {row['subgroup']}"
+      if row["too_few"]:
+        cells.append(f"{where}: too few to say")
+      else:
+        cells.append(f"{where}: {_difference_text(row)} {'beats' if row.get('beats') else 'does not beat'}")
+    lines.append("- **Within each stratum** (the shortcut partly or wholly removed): " + "; ".join(cells) + ".")
+  weakest = verdict.get("weakest")
+  if weakest is None:
+    lines.append("- **Weakest subgroup**: none can be named; no subgroup has enough patients of each class at "
+                 "any level.")
+  else:
+    ci, at = weakest["ci"], weakest["level"]
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else ""
+    lines.append(f"- **Weakest subgroup** ({at} level {metric}): {weakest['feature']} {weakest['subgroup']}, "
+                 f"{weakest['value']:.3f}{interval} ({weakest['n']} {at}s, {weakest['n_patients']} patients)"
+                 + ("." if at == level else f"; no {level}-level subgroup has enough patients of each class."))
+  return lines
+
+
+def _subgroup_section(subgroups: dict, class_names) -> list:
+  declaration = subgroups["declaration"]
+  binary = len(class_names) == 2
+  metrics = ("roc_auc", "sensitivity", "specificity", "accuracy") if binary else (
+      "macro_roc_auc", "accuracy", "balanced_accuracy")
+  lines = ["## Subgroups", "",
+           f"Declared by the dataset ({declaration['source']}). Each subgroup is scored on its own examples, "
+           f"with its own patient bootstrap. Fewer than {declaration['min_patients_per_class']} patients in a "
+           "class: too few to say (counts only). A feature appears at the levels where it is the same for "
+           "every image of a unit (view: image level only).", ""]
+  for level_name, rows in subgroups["levels"].items():
+    if not rows:
+      continue
+    lines += [f"### {level_name.capitalize()} level", "",
+              "| feature | subgroup | n | patients | " + " | ".join(class_names) + " | "
+              + " | ".join(metrics) + " |", "| --- " * (4 + len(class_names) + len(metrics)) + "|"]
+    for row in rows:
+      counts = " | ".join(f"{row['per_class'][name]['n']}" for name in class_names)
+      values = (" | ".join(["too few to say"] + [""] * (len(metrics) - 1)) if row["too_few"]
+                else " | ".join(interval_text(_flat(row["metrics"], class_names), name) for name in metrics))
+      lines.append(f"| {row['feature']} | {row['subgroup']} | {row['n']} | {row['n_patients']} | {counts} | "
+                   f"{values} |")
+    lines.append("")
+  return lines
+
+
+def _strata_section(strata: dict, baselines: dict, metric: str) -> list:
+  name = strata["baseline"]
+  lines = ["## The model against the metadata-only baseline, inside each stratum", "",
+           f"{name}: {baselines[name]['description']}. Inside a stratum of a "
+           f"shortcut, that shortcut cannot separate the classes any more; what is left is what the model "
+           f"learned elsewhere. {_metric_label(metric)}; difference = model minus baseline with a paired "
+           "patient-bootstrap interval.", ""]
+  for level_name, rows in strata["levels"].items():
+    if not rows:
+      continue
+    lines += [f"### {level_name.capitalize()} level", "",
+              "| shortcut | stratum | n | patients | model | baseline | model - baseline [95% CI] "
+              "| model beats it |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+      if row["too_few"]:
+        lines.append(f"| {row['feature']} | {row['subgroup']} | {row['n']} | {row['n_patients']} | "
+                     "too few to say | | | |")
+        continue
+      comparison = row["comparison"][metric]
+      lines.append(f"| {row['feature']} | {row['subgroup']} | {row['n']} | {row['n_patients']} | "
+                   f"{_interval(row['model'].get(metric), None)} | "
+                   f"{_interval(row['baseline'].get(metric), None)} | "
+                   f"{_difference_text(comparison)} | {'yes' if comparison['beats'] else 'no'} |")
+    lines.append("")
+  return lines
+
+
+def _calibration_section(calibrated: dict, figure_file: str | None) -> list:
+  lines = ["## Calibration", "",
+           f"One map per level, {calibrated['how']}, applied unchanged to this split. Expected "
+           f"calibration error over {calibrated['bins']} equal-width bins and Brier score, before and after, with "
+           "95% patient-bootstrap intervals; after - before is paired.", "",
+           "| level | map | ECE before | ECE after | ECE after - before | Brier before | Brier after | "
+           "Brier after - before |", "| --- " * 8 + "|"]
+  for level_name, entry in calibrated["levels"].items():
+    cells = []
+    for measure in ("ece", "brier"):
+      m = entry[measure]
+      cells += [_interval(m["before"], m["before_ci"]), _interval(m["after"], m["after_ci"]),
+                _difference_text({"difference": m["difference"], "ci": m["difference_ci"]})]
+    fitted = entry["map"]
+    described = fitted["method"] + (f" (slope {fitted['slope']:.3f}, intercept {fitted['intercept']:+.3f})"
+                                    if fitted["method"] == "platt" else "")
+    lines.append(f"| {level_name} | {described} | " + " | ".join(cells) + " |")
+  lines.append("")
+  if figure_file:
+    lines += [f"![reliability diagram]({figure_file})", ""]
+  return lines
+
+
+def _interval(value, ci) -> str:
+  if value is None:
+    return "n/a"
+  if not ci or ci[0] is None:
+    return f"{value:.3f}"
+  return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _reliability(calibrated: dict) -> Figure:
+  """Reliability diagram: per level, fraction malignant against mean probability, before and after."""
+  levels = calibrated["levels"]
+  figure = Figure(figsize=(5 * len(levels), 5), dpi=100, layout="constrained")
+  for axes, (level_name, entry) in zip(figure.subplots(1, len(levels), squeeze=False)[0], levels.items()):
+    for when, style in (("before", "o--"), ("after", "s-")):
+      curve = entry["reliability"][when]
+      axes.plot(curve["mean_probability"], curve["fraction_malignant"], style,
+                label=f"{when}: ECE {entry['ece'][when]:.3f}")
+    axes.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    axes.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="mean predicted P(malignant) in bin",
+             ylabel="fraction malignant in bin", title=f"reliability, {level_name} level")
+    axes.legend(loc="upper left")
+  return figure
+
+
 def markdown(result: dict, figures: dict) -> str:
   """report.md: what was evaluated, on what, at which threshold, and how well."""
   dataset, class_names = result["dataset"], result["dataset"]["class_names"]
   counts = dataset["counts"]
-  lines = [f"# Evaluation of {result['model']} on {dataset['name']} ({dataset['split']})", "",
-           f"- Dataset: {dataset['name']} version {dataset['version']}, split `{dataset['split']}`: "
+  lines = [f"# Evaluation of {result['model']} on {dataset['name']} ({dataset['split']})", ""]
+  if result.get("verdict"):
+    lines += verdict_lines(result["verdict"]) + [""]
+  lines += [f"- Dataset: {dataset['name']} version {dataset['version']}, split `{dataset['split']}`: "
            f"{counts['images']} images, {counts['patients']} patients"
            + (f", {counts['breasts']} breasts" if "breasts" in counts else "") + "; per class: "
            + ", ".join(f"{name} {count}" for name, count in counts["per_class"].items()) + "."]
@@ -171,6 +335,12 @@ def markdown(result: dict, figures: dict) -> str:
             f"seed {boot['seed']}.", ""]
   for level_name, level in result["levels"].items():
     lines += _level_section(level_name, _flat(level, class_names), class_names, figures[level_name])
+  if result.get("subgroups"):
+    lines += _subgroup_section(result["subgroups"], class_names)
+  if result.get("strata"):
+    lines += _strata_section(result["strata"], result["baselines"], result["verdict"]["metric"])
+  if result.get("calibration"):
+    lines += _calibration_section(result["calibration"], figures.get("calibration"))
   if result.get("baselines"):
     lines += _baseline_section(result["baselines"], result["levels"])
   return "\n".join(lines)
@@ -216,6 +386,9 @@ def write(result: dict, curves: dict, workdir, tb_logdir=None, step: int = 0) ->
       file = f"{level_name}_{kind}.png"
       images[file] = _png(figure)
       figures[level_name].append((f"{level_name} {kind}", file))
+  if result.get("calibration"):
+    images["calibration_reliability.png"] = _png(_reliability(plain(result["calibration"])))
+    figures["calibration"] = "calibration_reliability.png"
   written = []
   for file, data in images.items():
     (workdir / file).write_bytes(data)

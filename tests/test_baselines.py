@@ -4,8 +4,9 @@ import json
 import numpy as np
 import pytest
 from absl import flags
+from sklearn.metrics import roc_auc_score as skm_auc
 
-from mammo_train import assessment, baselines, config, data, metrics
+from mammo_train import assessment, baselines, config, data, metrics, subgroups
 
 NAMES = metrics.BINARY_NAMES
 
@@ -75,3 +76,32 @@ def test_run_on_tiny_synthetic_writes_reports_a_model_can_be_compared_with(tiny_
 
 def test_importing_defines_no_flags():
   assert "baselines" not in flags.FLAGS and "target_recall" not in flags.FLAGS
+
+
+def test_metadata_logistic_reads_numbers_categories_and_missing_values():
+  """Malignant = D2 or older than 60; a missing age (-1) must not read as 'young'."""
+  rng = np.random.default_rng(0)
+  subset = rng.choice(["D1", "D2"], 400)
+  age = rng.integers(30, 90, 400)
+  labels = ((subset == "D2") | (age > 60)).astype(int)
+  recorded = np.where(rng.uniform(size=400) < 0.1, -1, age)
+  train = _metadata(labels, age=recorded, subset=subset)
+  model = baselines.fit_metadata_logistic(train, ["age", "subset"], {"age": -1})
+  scores = baselines.predict_metadata_logistic(model, train)
+  known = recorded >= 0
+  assert skm_auc(labels[known], scores[known]) > 0.95
+  unseen = _metadata(np.array([0, 1]), age=np.array([50, -1]), subset=np.array(["D3", "D2"]))
+  assert np.all(np.isfinite(baselines.predict_metadata_logistic(model, unseen)))  # unseen subset: all-zero code
+
+
+def test_metadata_baseline_is_scored_on_the_models_examples():
+  labels = np.array([0, 0, 1, 1] * 10)  # two views per breast
+  train = validation = scored = _metadata(labels, subset=np.where(labels == 1, "D2", "D1"))
+  target = assessment.Predictions(labels, np.linspace(0, 1, 40), scored["patient_id"], scored["laterality"],
+                                  features={"subset": scored["subset"]})
+  declaration = subgroups.parse({"features": [{"name": "subset"}], "shortcuts": ["subset"]}, "test")
+  predictions, operating, description = baselines.metadata_baseline(
+      {"train": train, "validation": validation, "target": scored}, target, declaration)
+  assert predictions.same_examples(target) and "subset" in description
+  assert operating is not None and set(operating.thresholds) == {"image", "breast"}
+  assert skm_auc(labels, predictions.scores) == 1.0

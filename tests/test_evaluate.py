@@ -1,5 +1,7 @@
 """End-to-end evaluation on the tiny synthetic dataset, and the protocol's guarantees."""
 import json
+import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -9,7 +11,9 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from mammo_train import assessment, config, evaluate, metrics, report
+from mammo_train import assessment, baselines, calibration, config, data, evaluate, metrics, report
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 PNGS = [f"{level}_{kind}.png" for level in ("image", "breast") for kind in ("roc", "pr", "confusion")]
 
@@ -118,3 +122,83 @@ def test_importing_defines_no_flags_and_the_cli_has_help():
   done = subprocess.run([sys.executable, "-m", "mammo_train.evaluate", "--helpfull"], capture_output=True,
                         text=True, timeout=120, check=False)
   assert "--threshold_rule" in done.stdout and "--baselines_dir" in done.stdout  # absl exits 1 after help
+
+
+def test_report_says_first_what_it_found_per_subgroup_and_calibrated(tiny_builder, model, tmp_path):
+  run = tmp_path / "run"
+  run.mkdir()
+  model.save(run / "best.keras")
+  result = evaluate.evaluate_model(str(run / "best.keras"), tiny_builder, "test", run / "eval", None, 16,
+                                   config.Protocol(n_bootstrap=20))
+  assert set(result["levels"]) == {"image", "breast", "patient"}
+  assert result["levels"]["patient"]["n"] == result["dataset"]["counts"]["patients"]
+  declared = result["subgroups"]["declaration"]
+  assert "metadata.json" in declared["source"] and declared["shortcuts"] == []
+  image_rows = {(row["feature"], row["subgroup"]) for row in result["subgroups"]["levels"]["image"]}
+  assert {("view", "CC"), ("view", "MLO"), ("laterality", "L"), ("laterality", "R")} <= image_rows
+  assert {row["feature"] for row in result["subgroups"]["levels"]["breast"]} == {"laterality"}
+  lines = (run / "eval" / "report.md").read_text().splitlines()
+  assert lines[2].startswith("- **Metadata-only baseline**") and lines[3].startswith("- **Weakest subgroup**")
+  assert "## Subgroups" in lines and "## Calibration" in lines
+  maps = calibration.load(run / "eval" / calibration.CALIBRATION)
+  assert set(maps) == {"image", "breast"} and set(result["calibration"]["levels"]) == set(maps)
+  assert _valid_png(run / "eval" / "calibration_reliability.png")
+  crossed = evaluate.evaluate_model(str(run / "best.keras"), tiny_builder, "all", tmp_path / "cross", None, 16,
+                                    config.Protocol(n_bootstrap=20))
+  assert f"taken from {run / 'eval' / calibration.CALIBRATION}" == crossed["calibration"]["how"]
+  assert not (tmp_path / "cross" / calibration.CALIBRATION).exists()
+
+
+def test_dataset_prepared_before_subgroups_were_declared_still_evaluates(tiny_data_dir, model, tmp_path):
+  old = tmp_path / "tfds"
+  shutil.copytree(tiny_data_dir, old)
+  (stored,) = old.glob("synthetic/tiny/*/metadata.json")
+  metadata = json.loads(stored.read_text())
+  del metadata["subgroups"]
+  stored.write_text(json.dumps(metadata))
+  builder = data.load_builder("synthetic/tiny", str(old))
+  result = evaluate.evaluate_model(model, builder, "test", tmp_path / "eval", 64, 16,
+                                   config.Protocol(n_bootstrap=10))
+  assert "built before" in result["subgroups"]["declaration"]["source"]
+  assert {row["feature"] for row in result["subgroups"]["levels"]["image"]} == {"laterality", "view"}
+
+
+@pytest.fixture(scope="module")
+def cmmd_builder(tmp_path_factory):
+  """A CMMD-layout tree (tools/write_cmmd.py, 80 patients, small films) built at 64x64 by the tfds command."""
+  manual, data_dir = tmp_path_factory.mktemp("cmmd_manual"), tmp_path_factory.mktemp("cmmd_tfds")
+  subprocess.run([sys.executable, str(REPO / "tools" / "write_cmmd.py"), str(manual), "--patients", "80",
+                  "--height", "120", "--width", "100"], check=True, capture_output=True, cwd=REPO)
+  tfds_cli = pathlib.Path(sys.executable).parent / "tfds"
+  subprocess.run([str(tfds_cli), "build", str(REPO / "mammo_tfds" / "cmmd"),
+                  '--config={"name": "64", "image_size": 64}',
+                  f"--manual_dir={manual}", f"--data_dir={data_dir}"], cwd=data_dir, check=True, capture_output=True)
+  return data.load_builder("cmmd/64", str(data_dir))
+
+
+def test_cmmd_model_is_compared_with_age_and_subset_inside_each_stratum(cmmd_builder, model, tmp_path):
+  result = evaluate.evaluate_model(model, cmmd_builder, "test", tmp_path, 64, 16, config.Protocol(n_bootstrap=20))
+  assert result["subgroups"]["declaration"]["shortcuts"] == ["age", "subset"]
+  baseline = result["baselines"][assessment.METADATA_BASELINE]
+  assert "age, subset" in baseline["description"]
+  strata = result["strata"]["levels"]["breast"]
+  assert {row["feature"] for row in strata} == {"age", "subset"}
+  assert sum(row["n"] for row in strata if row["feature"] == "subset") == result["levels"]["breast"]["n"]
+  assert result["verdict"]["baseline"]["overall"] == baseline["comparison"]["breast"]["roc_auc"]
+  breast_features = {row["feature"] for row in result["subgroups"]["levels"]["breast"]}
+  assert breast_features == {"subset", "age", "abnormality", "laterality"}
+  lines = (tmp_path / "report.md").read_text().splitlines()
+  assert lines[2].startswith("- **The model") and "age + subset" in lines[2]
+  assert lines[3].startswith("- **Within each stratum**") and "subset D1" in lines[3]
+
+
+def test_cmmd_baselines_include_the_metadata_baseline_a_model_is_then_compared_with(cmmd_builder, model, tmp_path):
+  results = baselines.run(cmmd_builder, "test", tmp_path / "baselines",
+                          names=("age_logistic", "metadata_logistic"),
+                          protocol=config.Protocol(n_bootstrap=10))
+  assert set(results) == {"age_logistic", "metadata_logistic"}
+  assert results["metadata_logistic"]["subgroups"]["declaration"]["shortcuts"] == ["age", "subset"]
+  result = evaluate.evaluate_model(model, cmmd_builder, "test", tmp_path / "eval", 64, 16,
+                                   config.Protocol(n_bootstrap=10), baselines_dir=tmp_path / "baselines")
+  loaded = result["baselines"][assessment.METADATA_BASELINE]["levels"]["breast"]["roc_auc"]
+  assert loaded == pytest.approx(results["metadata_logistic"]["levels"]["breast"]["roc_auc"])

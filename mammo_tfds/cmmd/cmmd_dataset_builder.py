@@ -13,6 +13,14 @@ from mammo_tfds import builder_configs, features, generation, splits
 from mammo_tfds.cmmd import examples
 
 HOMEPAGE = "https://www.cancerimagingarchive.net/collection/cmmd/"
+# Subgroups the evaluation reports and the possible shortcuts its metadata-only
+# baseline is fitted on (schema: mammo_train/subgroups.py; README "Subgroups
+# and possible shortcuts"). Stored in metadata.json with the prepared dataset.
+SUBGROUPS = {
+    "features": [{"name": "subset"}, {"name": "age", "bands": [40, 50, 60, 70], "missing": -1},
+                 {"name": "abnormality"}, {"name": "view"}, {"name": "laterality"}],
+    "shortcuts": ["age", "subset"],
+}
 
 class Builder(generation.ParallelBuilder):
   """CMMD mammograms labelled benign / malignant per breast."""
@@ -48,7 +56,7 @@ class Builder(generation.ParallelBuilder):
         features=tfds.features.FeaturesDict(schema),
         supervised_keys=("image", "label"),
         homepage=HOMEPAGE,
-        metadata=tfds.core.MetadataDict(),
+        metadata=tfds.core.MetadataDict(subgroups=SUBGROUPS),
     )
 
   def _split_generators(self, dl_manager):

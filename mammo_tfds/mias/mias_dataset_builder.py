@@ -24,6 +24,14 @@ from mammo_tfds.mias import examples, info
 ARCHIVE = "all-mias.tar.gz"
 LABEL_TABLES = ("Info.txt", "Info_kaggle.txt")  # the first one found is used
 SPLIT_SEED = 0
+# Subgroups the evaluation reports, per task (schema: mammo_train/subgroups.py;
+# README "Subgroups and possible shortcuts"). No possible shortcut is declared:
+# tissue density is read from the film itself. For the density task the
+# tissue is the label, so its subgroups are the severities instead.
+SUBGROUPS = {
+    "abnormal": {"features": [{"name": "tissue"}, {"name": "laterality"}, {"name": "view"}], "shortcuts": []},
+    "density": {"features": [{"name": "severity"}, {"name": "laterality"}, {"name": "view"}], "shortcuts": []},
+}
 _FILM = re.compile(r"mdb\d{3}\.pgm")
 
 
@@ -137,7 +145,7 @@ class Builder(generation.ParallelBuilder):
         }),
         supervised_keys=("image", "label"),
         homepage="http://peipa.essex.ac.uk/info/mias.html",
-        metadata=tfds.core.MetadataDict(),
+        metadata=tfds.core.MetadataDict(subgroups=SUBGROUPS[task]),
     )
 
   def _split_generators(self, dl_manager):

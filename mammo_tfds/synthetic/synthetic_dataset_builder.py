@@ -13,6 +13,10 @@ import tensorflow_datasets as tfds
 from mammo_tfds import builder_configs, features, generation, phantom, splits
 from mammo_tfds.synthetic import examples
 
+# Subgroups the evaluation reports (schema: mammo_train/subgroups.py; README
+# "Subgroups and possible shortcuts"): the images carry no non-image cue.
+SUBGROUPS = {"features": [{"name": "laterality"}, {"name": "view"}], "shortcuts": []}
+
 
 @dataclasses.dataclass(eq=False)
 class SyntheticConfig(builder_configs.MammoConfig):
@@ -47,6 +51,7 @@ class Builder(generation.ParallelBuilder):
                     f"contrast; {list(phantom.NO_LESION_BOX)} for an image without a lesion (none here)."),
         }),
         supervised_keys=("image", "label"),
+        metadata=tfds.core.MetadataDict(subgroups=SUBGROUPS),
     )
 
   def _split_generators(self, dl_manager):
