@@ -1,7 +1,11 @@
 """New source files -> per-image and per-breast scores and decisions at a run's operating point.
 
-The library core of prediction; the command line and the run's set-up (model,
-thresholds, calibration, dataset identity) are wired on top of it. Files go
+  python -m mammo_train.predict --run=runs/synthetic --out=predictions scans/ more/*.dcm
+  python -m mammo_train.predict --run=runs/cmmd --manifest=exams.csv --save_inputs --out=out pngs/
+
+Exit status: 0 when every file was scored, 1 when some were skipped (each
+named with its reason on stderr, and in predictions.json), 2 for a usage
+error (a bad flag, no files, a run folder or model that cannot be used). Files go
 through `mammo_tfds.sources.read` and `mammo_tfds.imaging.preprocess` exactly
 as a builder takes them, at the dataset's stored size, and then through the
 trainer's own `data.resize` to the model's input size, so a model sees what it
@@ -33,14 +37,15 @@ import multiprocessing
 import os
 import pathlib
 import re
+import sys
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
-from absl import logging
+from absl import flags, logging
 import numpy as np
 from PIL import Image
 
 from mammo_tfds import generation, imaging, sources
-from mammo_train import data, metrics
+from mammo_train import calibration, cli, config, data, metrics, runtime
 
 SUPPORTED_SUFFIXES = sources.RASTER_SUFFIXES + sources.DICOM_SUFFIXES
 NYU_NAME = re.compile(r"^(?P<exam>.+)_(?P<laterality>[LR])-(?P<view>CC|MLO)$")
@@ -417,3 +422,44 @@ def write(out_dir, identity: dict, result: Result, image_rows: list, breast_rows
     for row in image_rows + breast_rows:
       writer.writerow({**identity, **{k: ("" if v is None else v) for k, v in row.items()}})
   return csv_path, json_path
+
+
+def _progress_bar(done: int, total: int):
+  print(f"\rpredict: {done}/{total} files", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+
+def main(argv):
+  cfg = config.predict_from_flags(flags.FLAGS, argv[1:])
+  trained = runtime.load_trained_run(cfg.run, cfg.model)
+  config.check(trained.operating_point, f"--run={cfg.run}: no eval/operating_point.json: the run's evaluation "
+               "chooses the thresholds predictions are decided at (finish the run first)")
+  with open(trained.operating_point) as f:
+    operating = json.load(f)
+  try:  # the run's and the user's files: a damaged one is a usage error naming it
+    maps = calibration.load(trained.calibration) if trained.calibration else None
+    manifest = read_manifest(cfg.manifest) if cfg.manifest else None
+  except ValueError as error:
+    raise config.ConfigError(str(error)) from None
+  try:
+    files = expand_paths(cfg.paths)
+  except ValueError as error:
+    raise config.ConfigError(str(error)) from None
+  config.check(files, f"no DICOM / PGM / PNG / JPEG / TIFF files in {' '.join(cfg.paths)}")
+  runtime.write_flags(cfg.out, config.flagfile(flags.FLAGS, config.PREDICT_FLAGS) + "\n".join(cfg.paths) + "\n")
+  result = predict_files(trained.model, files, stored_size=trained.stored_size, image_size=trained.model.input_shape[1],
+                         batch_size=cfg.batch_size, manifest=manifest, allow_non_mammogram=cfg.allow_non_mammogram,
+                         save_inputs=os.path.join(cfg.out, "inputs") if cfg.save_inputs else None,
+                         progress=_progress_bar if sys.stderr.isatty() and len(files) > 8 else None)
+  image_rows, breast_rows = rows(result, operating["thresholds"],
+                                 (lambda level, scores: maps[level].apply(scores)) if maps else None)
+  identity = {**trained.identity, "threshold_rule": operating.get("how", "")}
+  csv_path, json_path = write(cfg.out, identity, result, image_rows, breast_rows)
+  for failure in result.failures:
+    print(f"mammo_train.predict: skipped {failure.path}: {failure.reason} ({failure.detail})", file=sys.stderr)
+  print(f"{summary(result, image_rows, breast_rows)}\npredictions: {csv_path}, {json_path}")
+  if result.failures:
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  cli.run("mammo_train.predict", config.define_predict_flags, main, takes_paths=True)

@@ -198,3 +198,82 @@ def test_an_unexpected_error_in_one_file_loses_only_that_file(cmmd_tree, monkeyp
   assert [i.prepared.path for i in result.images] == [files[0], files[2]]
   assert [(f.path, f.reason, f.detail) for f in result.failures] == [
       (files[1], "unexpected error", "RuntimeError: decoder crashed")]
+
+
+# --- The command line, on a real training run. -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_data_dir, tmp_path_factory):
+  """A finished 1-epoch training run on synthetic/tiny at 32 px (stored at 64): model, thresholds, calibration."""
+  from absl import flags as absl_flags  # pylint: disable=import-outside-toplevel
+  from mammo_train import config, train  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path_factory.mktemp("runs") / "tiny"
+  values = absl_flags.FlagValues()
+  config.define_train_flags(values)
+  values(["mammo_train", "--dataset=synthetic/tiny", f"--data_dir={tiny_data_dir}", f"--workdir={workdir}",
+          f"--image_size={SIZE}", "--batch_size=8", "--epochs=1", "--precision=float32", "--n_bootstrap=20"])
+  train.train(config.train_from_flags(values), "")
+  return workdir
+
+
+def _predict_cli(argv, capsys, monkeypatch) -> tuple:
+  from absl import flags as absl_flags  # pylint: disable=import-outside-toplevel
+  from mammo_train import cli, config  # pylint: disable=import-outside-toplevel
+  values = absl_flags.FlagValues()
+  config.define_predict_flags(values)
+  monkeypatch.setattr(absl_flags, "FLAGS", values)
+  status = 0
+  try:
+    cli.invoke("mammo_train.predict", predict.main, cli.parse("mammo_train.predict", values,
+                                                              ["mammo_train.predict", *argv], takes_paths=True))
+  except SystemExit as exit_:
+    status = exit_.code
+  return status, capsys.readouterr()
+
+
+def test_command_line_scores_a_mixed_folder_and_exits_1_for_the_skipped_files(trained_run, mixed, tmp_path,
+                                                                              capsys, monkeypatch):
+  out = tmp_path / "out"
+  status, printed = _predict_cli([f"--run={trained_run}", f"--out={out}", "--save_inputs", str(mixed)], capsys,
+                                 monkeypatch)
+  assert status == 1, printed.err
+  skipped = [line for line in printed.err.splitlines() if line.startswith("mammo_train.predict: skipped")]
+  assert {line.split(": ")[1].split()[1] for line in skipped} == {
+      str(mixed / name) for name in ("raw.dcm", "broken.dcm", "ct.dcm")}
+  with open(out / "predictions.csv") as f:
+    table = list(csv.DictReader(f))
+  images = [row for row in table if row["level"] == "image"]
+  breasts = [row for row in table if row["level"] == "breast"]
+  assert len(images) == len(predict.expand_paths([str(mixed)])) - 3
+  assert {(row["patient_id"], row["laterality"]) for row in breasts if "nyu" in row["source"]} == {
+      (str(mixed / "nyu" / "0"), "L"), (str(mixed / "nyu" / "0"), "R")}
+  operating = json.loads((trained_run / "eval" / "operating_point.json").read_text())["thresholds"]
+  for row in table:
+    assert row["dataset"] == "synthetic/tiny" and row["dataset_version"] == "1.1.0" and row["model"] == "cnn"
+    assert float(row["threshold"]) == pytest.approx(operating[row["level"]])
+    assert row["decision"] == ("malignant" if float(row["score"]) >= float(row["threshold"]) else "benign")
+    assert 0 <= float(row["probability"]) <= 1  # calibrated on the run's validation split
+  assert len(list((out / "inputs").glob("*.png"))) == len(images)
+  assert (out / "flags.txt").read_text().splitlines()[-1] == str(mixed)
+
+
+def test_command_line_exits_0_when_every_file_is_scored(trained_run, shared_data, tmp_path, capsys, monkeypatch):
+  nyu = sorted(str(p) for p in (shared_data / "real-mammograms").glob("nyu_gmic_0_*.png"))
+  status, printed = _predict_cli([f"--run={trained_run}", f"--out={tmp_path}", *nyu], capsys, monkeypatch)
+  assert status == 0, printed.err
+  assert printed.out.startswith("scored 4 of 4 files")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out=o", "x.png"], "--run is required"),
+    (["--run={run}", "--out=o"], "no files given"),
+    (["--run={run}", "--out=o", "nowhere/*.dcm"], "the pattern matches nothing"),
+    (["--run={run}", "--out=o", "--model=nowhere.keras", "x.png"], "--model=nowhere.keras: no such file"),
+    (["--run={tmp}", "--out=o", "x.png"], "no run.json"),
+])
+def test_command_line_usage_errors_are_one_line(argv, message, trained_run, tmp_path, capsys, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  status, printed = _predict_cli([arg.format(run=trained_run, tmp=tmp_path) for arg in argv], capsys, monkeypatch)
+  lines = printed.err.splitlines()
+  assert status == 2 and len(lines) == 1 and lines[0].startswith("mammo_train.predict: error:") and message in lines[0]
