@@ -275,6 +275,8 @@ def main(argv):
   del argv
   cfg = config.baselines_from_flags(flags.FLAGS)
   prepared = runtime.set_up(cfg.dataset, cfg.data_dir, batch_size=cfg.batch_size, seed=cfg.protocol.seed)
+  runtime.require_splits(prepared.builder, ["train", "validation"] + ([cfg.split] if cfg.split != "all" else []),
+                         "the baselines (fitted on train, thresholds chosen on validation)")
   runtime.write_flags(cfg.workdir, config.flagfile(flags.FLAGS, config.BASELINES_FLAGS))
   run(prepared.builder, cfg.split, cfg.workdir, cfg.names, cfg.image_size, cfg.batch_size, cfg.epochs, cfg.protocol)
   print((pathlib.Path(cfg.workdir) / "report.md").read_text())

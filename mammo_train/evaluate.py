@@ -181,6 +181,8 @@ def main(argv):
   del argv
   cfg = config.evaluate_from_flags(flags.FLAGS)
   run = runtime.set_up(cfg.dataset, cfg.data_dir, batch_size=cfg.batch_size, seed=cfg.protocol.seed)
+  if cfg.split != "all":
+    runtime.require_splits(run.builder, [cfg.split], f"--split={cfg.split}")
   runtime.write_flags(cfg.workdir, config.flagfile(flags.FLAGS, config.EVALUATE_FLAGS))
   result = evaluate_model(cfg.model, run.builder, cfg.split, cfg.workdir, None, cfg.batch_size, cfg.protocol,
                           tb_logdir=cfg.tb_logdir, baselines_dir=cfg.baselines_dir, threshold=cfg.threshold)

@@ -119,8 +119,18 @@ def set_up(dataset: str, data_dir: str | None, *, batch_size: int, seed: int, im
 
 
 def set_up_training(cfg: config.Train) -> Run:
-  return set_up(cfg.dataset, cfg.data_dir, batch_size=cfg.batch_size, seed=cfg.seed, image_size=cfg.image_size,
-                precision=cfg.precision, strategy=cfg.strategy, deterministic=cfg.deterministic)
+  run = set_up(cfg.dataset, cfg.data_dir, batch_size=cfg.batch_size, seed=cfg.seed, image_size=cfg.image_size,
+               precision=cfg.precision, strategy=cfg.strategy, deterministic=cfg.deterministic)
+  require_splits(run.builder, data.SPLITS, "training (train), model selection (validation) and the final "
+                 "evaluation (test)")
+  return run
+
+
+def require_splits(builder, splits, why: str):
+  """A dataset without the splits a command needs is a usage error, named, not a traceback later."""
+  missing = [split for split in splits if split not in builder.info.splits]
+  config.check(not missing, f"dataset {builder.info.full_name} has no {' or '.join(missing)} split, which "
+               f"{why} needs: it has {', '.join(builder.info.splits)}")
 
 
 def load_model(path: str, run: Run, flag: str = "model") -> keras.Model:

@@ -12,6 +12,7 @@ import argparse
 import csv
 import dataclasses
 import pathlib
+import sys
 from typing import List, Optional
 
 import numpy as np
@@ -19,8 +20,10 @@ import pydicom
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from mammo_tfds import phantom
-from tools import write_cmmd
+if not __package__:  # run as `python tools/write_manifest.py`: the repo root is not on the path
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from mammo_tfds import phantom  # pylint: disable=wrong-import-position
+from tools import write_cmmd  # pylint: disable=wrong-import-position
 
 FORMATS = ("dicom", "png16", "png8", "jpeg")
 SUFFIXES = {"dicom": ".dcm", "png16": ".png", "png8": ".png", "jpeg": ".jpg"}
