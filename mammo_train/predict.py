@@ -452,7 +452,9 @@ def main(argv):
                          progress=_progress_bar if sys.stderr.isatty() and len(files) > 8 else None)
   image_rows, breast_rows = rows(result, operating["thresholds"],
                                  (lambda level, scores: maps[level].apply(scores)) if maps else None)
-  identity = {**trained.identity, "threshold_rule": operating.get("how", "")}
+  rule = operating.get("rule") or "given"
+  identity = {**trained.identity, "threshold_rule": f"{rule} {operating['target_recall']:g}"
+              if operating.get("target_recall") else rule}
   csv_path, json_path = write(cfg.out, identity, result, image_rows, breast_rows)
   for failure in result.failures:
     print(f"mammo_train.predict: skipped {failure.path}: {failure.reason} ({failure.detail})", file=sys.stderr)
