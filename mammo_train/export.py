@@ -218,7 +218,10 @@ def run_clean(exports: list[tuple[str, str]], images: np.ndarray) -> list[dict]:
   isolated interpreter that imports none of this package."""
   with tempfile.TemporaryDirectory(prefix="mammo-export-check-") as scratch:
     images_path, outputs_path = os.path.join(scratch, "images.npy"), os.path.join(scratch, "outputs.npz")
-    np.save(images_path, images)
+    if isinstance(images, np.memmap) and images.filename:  # already a .npy file (`split_images`)
+      images_path = images.filename
+    else:
+      np.save(images_path, images)
     command = [sys.executable, "-I", export_check.__file__, images_path, outputs_path]
     command += [str(part) for export in exports for part in export]
     where = ", ".join(str(path) for _, path in exports)
@@ -271,7 +274,8 @@ def compare(name: str, outputs: dict, reference: dict, labels: np.ndarray | None
 
 
 def keras_reference(model: keras.Model, serving: Serving, images: np.ndarray, batch_size: int = 32) -> dict:
-  raw = model.predict(images, batch_size=batch_size, verbose=0)
+  raw = np.concatenate([np.asarray(model.predict_on_batch(images[start:start + batch_size]))
+                        for start in range(0, len(images), batch_size)])
   return {key: value.numpy() for key, value in serving.from_model_outputs(tf.constant(raw)).items()}
 
 
@@ -317,13 +321,22 @@ def run_builder(run: dict, data_dir: str | None = None):
   return builder
 
 
-def split_images(builder, split: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-  """(uint8 images [N, S, S, 1], labels [N]) of a split, exactly as evaluation feeds the model."""
-  images, labels = [], []
+def split_images(builder, split: str, image_size: int, path) -> tuple[np.ndarray, np.ndarray]:
+  """(uint8 images [N, S, S, 1], labels [N]) of a split, exactly as evaluation feeds the model.
+
+  Streamed batch by batch into the .npy file `path` and returned
+  memory-mapped, so a large test split never sits in memory: the checks read
+  it back in batches, in this process and in the clean one.
+  """
+  count = data.num_examples(builder, split)
+  images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(count, image_size, image_size, 1))
+  labels, start = [], 0
   for batch_images, batch_labels in data.eval_batches(builder, split, image_size, 64).as_numpy_iterator():
-    images.append(batch_images)
+    images[start:start + len(batch_images)] = batch_images
     labels.append(batch_labels)
-  return np.concatenate(images), np.concatenate(labels)
+    start += len(batch_images)
+  images.flush()
+  return images, np.concatenate(labels)
 
 
 # ------------------------------------------------------------------------------------------ the card
@@ -506,23 +519,25 @@ def export(model_path, fmt: str, out_dir, calibration=None, run_info=None, *, im
   model = float32_model(trained)
   serving = Serving(model, image_calibration(calibration))
   size = model.input_shape[1]
-  if images is None:
-    images, labels = split_images(builder, "test", size)
-    images_name = f"the {len(images)} images of the {builder.info.full_name} test split"
-  images = np.asarray(images)
-  if images.dtype != np.uint8 or images.shape[1:] != (size, size, 1):
-    raise ValueError(f"check images must be uint8 [N, {size}, {size}, 1], got {images.dtype} {list(images.shape)}")
-
-  out_dir = pathlib.Path(out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
-  files = {name: out_dir / file for name, file in _FILES[fmt].items()}
-  _write(fmt, serving, files)
-  exports = _checks(files, model, serving, images, labels, images_name or f"{len(images)} given images")
-  card = model_card(run, model, serving, builder.info.features["image"].shape[0], calibration_source,
-                    {**_previous_exports(out_dir, model_path), **exports}, model_path)
-  if model is not trained:
-    card["model"]["max_abs_diff_float32_vs_trained_precision"] = _largest_differences(
-        keras_reference(trained, serving, images), keras_reference(model, serving, images))
+  with tempfile.TemporaryDirectory(prefix="mammo-export-") as scratch:
+    if images is None:
+      images, labels = split_images(builder, "test", size, os.path.join(scratch, "images.npy"))
+      images_name = f"the {len(images)} images of the {builder.info.full_name} test split"
+    elif not isinstance(images, np.ndarray):
+      images = np.asarray(images)
+    if images.dtype != np.uint8 or images.shape[1:] != (size, size, 1):
+      raise ValueError(f"check images must be uint8 [N, {size}, {size}, 1], got {images.dtype} "
+                       f"{list(images.shape)}")
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {name: out_dir / file for name, file in _FILES[fmt].items()}
+    _write(fmt, serving, files)
+    exports = _checks(files, model, serving, images, labels, images_name or f"{len(images)} given images")
+    card = model_card(run, model, serving, builder.info.features["image"].shape[0], calibration_source,
+                      {**_previous_exports(out_dir, model_path), **exports}, model_path)
+    if model is not trained:
+      card["model"]["max_abs_diff_float32_vs_trained_precision"] = _largest_differences(
+          keras_reference(trained, serving, images), keras_reference(model, serving, images))
   (out_dir / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
   (out_dir / CARD_MD).write_text(card_markdown(card))
   failed = [name for name, entry in exports.items() if not entry["check"]["passed"]]

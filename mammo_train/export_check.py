@@ -18,7 +18,7 @@ BATCH = 32
 
 def _batches(images):
   for start in range(0, len(images), BATCH):
-    yield images[start:start + BATCH]
+    yield np.ascontiguousarray(images[start:start + BATCH])
 
 
 def run_saved_model(path, images):
@@ -50,7 +50,7 @@ RUNNERS = {"saved_model": run_saved_model, "tflite": run_tflite, "onnx": run_onn
 def main(argv):
   """Writes output NAME of the i-th export as array "i.NAME" of OUTPUTS.npz."""
   images_path, outputs_path, exports = argv[1], argv[2], argv[3:]
-  images = np.load(images_path)
+  images = np.load(images_path, mmap_mode="r")  # read batch by batch, never whole
   outputs = {}
   for index, (kind, path) in enumerate(zip(exports[::2], exports[1::2])):
     parts = list(RUNNERS[kind](path, images))

@@ -15,7 +15,7 @@ PLATT = {"method": "platt", "slope": 1.7, "intercept": -0.4, "fitted_on": "a mad
 ISOTONIC = {"method": "isotonic", "x": [0.05, 0.3, 0.6, 0.95], "y": [0.0, 0.4, 0.4, 1.0]}
 
 
-def _model(builder=None) -> keras.Model:
+def _model(builder=None, scratch=None) -> keras.Model:
   """The cnn under mixed precision, as a run on this CPU trains it; trained for a few seconds when
   given the dataset: an untrained cnn's scores bunch so closely that int8 rounding reorders many."""
   keras.utils.set_random_seed(0)
@@ -25,7 +25,7 @@ def _model(builder=None) -> keras.Model:
   finally:
     keras.mixed_precision.set_global_policy("float32")
   if builder is not None:
-    images, labels = export.split_images(builder, "train", SIZE)
+    images, labels = export.split_images(builder, "train", SIZE, scratch / "train.npy")
     model.compile(keras.optimizers.Adam(3e-3), "binary_crossentropy")
     model.fit(images, labels.astype("float32"), epochs=15, batch_size=16, verbose=0,
               class_weight=data.balancing_class_weights(data.class_counts(builder)))
@@ -36,7 +36,7 @@ def _model(builder=None) -> keras.Model:
 def run_dir(tiny_builder, tmp_path_factory):
   """A run folder as the trainer leaves it: best.keras, run.json, eval/ with metrics and threshold."""
   folder = tmp_path_factory.mktemp("run")
-  model = _model(tiny_builder)
+  model = _model(tiny_builder, tmp_path_factory.mktemp("images"))
   model.save(folder / "best.keras")
   splits = {split: data.num_examples(tiny_builder, split) for split in data.SPLITS}
   run = {"dataset": {"name": tiny_builder.info.full_name, "version": str(tiny_builder.info.version),
@@ -51,9 +51,9 @@ def run_dir(tiny_builder, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def labelled(tiny_builder):
+def labelled(tiny_builder, tmp_path_factory):
   """Every split of tiny (94 images): test alone (16) is too few for a 0.005 ROC-AUC tolerance."""
-  return export.split_images(tiny_builder, "all", SIZE)
+  return export.split_images(tiny_builder, "all", SIZE, tmp_path_factory.mktemp("images") / "all.npy")
 
 
 @pytest.fixture(scope="module")
