@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator, List, Union
 import tensorflow_datasets as tfds
 from absl import logging
 
-from mammo_tfds import skips
+from mammo_tfds import builder_configs, skips
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,8 +136,15 @@ def parallel_map(fn: Callable, items: list) -> Iterator:
 
 
 class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Base of the mammo builders: `_generate_examples(items)` maps `_item_fn()` over items."""
+  """Base of the mammo builders: `_generate_examples(items)` maps `_item_fn()` over items.
 
+  A dataset is built at 600x600 unless it lists configs of its own; other
+  sizes are JSON configs of `builder_configs.MammoConfig` (its docstring).
+  """
+
+  BUILDER_CONFIGS = [builder_configs.MammoConfig(name="600", description="Stored 600x600.")]
+  DEFAULT_CONFIG_NAME = "600"
+  builder_config_cls = builder_configs.MammoConfig
   _use_beam = False
 
   def __init__(self, *, strict: bool | None = None, **kwargs):

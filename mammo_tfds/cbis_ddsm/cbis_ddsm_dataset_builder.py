@@ -10,7 +10,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mammo_tfds import builder_configs, features, generation, splits
+from mammo_tfds import features, generation, splits
 from mammo_tfds.cbis_ddsm import cases, examples, layouts
 
 HOMEPAGE = "https://www.cancerimagingarchive.net/collection/cbis-ddsm/"
@@ -21,9 +21,6 @@ class Builder(generation.ParallelBuilder):
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release."}
-  BUILDER_CONFIGS = [builder_configs.MammoConfig(name="600", description="Stored 600x600.")]
-  DEFAULT_CONFIG_NAME = "600"
-  builder_config_cls = builder_configs.MammoConfig
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   CBIS-DDSM cannot be downloaded automatically. Either
     - from https://www.cancerimagingarchive.net/collection/cbis-ddsm/ download the

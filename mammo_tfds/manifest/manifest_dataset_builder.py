@@ -9,7 +9,7 @@ import functools
 from absl import logging
 import tensorflow_datasets as tfds
 
-from mammo_tfds import builder_configs, features, generation, splits
+from mammo_tfds import features, generation, splits
 from mammo_tfds.manifest import examples
 
 
@@ -18,9 +18,6 @@ class Builder(generation.ParallelBuilder):
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release."}
-  BUILDER_CONFIGS = [builder_configs.MammoConfig(name="600", description="Stored 600x600.")]
-  DEFAULT_CONFIG_NAME = "600"
-  builder_config_cls = builder_configs.MammoConfig
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Put the images (DICOM, 8- or 16-bit PNG, JPEG, TIFF, PGM; any folder layout)
   and a manifest.csv under the manual dir. manifest.csv has one row per image:

@@ -121,7 +121,6 @@ class Builder(generation.ParallelBuilder):
                           description="All 322 films: fatty / fatty-glandular / dense tissue."),
   ]
   DEFAULT_CONFIG_NAME = "abnormal"
-  builder_config_cls = builder_configs.MammoConfig
 
   def _info(self) -> tfds.core.DatasetInfo:
     task, size = self.builder_config.task, self.builder_config.image_size
