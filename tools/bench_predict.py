@@ -54,7 +54,8 @@ def ensure_tree(folder: pathlib.Path, files: int) -> list:
   marker = folder / "complete"
   if not marker.exists():
     from tools import write_cmmd  # pylint: disable=import-outside-toplevel
-    print(f"writing {files} DICOMs at 2294x1914 into {folder} (about 1.5 s per image) ...", flush=True)
+    print(f"writing {files} DICOMs at 2294x1914 into {folder} (about 1.5 s per image) ...", file=sys.stderr,
+          flush=True)
     written = 0
     for series in write_cmmd.plan((files + 1) // 2, seed=0):  # 2 or 4 images per patient: enough patients
       written += len(write_cmmd.write_series(folder, series, seed=0))
@@ -100,9 +101,12 @@ def main():
   parser.add_argument("--tree_dir", default=os.path.join(tempfile.gettempdir(), "mammo_bench_predict"))
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args()
+  from mammo_train import config  # pylint: disable=import-outside-toplevel
   specs = []
   for spec in args.models.split(","):
     name, _, count = spec.partition(":")
+    if name not in config.MODELS:
+      parser.error(f"--models: {spec!r}: the model must be one of {', '.join(config.MODELS)}")
     if count and not (count.isdigit() and 0 < int(count) <= args.files):
       parser.error(f"--models: {spec!r}: FILES must be a whole number from 1 to --files={args.files}")
     specs.append((name, int(count) if count else args.files))
