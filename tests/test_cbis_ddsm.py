@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 
 from mammo_tfds import builder_configs, imaging, sources
 from mammo_tfds.cbis_ddsm import cases, cbis_ddsm_dataset_builder as cbis, examples
+from mammo_train import data, subgroups
 from tools import write_cbis
 
 SEED = 5
@@ -117,6 +118,15 @@ def test_real_splits_keep_every_patient_on_one_side(real_cases):
       1 for key in films if key[0] in official_test)
 
 
+def test_real_films_subgroup_values(real_cases):
+  """README's subgroup counts; density is one value per film, so the first row's stands for the film."""
+  films = cases.films(real_cases).values()
+  assert collections.Counter(examples.abnormality_type(film) for film in films) == {
+      "mass": 1521, "calcification": 1440, "both": 71}
+  assert all(len({c.density for c in film}) == 1 for film in films)
+  assert {max(c.subtlety for c in film) for film in films} == {1, 2, 3, 4, 5}
+
+
 def test_csv_value_outside_the_known_ones_names_file_and_row(tmp_path):
   write_cbis.write_tree(tmp_path, 2, "classic", SEED, (120, 72))
   path = tmp_path / "mass_case_description_train_set.csv"
@@ -167,6 +177,26 @@ def test_labels_abnormalities_and_lesion_boxes(built, trees, layout):
     # A film in both CSVs is one example, from one of its two series.
     assert example["source"].decode() in film.sources
     assert len(film.sources) == len(film.film.kinds)
+
+
+def test_metadata_declares_the_subgroups_and_the_evaluation_reads_them(built, trees):
+  builder, _ = built["classic"]
+  _, written = trees["classic"]
+  declared = subgroups.declared(builder)
+  assert declared.columns == ("abnormality", "breast_density", "subtlety", "view", "laterality")
+  assert declared.shortcuts == ()
+  seen = collections.Counter()
+  for split in builder.info.splits:
+    metadata = data.split_metadata(builder, split, extra=declared.columns)
+    groups = {feature.name: feature.values(metadata[feature.name]) for feature in declared.features}
+    for i, patient in enumerate(metadata["patient_id"]):
+      film = written[examples.film_key((patient, metadata["laterality"][i], metadata["view"][i]))].film
+      kinds = film.kinds
+      assert groups["abnormality"][i] == (kinds[0] if len(kinds) == 1 else "both"), patient
+      assert groups["breast_density"][i] == str(film.density)
+      assert groups["subtlety"][i] == str(max(a.subtlety for a in film.abnormalities))
+      seen[groups["abnormality"][i]] += 1
+  assert sum(seen.values()) == len(written) and seen["both"] >= 1 and seen["mass"] and seen["calcification"]
 
 
 @pytest.mark.parametrize("layout", write_cbis.LAYOUTS)

@@ -1,7 +1,9 @@
 """mammo_train.predict: files -> scores per image and per breast, on real files, fixtures and a built CMMD tree."""
 import csv
 import json
+import pathlib
 import shutil
+import tarfile
 
 import keras
 import numpy as np
@@ -11,6 +13,7 @@ import tensorflow_datasets as tfds
 
 from mammo_tfds import builder_configs, imaging, sources
 from mammo_tfds.cmmd import cmmd_dataset_builder as cmmd
+from mammo_tfds.mias import mias_dataset_builder as mias
 from mammo_train import data, evaluate, predict
 from tools import write_cmmd
 
@@ -182,6 +185,33 @@ def test_prediction_on_source_files_matches_evaluation_on_the_built_split(cmmd_t
   assert set(expected) <= set(got) and len(expected) >= 8
   assert max(abs(got[key] - expected[key]) for key in expected) <= 1e-4
   assert len({round(s, 6) for s in expected.values()}) > 1  # the model tells images apart
+
+
+def test_prediction_on_real_mias_films_matches_evaluation_on_the_built_split(shared_data, tmp_path):
+  """The same proof for the real mini-MIAS archive: PGMs without tags, chest-wall side from the pixels alone."""
+  archive = shared_data / "mias" / "all-mias.tar.gz"
+  if not archive.is_file():
+    pytest.skip(f"{archive} not found")
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  (manual / archive.name).symlink_to(archive)
+  builder = mias.Builder(data_dir=tmp_path / "data",
+                         config=builder_configs.MammoConfig(name="abnormal64", task="abnormal", image_size=STORED))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  model = _tiny_model()
+  evaluated = evaluate.predict(model, builder, "test", SIZE, batch_size=8)
+  names = data.split_metadata(builder, "test", extra=("source",))["source"]
+  expected = dict(zip(names, evaluated.scores))
+  films = tmp_path / "films"
+  with tarfile.open(archive, "r:gz") as tar:
+    tar.extractall(films, members=[tar.getmember(name) for name in names], filter="data")
+  result = predict.predict_files(model, predict.expand_paths([str(films)]), stored_size=STORED, image_size=SIZE,
+                                 batch_size=8, workers=1)
+  assert not result.failures
+  got = {pathlib.Path(i.prepared.path).name: i.score for i in result.images}
+  assert set(got) == set(expected) and len(expected) == 17
+  assert max(abs(got[name] - expected[name]) for name in expected) <= 1e-4
+  assert len({round(s, 6) for s in expected.values()}) > 1  # the model tells films apart
 
 
 def test_an_unexpected_error_in_one_file_loses_only_that_file(cmmd_tree, monkeypatch):

@@ -14,13 +14,24 @@ from mammo_tfds import features, generation, splits
 from mammo_tfds.cbis_ddsm import cases, examples, layouts
 
 HOMEPAGE = "https://www.cancerimagingarchive.net/collection/cbis-ddsm/"
+# Subgroups the evaluation reports (schema: mammo_train/subgroups.py; README
+# "Subgroups and possible shortcuts"), stored in metadata.json with the prepared
+# dataset. No possible shortcut: the CSVs hold no site, scanner or age, and
+# density, abnormality type and subtlety are readings of the film itself, each
+# alone near chance for the label on the real CSVs (README).
+SUBGROUPS = {
+    "features": [{"name": "abnormality"}, {"name": "breast_density"}, {"name": "subtlety"},
+                 {"name": "view"}, {"name": "laterality"}],
+    "shortcuts": [],
+}
 
 
 class Builder(generation.ParallelBuilder):
   """CBIS-DDSM scanned films, one example per film, labelled malignant if any abnormality on it is."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "First release.",
+                   "1.1.0": "Film-level `abnormality` and `subtlety` features and the subgroup declaration."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   CBIS-DDSM cannot be downloaded automatically. Either
     - from https://www.cancerimagingarchive.net/collection/cbis-ddsm/ download the
@@ -55,6 +66,9 @@ class Builder(generation.ParallelBuilder):
     schema.update({
         "abnormalities": tfds.features.Sequence(abnormality),
         "breast_density": tfds.features.Scalar(np.int32, doc="BI-RADS density 1-4 as the CSV gives it (0 on 2 rows)."),
+        "abnormality": tfds.features.ClassLabel(
+            names=list(examples.ABNORMALITY_TYPES), doc="The film's abnormality types: mass, calcification or both."),
+        "subtlety": tfds.features.Scalar(np.int32, doc="The highest subtlety rating of the film's abnormalities."),
         "official_split": tfds.features.ClassLabel(names=list(cases.OFFICIAL_SPLITS)),
         "orientation": tfds.features.Text(
             doc="What put the chest wall left: pixels, laterality, or 'pixels, laterality disagrees'."),
@@ -63,7 +77,7 @@ class Builder(generation.ParallelBuilder):
         features=tfds.features.FeaturesDict(schema),
         supervised_keys=("image", "label"),
         homepage=HOMEPAGE,
-        metadata=tfds.core.MetadataDict(),
+        metadata=tfds.core.MetadataDict(subgroups=SUBGROUPS),
     )
 
   def _split_generators(self, dl_manager):

@@ -41,6 +41,9 @@ from mammo_tfds.cbis_ddsm import cases as cases_lib
 from mammo_tfds.cbis_ddsm import layouts
 
 SPLIT_SEED = 0
+BOTH = "both"
+# The film-level abnormality type (feature `abnormality`, a subgroup): a film with masses and calcifications is both.
+ABNORMALITY_TYPES = cases_lib.KINDS + (BOTH,)
 # Official-training patients -> train / validation; the official test set is our test split.
 TRAIN_VALIDATION = (0.85, 0.15, 0.0)
 FULL, MASK, CROP = "full mammogram images", "roi mask images", "cropped images"
@@ -100,6 +103,12 @@ def plan(all_cases: List[cases_lib.Case], index: layouts.Index) -> Tuple[List[Fi
 def label(film_cases) -> int:
   """Malignant if any abnormality on the film is."""
   return features.LABELS.index("malignant" if any(c.pathology == "MALIGNANT" for c in film_cases) else "benign")
+
+
+def abnormality_type(film_cases) -> str:
+  """The film's abnormalities as one value (a subgroup needs one per image): mass, calcification or both."""
+  kinds = {case.kind for case in film_cases}
+  return kinds.pop() if len(kinds) == 1 else BOTH
 
 
 def official_split(film_cases) -> str:
@@ -226,4 +235,5 @@ def film_example(manual_dir: str, image_size: int, item: FilmItem) -> list:
   return [(item.key, features.example(
       result, image_size, label=label(item.cases), patient_id=first.patient_id, laterality=first.laterality,
       view=first.view, source=source, abnormalities=abnormalities, breast_density=first.density,
-      official_split=official_split(item.cases), orientation=result.orientation))]
+      official_split=official_split(item.cases), orientation=result.orientation,
+      abnormality=abnormality_type(item.cases), subtlety=max(case.subtlety for case in item.cases)))]

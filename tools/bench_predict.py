@@ -1,0 +1,171 @@
+"""Prediction benchmark: files per second from CMMD-size DICOMs to scores, beside decode + preprocess alone.
+
+Writes a CMMD-layout tree once (tools/write_cmmd.py, 2294x1914 8-bit DICOMs,
+kept in --tree_dir for reruns), then times, on this machine:
+
+- decode + preprocess alone: `predict.prepared_stream` over every file, at
+  the stored size (600), with 1 and 2 worker processes;
+- each model alone: its scores on the prepared images from memory, batch by
+  batch, as `predict_files` calls it (resize to the input size included);
+- end to end: `predict.expand_paths` -> `predict.predict_files` -> `predict.rows`,
+  with 1 and 2 workers, for the cnn and ResNet50 (weights none: speed does
+  not depend on them) at 600 px, float32.
+
+Each end-to-end figure is also given as ratios, measured in the same run, to
+decode alone, to the model alone, and to the two in turn (1 / (1/decode +
+1/model): what reading each batch and then scoring it gives). With 2 workers
+the files are read while the model scores the batch before, so end to end can
+pass "the two in turn" only when the machine has cores the model leaves idle:
+TensorFlow already spreads one batch over every core. Beside them, the
+machine's own limit: the per-file work in 2 processes at once vs 1 (as in
+bench_build), and what starting the 2 workers costs. The model is called
+twice on every batch shape before any timing (tracing, oneDNN's first calls).
+Each case runs once per repeat, interleaved, --repeats times, and the fastest
+counts (a shared machine only ever adds time). ResNet50 at 600 px scores
+about 0.5-2 images a second on 2 CPU cores, so it scores the first few files
+only (MODEL:FILES).
+
+  python tools/bench_predict.py                          # 24 files; cnn on all, resnet50 on 6: ~1.5 min on 2 busy
+                                                         # cores (+40 s to write the files once)
+  python tools/bench_predict.py --models=cnn --files=48 --repeats=3 --json
+"""
+import argparse
+import multiprocessing
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import bench_common  # pylint: disable=wrong-import-position
+
+STORED_SIZE = 600  # the builders' default stored size (imaging.DEFAULT_SIZE)
+IMAGE_SIZE = 600
+BATCH_SIZE = 16  # predict's default
+THRESHOLDS = {"image": 0.5, "breast": 0.5}  # any operating point: the decisions are not timed apart
+WARMUP_CALLS = 2
+
+
+def ensure_tree(folder: pathlib.Path, files: int) -> list:
+  """The first `files` DICOMs (in expand_paths order) of a tree written once with enough patients."""
+  from mammo_train import predict  # pylint: disable=import-outside-toplevel
+  marker = folder / "complete"
+  if not marker.exists():
+    from tools import write_cmmd  # pylint: disable=import-outside-toplevel
+    print(f"writing {files} DICOMs at 2294x1914 into {folder} (about 1.5 s per image) ...", file=sys.stderr,
+          flush=True)
+    written = 0
+    for series in write_cmmd.plan((files + 1) // 2, seed=0):  # 2 or 4 images per patient: enough patients
+      written += len(write_cmmd.write_series(folder, series, seed=0))
+      if written >= files:
+        break
+    marker.write_text("")
+  found = predict.expand_paths([str(folder)])
+  if len(found) < files:
+    raise SystemExit(f"--tree_dir: {folder} holds {len(found)} DICOMs, fewer than --files={files}: remove it")
+  return found[:files]
+
+
+def decode_alone(files: list, workers: int = 1) -> None:
+  from mammo_train import predict  # pylint: disable=import-outside-toplevel
+  outcomes = list(predict.prepared_stream(files, STORED_SIZE, workers=workers))
+  failed = [o for o in outcomes if isinstance(o, predict.Failure)]
+  if failed:
+    raise SystemExit(f"{failed[0].path}: {failed[0].detail}")
+
+
+def end_to_end(model, files: list, workers: int) -> None:
+  from mammo_train import predict  # pylint: disable=import-outside-toplevel
+  result = predict.predict_files(model, predict.expand_paths(files), stored_size=STORED_SIZE,
+                                 image_size=IMAGE_SIZE, batch_size=BATCH_SIZE, workers=workers)
+  image_rows, _ = predict.rows(result, THRESHOLDS)
+  if len(image_rows) != len(files):
+    raise SystemExit(f"scored {len(image_rows)} of {len(files)} files: {result.failures[:1]}")
+
+
+def model_alone(model, images) -> None:
+  from mammo_train import predict  # pylint: disable=import-outside-toplevel
+  for start in range(0, len(images), BATCH_SIZE):
+    predict._scores(model, images[start:start + BATCH_SIZE], IMAGE_SIZE)  # pylint: disable=protected-access
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--files", type=int, default=24, help="DICOMs read (decode alone, and models without :FILES)")
+  parser.add_argument("--models", default="cnn,resnet50:6",
+                      help="comma-separated MODEL[:FILES] of mammo_train.models (weights none), at 600 px; "
+                           "FILES: score only the first FILES files (default --files)")
+  parser.add_argument("--repeats", type=int, default=3, help="runs of each case; the fastest counts")
+  parser.add_argument("--tree_dir", default=os.path.join(tempfile.gettempdir(), "mammo_bench_predict"))
+  parser.add_argument("--json", action="store_true")
+  args = parser.parse_args()
+  from mammo_train import config  # pylint: disable=import-outside-toplevel
+  specs = []
+  for spec in args.models.split(","):
+    name, _, count = spec.partition(":")
+    if name not in config.MODELS:
+      parser.error(f"--models: {spec!r}: the model must be one of {', '.join(config.MODELS)}")
+    if count and not (count.isdigit() and 0 < int(count) <= args.files):
+      parser.error(f"--models: {spec!r}: FILES must be a whole number from 1 to --files={args.files}")
+    specs.append((name, int(count) if count else args.files))
+  if args.files < 1 or args.repeats < 1:
+    parser.error("--files and --repeats must be at least 1")
+
+  import keras  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from mammo_train import models, predict  # pylint: disable=import-outside-toplevel
+
+  files = ensure_tree(pathlib.Path(args.tree_dir) / f"files_{args.files}", args.files)
+  decode_alone(files, 1)  # warms the page cache and the imports: every case then reads from memory
+  images = np.stack([p.image for p in predict.prepared_stream(files, STORED_SIZE, workers=1)])
+  built = {}
+  for name, count in specs:
+    keras.utils.set_random_seed(0)
+    built[name] = models.build(name, IMAGE_SIZE, 2, "none", 0.0, 0.0)
+    for _ in range(WARMUP_CALLS):  # tracing and oneDNN's first calls, for every batch shape timed
+      model_alone(built[name], images[:count])
+  # Each case once per repeat, interleaved, so a slow spell of the shared machine hits every case alike.
+  cases = {("decode", 1): lambda: decode_alone(files, 1), ("decode", 2): lambda: decode_alone(files, 2),
+           ("pool", 2): lambda: decode_alone([], 2)}
+  for name, count in specs:
+    cases[(name, "alone")] = lambda m=built[name], c=count: model_alone(m, images[:c])
+    for workers in (1, 2):
+      cases[(name, workers)] = lambda m=built[name], c=count, w=workers: end_to_end(m, files[:c], w)
+  # The machine's own limit: the files read in 2 processes at once, each all of them, vs 1 process once.
+  pool = multiprocessing.get_context("fork").Pool(2)
+  cases[("machine", 2)] = lambda: pool.map(decode_alone, [files, files], chunksize=1)
+  seconds = {case: float("inf") for case in cases}
+  with pool:
+    for _ in range(args.repeats):
+      for case, fn in cases.items():
+        start = time.perf_counter()
+        fn()
+        seconds[case] = min(seconds[case], time.perf_counter() - start)
+
+  decode = {w: args.files / seconds[("decode", w)] for w in (1, 2)}
+  rows = [["decode + preprocess, 1 worker", decode[1], f"files/s ({args.files} files, in this process)"],
+          ["decode + preprocess, 2 workers", decode[2], f"files/s; x{decode[2] / decode[1]:.2f} 1 worker"],
+          ["  of which starting the 2 workers", seconds[("pool", 2)],
+           f"s (fork + join of an empty pool); x{seconds[('pool', 2)] / seconds[('decode', 2)]:.2f} of its time"],
+          ["machine limit: decode in 2 processes / 1", 2 * seconds[("decode", 1)] / seconds[("machine", 2)],
+           "the most 2 workers could give here (each process reads every file; no pool overhead)"]]
+  for name, count in specs:
+    alone = count / seconds[(name, "alone")]
+    rows.append([f"{name} {IMAGE_SIZE}px alone", alone, f"img/s from memory ({count} images, batch {BATCH_SIZE})"])
+    full = {}
+    for workers in (1, 2):
+      full[workers] = count / seconds[(name, workers)]
+      in_turn = 1 / (1 / decode[workers] + 1 / alone)
+      rows.append([f"{name} {IMAGE_SIZE}px end to end, {workers} worker{'s' if workers > 1 else ''}", full[workers],
+                   f"files/s ({count} files); x{full[workers] / decode[workers]:.2f} decode alone, "
+                   f"x{full[workers] / alone:.2f} model alone, x{full[workers] / in_turn:.2f} the two in turn"])
+    rows.append([f"{name} speed-up 1 -> 2 workers, end to end", full[2] / full[1], ""])
+  bench_common.emit(f"bench_predict: CMMD-size DICOMs (2294x1914) to scores, stored at {STORED_SIZE}, "
+                    f"best of {args.repeats}", rows, args.json,
+                    {"files": args.files, "models": dict(specs), "batch_size": BATCH_SIZE})
+
+
+if __name__ == "__main__":
+  main()
