@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 import tensorflow_datasets as tfds
+from PIL import Image
 
 from mammo_tfds import builder_configs, imaging, sources
 from mammo_tfds.cmmd import cmmd_dataset_builder as cmmd
@@ -277,3 +278,39 @@ def test_command_line_usage_errors_are_one_line(argv, message, trained_run, tmp_
   status, printed = _predict_cli([arg.format(run=trained_run, tmp=tmp_path) for arg in argv], capsys, monkeypatch)
   lines = printed.err.splitlines()
   assert status == 2 and len(lines) == 1 and lines[0].startswith("mammo_train.predict: error:") and message in lines[0]
+
+
+def test_command_line_explain_writes_a_heatmap_and_an_overlay_per_scored_file(trained_run, mixed, tmp_path, capsys,
+                                                                             monkeypatch):
+  out = tmp_path / "out"
+  status, printed = _predict_cli([f"--run={trained_run}", f"--out={out}", "--explain", "--batch_size=4", str(mixed)],
+                                 capsys, monkeypatch)
+  assert status == 1, printed.err  # the three unusable files of the folder
+  scored = json.loads((out / "predictions.json").read_text())["images"]
+  heatmaps = sorted((out / "explain").glob("*.npy"))
+  overlays = sorted((out / "explain").glob("*.png"))
+  assert len(heatmaps) == len(overlays) == len(scored) > 4
+  # The CMMD-style folders repeat file names (1-1.dcm): each file still gets its own pair.
+  assert any(path.name.endswith(".dcm-2.npy") for path in heatmaps)
+  shapes = sorted(sources.read(row["source"]).pixels.shape for row in scored)
+  assert sorted(np.load(path).shape for path in heatmaps) == shapes
+  assert any(np.load(path).max() == 1 for path in heatmaps)  # each map peaks at 1 where it has evidence
+  for heatmap in heatmaps:
+    values = np.load(heatmap)
+    assert values.dtype == np.float32 and 0 <= values.min() and values.max() <= 1
+    overlay = np.asarray(Image.open(heatmap.with_suffix(".png")))
+    assert overlay.shape == values.shape + (3,)
+  assert "--explain" in (out / "flags.txt").read_text().splitlines()
+
+
+def test_command_line_explain_refuses_a_model_without_a_known_grad_cam_layer(trained_run, shared_data, tmp_path,
+                                                                            capsys, monkeypatch):
+  model_file = tmp_path / "other.keras"
+  images = keras.Input((SIZE, SIZE, 1), dtype="uint8")
+  pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(images))
+  keras.Model(images, keras.layers.Dense(1, activation="sigmoid")(pooled), name="brightness").save(model_file)
+  status, printed = _predict_cli([f"--run={trained_run}", f"--model={model_file}", f"--out={tmp_path / 'o'}",
+                                  "--explain", str(shared_data / "real-mammograms" / "nyu_gmic_0_L-CC.png")],
+                                 capsys, monkeypatch)
+  lines = printed.err.splitlines()
+  assert status == 2 and len(lines) == 1 and "--explain: no Grad-CAM layer is known" in lines[0], printed.err
