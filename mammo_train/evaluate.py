@@ -92,13 +92,16 @@ def evaluate_model(model, builder, split: str, workdir, image_size: int | None, 
   The report covers every declared subgroup of the dataset (`subgroups`); where
   the dataset declares possible shortcuts, the metadata-only baseline on them
   is fitted here (on the training split, threshold on validation) and the
-  model is compared with it overall and inside each stratum.
+  model is compared with it overall and inside each stratum. A binary model
+with a known Grad-CAM layer also gets a grid of heatmaps and, where the
+dataset records lesion locations, the pointing game (`_saliency`).
 
   Args:
     model: a Keras model taking uint8 images, or the path of a saved one.
     builder: the prepared dataset (`data.load_builder`).
     split: 'test', 'validation', 'train' or 'all' (cross-dataset).
-    workdir: where metrics.json, the PNGs, report.md and (when the threshold
+    workdir: where metrics.json, the PNGs (with saliency_grid.png for a model
+      with a known Grad-CAM layer), report.md and (when the threshold
       was chosen here) operating_point.json are written; calibration.json too
       when the calibration maps were fitted here, on the validation split (for
       'all', the maps beside the operating point used are applied instead).
@@ -186,10 +189,10 @@ def _saliency(model, builder, split: str, image_size: int, batch_size: int, targ
   if len(passed.measures) != len(target.labels):
     raise ValueError(f"{len(passed.measures)} heatmaps for {len(target.labels)} examples of "
                      f"{builder.info.full_name} {split}")
-  images, heatmaps, boxes = (list(column) for column in zip(*(passed.cases[i] for i in keep))) if len(keep) else (
-      [], [], [])
-  grid = explain.grid_png(np.array(images), np.array(heatmaps), target.labels[keep], target.scores[keep], threshold,
-                          per_row=GRID_PER_ROW, boxes=boxes if located else None)
+  cases = [passed.cases[i] for i in keep]  # (input, heatmap, boxes in the input frame)
+  grid = explain.grid_png(np.array([case[0] for case in cases]), np.array([case[1] for case in cases]),
+                          target.labels[keep], target.scores[keep], threshold, per_row=GRID_PER_ROW,
+                          boxes=[case[2] for case in cases] if located else None)
   entries = {"saliency": {"method": "grad_cam", "target": "the malignant score's logit",
                           "layer": explain.cam_layer(model), "images": len(target.labels), "threshold": threshold,
                           "grid": SALIENCY_GRID}}

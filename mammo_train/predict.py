@@ -33,7 +33,8 @@ was evaluated on.
   (`imaging.output_to_source`), written as OUT/explain/<file name>.npy
   (float32, the source image's shape) and .png (the source image as the
   reader windows it, heatmap over it). Only then do the workers send the
-  source pixels back, and the main process drops them once written.
+  source pixels back (at most a window and a batch of them at a time), and
+  they are dropped once the pair is written.
 """
 import collections
 import csv

@@ -8,6 +8,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from absl import flags
 from PIL import Image
 
@@ -85,7 +86,9 @@ def test_a_cnn_gets_a_saliency_grid_and_lesion_localisation_from_one_batched_pas
   assert _valid_png(workdir / evaluate.SALIENCY_GRID)
   markdown = (workdir / "report.md").read_text()
   assert "## Saliency" in markdown and f"]({evaluate.SALIENCY_GRID})" in markdown and "pointing game" in markdown
-  assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+  logged = {value.tag for path in (tmp_path / "tb").glob("events.out.tfevents.*")
+            for event in tf.compat.v1.train.summary_iterator(str(path)) for value in event.summary.value}
+  assert "evaluation/saliency_grid" in logged
   # The streamed measures equal the in-memory ones, computed here from the whole split at once.
   examples = list(data.eval_examples(tiny_builder, "test", 64, ["label", "patient_id", "crop_box", "flipped",
                                                                   "lesion_box"]))
