@@ -370,10 +370,12 @@ def overlay(pixels: np.ndarray, heatmap: np.ndarray, colormap: str = "jet", opac
   if pixels.ndim != 2 or heatmap.shape != pixels.shape:
     raise ValueError(f"overlay: expected a 2-D image and a heatmap of its shape, got {pixels.shape} and "
                      f"{heatmap.shape}")
-  gray = np.repeat(pixels.astype(np.float32)[..., None] / 255.0, 3, axis=-1)
-  colour = colormaps[colormap](heatmap)[..., :3]
-  alpha = opacity * heatmap[..., None]
-  return np.round(255 * ((1 - alpha) * gray + alpha * colour)).astype(np.uint8)
+  # uint8 colours and float32 [H, W, 1] factors: a full-field film's overlay
+  # costs a few bytes per pixel and channel, not matplotlib's float64 RGBA.
+  colour = colormaps[colormap](heatmap, bytes=True)[..., :3]
+  alpha = (np.float32(opacity) * heatmap)[..., None]
+  blended = (1 - alpha) * pixels[..., None].astype(np.float32) + alpha * colour
+  return np.round(blended, out=blended).astype(np.uint8)
 
 
 def write_overlay(path, pixels: np.ndarray, heatmap: np.ndarray) -> list:
