@@ -505,6 +505,10 @@ def define_predict_flags(values: flags.FlagValues = flags.FLAGS):
                       "placing non-DICOM files into breasts.", **define)
   flags.DEFINE_boolean("save_inputs", False, "Also write the stored-size image the model saw for each input, "
                        "as OUT/inputs/<file name>.png, to check the crop.", **define)
+  flags.DEFINE_boolean("explain", False, "Also write where the model looked, per scored input: OUT/explain/"
+                       "<file name>.npy, the Grad-CAM heatmap of the malignant score mapped onto the source "
+                       "image's pixels (float32, in [0, 1]), and .png, the source image as the reader windows it "
+                       "with the heatmap over it.", **define)
   flags.DEFINE_integer("batch_size", 16, "Images per model call.", **define)
   flags.DEFINE_boolean("allow_non_mammogram", False, "Score DICOMs that do not say they are mammograms "
                        "(Modality other than MG, not a mammography SOP class): only for files known to be "
@@ -521,6 +525,7 @@ class Predict:
   save_inputs: bool
   batch_size: int
   allow_non_mammogram: bool
+  explain: bool
 
 
 def predict_from_flags(values: flags.FlagValues, paths) -> Predict:
@@ -534,7 +539,7 @@ def predict_from_flags(values: flags.FlagValues, paths) -> Predict:
   _positive(values, "batch_size")
   return Predict(run=values.run, model=values.model, out=values.out, paths=tuple(paths), manifest=values.manifest,
                  save_inputs=values.save_inputs, batch_size=values.batch_size,
-                 allow_non_mammogram=values.allow_non_mammogram)
+                 allow_non_mammogram=values.allow_non_mammogram, explain=values.explain)
 
 
 PREDICT_FLAGS = _flag_names(define_predict_flags)

@@ -160,6 +160,27 @@ def split_metadata(builder: tfds.core.DatasetBuilder, split: str, extra=()) -> d
   return metadata
 
 
+def eval_examples(builder: tfds.core.DatasetBuilder, split: str, image_size: int, keys=()):
+  """Numpy dicts per example of `split`, in the order of `split_metadata`: "image" and the features `keys`.
+
+  The image as `eval_batches` gives it (resized to `image_size`), read in
+  the same pass over the records as its other features, of any shape (a
+  lesion box, a film's list of findings); unbatched, so features of varying
+  length need no padding. The caller batches.
+
+  Raises:
+    ValueError: a feature in `keys` that the dataset lacks.
+  """
+  keys = list(dict.fromkeys(key for key in keys if key != "image"))
+  missing = [key for key in keys if key not in builder.info.features]
+  if missing:
+    raise ValueError(f"{builder.info.full_name} has no feature(s) {', '.join(missing)}")
+  examples = _read(builder, split).map(
+      lambda example: {"image": resize(example["image"], image_size), **{key: example[key] for key in keys}},
+      num_parallel_calls=_AUTOTUNE)
+  return tfds.as_numpy(examples.prefetch(_AUTOTUNE))
+
+
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
   """Random training-image changes; a zero strength turns that change off.

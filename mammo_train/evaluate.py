@@ -24,8 +24,14 @@ import pathlib
 import numpy as np
 from absl import flags, logging
 
-from mammo_train import (assessment, baselines, calibration, cli, config, data, models, report, runtime,
+from mammo_train import (assessment, baselines, calibration, cli, config, data, explain, models, report, runtime,
                          subgroups)
+
+SALIENCY_GRID = "saliency_grid.png"
+GRID_PER_ROW = 6  # cases per row of the saliency grid
+# How each dataset's lesion boxes are obtained (`explain.lesion_boxes`), for the report.
+LOCATIONS = {"lesion_box": "where the synthetic generator drew the lesion (its lesion_box feature)",
+             "findings": "squares around the dataset's findings (centre and radius) of the image's own class"}
 
 
 def predict(model, builder, split: str, image_size: int, batch_size: int) -> assessment.Predictions:
@@ -86,13 +92,16 @@ def evaluate_model(model, builder, split: str, workdir, image_size: int | None, 
   The report covers every declared subgroup of the dataset (`subgroups`); where
   the dataset declares possible shortcuts, the metadata-only baseline on them
   is fitted here (on the training split, threshold on validation) and the
-  model is compared with it overall and inside each stratum.
+  model is compared with it overall and inside each stratum. A binary model
+with a known Grad-CAM layer also gets a grid of heatmaps and, where the
+dataset records lesion locations, the pointing game (`_saliency`).
 
   Args:
     model: a Keras model taking uint8 images, or the path of a saved one.
     builder: the prepared dataset (`data.load_builder`).
     split: 'test', 'validation', 'train' or 'all' (cross-dataset).
-    workdir: where metrics.json, the PNGs, report.md and (when the threshold
+    workdir: where metrics.json, the PNGs (with saliency_grid.png for a model
+      with a known Grad-CAM layer), report.md and (when the threshold
       was chosen here) operating_point.json are written; calibration.json too
       when the calibration maps were fitted here, on the validation split (for
       'all', the maps beside the operating point used are applied instead).
@@ -145,15 +154,62 @@ def evaluate_model(model, builder, split: str, workdir, image_size: int | None, 
   if maps:
     result["calibration"] = calibration.judge_levels(assessment.levels(target, 2), maps, how,
                                                      protocol.n_bootstrap, protocol.seed)
+  pictures = {}
+  if binary and model.name in explain.CAM_LAYERS:
+    saliency, pictures = _saliency(model, builder, split, image_size, batch_size, target,
+                                   result["threshold"]["values"]["image"], protocol)
+    result.update(saliency)
   result = {"dataset": assessment.dataset_entry(builder, split, target, class_names),
             "model": model_path or model.name, **result}
-  report.write(result, curves, workdir, tb_logdir)
+  report.write(result, curves, workdir, tb_logdir, pictures=pictures)
   if operating is not None and _chooses_threshold(builder, split, threshold):
     operating.save(workdir)
   if maps and validation is not None:
     calibration.save(maps, workdir)
   logging.info("evaluation of %s on %s %s written to %s", result["model"], builder.info.full_name, split, workdir)
   return report.plain(result)
+
+
+def _saliency(model, builder, split: str, image_size: int, batch_size: int, target: assessment.Predictions,
+              threshold: float, protocol: config.Protocol) -> tuple:
+  """({"saliency", "localisation"}, {grid file: PNG}): one batched Grad-CAM pass over the scored split.
+
+  The grid shows the most confident cases of each class, decided right and
+  wrong, at the image threshold. Where the dataset records lesion locations,
+  each heatmap is mapped to source pixels and scored against its boxes on
+  the way (`explain.explain_split`), so no split-sized array is held;
+  "localisation" is then the pointing game and heatmap mass inside, per
+  class, with patient-bootstrap intervals.
+  """
+  located = [key for key in explain.LOCATION_FEATURES if key in builder.info.features]
+  rows = explain.grid_cases(target.labels, target.scores, threshold, GRID_PER_ROW)
+  keep = np.concatenate(rows).astype(int)
+  examples = data.eval_examples(builder, split, image_size, ["patient_id", "label", "crop_box", "flipped", *located])
+  passed = explain.explain_split(model, _in_order(examples, target.patient_id, builder, split), batch_size, keep)
+  if len(passed.measures) != len(target.labels):
+    raise ValueError(f"{len(passed.measures)} heatmaps for {len(target.labels)} examples of "
+                     f"{builder.info.full_name} {split}")
+  cases = [passed.cases[i] for i in keep]  # (input, heatmap, boxes in the input frame)
+  grid = explain.grid_png(np.array([case[0] for case in cases]), np.array([case[1] for case in cases]),
+                          target.labels[keep], target.scores[keep], threshold, per_row=GRID_PER_ROW,
+                          boxes=[case[2] for case in cases] if located else None)
+  entries = {"saliency": {"method": "grad_cam", "target": "the malignant score's logit",
+                          "layer": explain.cam_layer(model), "images": len(target.labels), "threshold": threshold,
+                          "grid": SALIENCY_GRID}}
+  if located:
+    entries["localisation"] = {
+        "boxes": LOCATIONS[located[0]], "frame": "source pixels",
+        **explain.localisation_by_class(passed.measures, target.labels, target.patient_id, protocol.n_bootstrap,
+                                        protocol.seed)}
+  return entries, {SALIENCY_GRID: grid}
+
+
+def _in_order(examples, patient_ids, builder, split: str):
+  """`examples`, checked to come in the order of the predictions (their patients), as they pass."""
+  for index, example in enumerate(examples):
+    if index >= len(patient_ids) or example["patient_id"].decode("utf-8") != patient_ids[index]:
+      raise ValueError(f"the examples of {builder.info.full_name} {split} are not in the order of its predictions")
+    yield example
 
 
 def _calibration_maps(validation, model_path, threshold, builder) -> tuple:

@@ -18,6 +18,7 @@ dataset records lesion boxes: the pointing game (is the heatmap's maximum in
 a lesion box; Zhang et al., 2016) and the share of heatmap mass inside the
 boxes, both with a patient-level bootstrap interval.
 """
+import dataclasses
 import pathlib
 
 import keras
@@ -238,21 +239,39 @@ def localisation(heatmaps, lesion_boxes, patient_ids, n_resamples: int = 1000, s
   if not len(heatmaps) == len(lesion_boxes) == len(patient_ids):
     raise ValueError(f"localisation: {len(heatmaps)} heatmaps, {len(lesion_boxes)} box lists and "
                      f"{len(patient_ids)} patient ids: one each per image")
-  scored = np.array([len(_boxes(boxes)) > 0 for boxes in lesion_boxes], dtype=bool)
-  heatmaps = [h for h, keep in zip(heatmaps, scored) if keep]
-  lesion_boxes = [b for b, keep in zip(lesion_boxes, scored) if keep]
+  measures = [image_localisation(h, b) for h, b in zip(heatmaps, lesion_boxes)]
+  return summarise_localisation(measures, patient_ids, n_resamples, seed, confidence)
+
+
+def image_localisation(heatmap, lesion_boxes):
+  """(hit, mass inside, blank) of one heatmap against its image's boxes; None when it has no non-empty box."""
+  if not len(_boxes(lesion_boxes)):
+    return None
+  return (bool(pointing_hits([heatmap], [lesion_boxes])[0]), float(mass_inside([heatmap], [lesion_boxes])[0]),
+          not np.asarray(heatmap).max() > 0)
+
+
+def summarise_localisation(measures, patient_ids, n_resamples: int = 1000, seed: int = 0,
+                           confidence: float = 0.95) -> dict:
+  """`localisation`'s result from per-image `image_localisation` measures (None: no box, left out and counted).
+
+  Split from `localisation` so a pass over a split keeps three numbers per
+  image, not its heatmap.
+  """
+  patient_ids = np.asarray(patient_ids)
+  scored = np.array([m is not None for m in measures], dtype=bool)
+  kept = [m for m in measures if m is not None]
   patient_ids = patient_ids[scored]
   result = {"n": int(scored.sum()), "n_patients": int(len(np.unique(patient_ids))),
-            "n_without_lesion_box": int((~scored).sum()),
-            "n_blank": int(sum(not np.asarray(h).max() > 0 for h in heatmaps))}
-  if not heatmaps:
+            "n_without_lesion_box": int((~scored).sum()), "n_blank": int(sum(blank for _, _, blank in kept))}
+  if not kept:
     nan = float("nan")
     return {**result, "pointing_game": {"value": nan, "ci": [nan, nan]},
             "mass_inside": {"value": nan, "ci": [nan, nan]}}
   weights = metrics.patient_resamples(patient_ids, n_resamples, seed)
   totals = weights.sum(axis=1)
-  for name, values in (("pointing_game", pointing_hits(heatmaps, lesion_boxes).astype(float)),
-                       ("mass_inside", mass_inside(heatmaps, lesion_boxes))):
+  for name, values in (("pointing_game", np.array([hit for hit, _, _ in kept], dtype=float)),
+                       ("mass_inside", np.array([mass for _, mass, _ in kept], dtype=float))):
     result[name] = {"value": float(values.mean()),
                     "ci": metrics.percentile_interval(weights @ values / totals, confidence)}
   result["bootstrap"] = {"unit": "patient", "n_resamples": n_resamples, "seed": seed}
@@ -269,13 +288,71 @@ def split_localisation(heatmaps, crop_boxes, flipped, boxes, labels, patient_ids
   image it shows what looked most malignant.
   """
   sources = to_source(heatmaps, crop_boxes, flipped)
-  boxes = [np.zeros((0, 4)) if b is None else b for b in boxes]
+  measures = [None if b is None else image_localisation(s, b) for s, b in zip(sources, boxes)]
+  return localisation_by_class(measures, labels, patient_ids, n_resamples, seed)
+
+
+def localisation_by_class(measures, labels, patient_ids, n_resamples: int = 1000, seed: int = 0) -> dict:
+  """class name -> `summarise_localisation` of that class's images (binary: benign, malignant)."""
   labels, patient_ids = np.asarray(labels), np.asarray(patient_ids)
   result = {}
   for label, name in enumerate(metrics.BINARY_NAMES):
     chosen = np.flatnonzero(labels == label)
-    result[name] = localisation([sources[i] for i in chosen], [boxes[i] for i in chosen], patient_ids[chosen],
-                                n_resamples, seed)
+    result[name] = summarise_localisation([measures[i] for i in chosen], patient_ids[chosen], n_resamples, seed)
+  return result
+
+
+# Features a dataset records lesion locations in (`lesion_boxes` reads them).
+LOCATION_FEATURES = ("lesion_box", "findings")
+
+
+@dataclasses.dataclass
+class SplitSaliency:
+  """What one Grad-CAM pass over a split keeps: three numbers per image and the grid's cases, no other map."""
+  measures: list  # per image, `image_localisation` (None: no lesion box)
+  cases: dict  # index -> (model input [S, S, 1], heatmap [S, S], lesion boxes [K, 4] in the input frame)
+
+
+def explain_split(model: keras.Model, examples, batch_size: int, keep=()) -> SplitSaliency:
+  """Grad-CAM over a split's examples, one `grad_cam` call per batch of `batch_size`.
+
+  Args:
+    examples: numpy dicts in split order, each with "image" (the model's
+      input), "crop_box", "flipped", "label" and the dataset's
+      LOCATION_FEATURES (`data.eval_examples`).
+    keep: indices whose input, heatmap and boxes are kept (the grid's cases).
+
+  Memory stays flat in the split's size: each heatmap is mapped to source
+  pixels, scored against its lesion boxes and dropped.
+  """
+  keep = set(int(i) for i in keep)
+  result = SplitSaliency([], {})
+  batch = []
+
+  def flush():
+    if not batch:
+      return
+    maps = grad_cam(model, np.stack([example["image"] for example in batch]), batch_size=len(batch), target_class=1)
+    for example, heatmap in zip(batch, maps):
+      index = len(result.measures)
+      boxes = lesion_boxes(example)
+      measure = None
+      if boxes is not None and len(_boxes(boxes)):
+        source = to_source([heatmap], [example["crop_box"]], [example["flipped"]])[0]
+        measure = image_localisation(source, boxes)
+      result.measures.append(measure)
+      if index in keep:
+        size = heatmap.shape[0]
+        drawn = np.array([box_to_output(box, example["crop_box"], example["flipped"], size)
+                          for box in _boxes(boxes if boxes is not None else np.zeros((0, 4)))]).reshape(-1, 4)
+        result.cases[index] = (example["image"], heatmap, drawn)
+    batch.clear()
+
+  for example in examples:
+    batch.append(example)
+    if len(batch) == batch_size:
+      flush()
+  flush()
   return result
 
 
@@ -293,10 +370,12 @@ def overlay(pixels: np.ndarray, heatmap: np.ndarray, colormap: str = "jet", opac
   if pixels.ndim != 2 or heatmap.shape != pixels.shape:
     raise ValueError(f"overlay: expected a 2-D image and a heatmap of its shape, got {pixels.shape} and "
                      f"{heatmap.shape}")
-  gray = np.repeat(pixels.astype(np.float32)[..., None] / 255.0, 3, axis=-1)
-  colour = colormaps[colormap](heatmap)[..., :3]
-  alpha = opacity * heatmap[..., None]
-  return np.round(255 * ((1 - alpha) * gray + alpha * colour)).astype(np.uint8)
+  # uint8 colours and float32 [H, W, 1] factors: a full-field film's overlay
+  # costs a few bytes per pixel and channel, not matplotlib's float64 RGBA.
+  colour = colormaps[colormap](heatmap, bytes=True)[..., :3]
+  alpha = (np.float32(opacity) * heatmap)[..., None]
+  blended = (1 - alpha) * pixels[..., None].astype(np.float32) + alpha * colour
+  return np.round(blended, out=blended).astype(np.uint8)
 
 
 def write_overlay(path, pixels: np.ndarray, heatmap: np.ndarray) -> list:

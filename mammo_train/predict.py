@@ -2,6 +2,7 @@
 
   python -m mammo_train.predict --run=runs/synthetic --out=predictions scans/ more/*.dcm
   python -m mammo_train.predict --run=runs/cmmd --manifest=exams.csv --save_inputs --out=out pngs/
+  python -m mammo_train.predict --run=runs/synthetic --explain --out=out scans/
 
 Exit status: 0 when every file was scored, 1 when some were skipped (each
 named with its reason on stderr, and in predictions.json), 2 for a usage
@@ -26,6 +27,14 @@ was evaluated on.
   views' scores (`metrics.breast_level`, the evaluation's rule); each level's
   decision is "malignant" when its score reaches that level's threshold.
 - Bad files: one line each naming the file and the reason; the rest are scored.
+- Where the model looked (`--explain`): per scored file, the Grad-CAM heatmap
+  of its malignant score (`explain.grad_cam`, one call per scoring batch),
+  mapped back through resize, pad, flip and crop onto the source pixels
+  (`imaging.output_to_source`), written as OUT/explain/<file name>.npy
+  (float32, the source image's shape) and .png (the source image as the
+  reader windows it, heatmap over it). Only then do the workers send the
+  source pixels back (at most a window and a batch of them at a time), and
+  they are dropped once the pair is written.
 """
 import collections
 import csv
@@ -45,7 +54,7 @@ import numpy as np
 from PIL import Image
 
 from mammo_tfds import generation, imaging, sources
-from mammo_train import calibration, cli, config, data, metrics, runtime
+from mammo_train import calibration, cli, config, data, explain, metrics, runtime
 
 SUPPORTED_SUFFIXES = sources.RASTER_SUFFIXES + sources.DICOM_SUFFIXES
 NYU_NAME = re.compile(r"^(?P<exam>.+)_(?P<laterality>[LR])-(?P<view>CC|MLO)$")
@@ -58,7 +67,7 @@ class Prepared:
   """One file read and preprocessed, with its tags."""
   path: str
   image: np.ndarray  # (stored_size, stored_size, 1) uint8
-  source: sources.SourceImage  # pixels dropped: only the tags travel back from a worker
+  source: sources.SourceImage  # pixels dropped (unless kept for --explain): only the tags travel back
   crop_box: np.ndarray
   flipped: bool
   orientation: str
@@ -139,8 +148,12 @@ def _reason(problem: str) -> str:
   return "unusable"
 
 
-def prepare(path: str, stored_size: int, allow_non_mammogram: bool = False):
-  """Reads and preprocesses one file (in a worker process): Prepared, or Failure with the reason."""
+def prepare(path: str, stored_size: int, allow_non_mammogram: bool = False, keep_pixels: bool = False):
+  """Reads and preprocesses one file (in a worker process): Prepared, or Failure with the reason.
+
+  The source pixels are sent back only with `keep_pixels` (for an overlay on
+  them): otherwise a full-field image would cross processes for nothing.
+  """
   try:
     image = sources.read(path, allow_non_mammogram=allow_non_mammogram)
     result = imaging.preprocess(image.pixels, stored_size, path, image.chest_wall, image.laterality)
@@ -151,19 +164,21 @@ def prepare(path: str, stored_size: int, allow_non_mammogram: bool = False):
   except Exception as error:  # pylint: disable=broad-except
     # One odd file (a reader bug, a decoder crash) must not lose the others' scores.
     return Failure(path, "unexpected error", f"{type(error).__name__}: {error}")
-  return Prepared(path, result.image, dataclasses.replace(image, pixels=np.zeros((0, 0), np.uint8)),
-                  result.crop_box, result.flipped, result.orientation)
+  source = image if keep_pixels else dataclasses.replace(image, pixels=np.zeros((0, 0), np.uint8))
+  return Prepared(path, result.image, source, result.crop_box, result.flipped, result.orientation)
 
 
 def prepared_stream(files: Iterable[str], stored_size: int, *, workers: Optional[int] = None,
-                    window: Optional[int] = None, allow_non_mammogram: bool = False) -> Iterator:
+                    window: Optional[int] = None, allow_non_mammogram: bool = False,
+                    keep_pixels: bool = False) -> Iterator:
   """Prepared / Failure per file, in order, read on `workers` processes (default `generation.build_workers()`).
 
   At most `window` files (default 4 per worker) are in flight or waiting to
   be taken, so memory stays flat in the number of files. Workers are forked
   and run numpy / Pillow / pydicom only, never TF (as the builders' workers).
   """
-  fn = functools.partial(prepare, stored_size=stored_size, allow_non_mammogram=allow_non_mammogram)
+  fn = functools.partial(prepare, stored_size=stored_size, allow_non_mammogram=allow_non_mammogram,
+                         keep_pixels=keep_pixels)
   workers = workers or generation.build_workers()
   files = iter(files)
   if workers == 1:
@@ -238,20 +253,19 @@ def place(prepared: Prepared, manifest: Optional[dict] = None):
 # ---- scoring --------------------------------------------------------------------
 
 
-def _scores(model, images: np.ndarray, image_size: int) -> np.ndarray:
-  """P(malignant) per image of a uint8 batch, as `evaluate.predict` reads the model's output."""
-  batch = data.resize(images, image_size)
+def _scores(model, batch: np.ndarray) -> np.ndarray:
+  """P(malignant) per image of a uint8 batch at the model's input size, as `evaluate.predict` reads the output."""
   predict_batch = getattr(model, "predict_on_batch", model)
   outputs = np.asarray(predict_batch(batch), dtype=float)
-  if outputs.ndim != 2 or outputs.shape[0] != len(images) or outputs.shape[1] not in (1, 2):
-    raise ValueError(f"the model gave outputs of shape {outputs.shape} for {len(images)} images: "
+  if outputs.ndim != 2 or outputs.shape[0] != len(batch) or outputs.shape[1] not in (1, 2):
+    raise ValueError(f"the model gave outputs of shape {outputs.shape} for {len(batch)} images: "
                      "expected [B, 1] or [B, 2] (binary task)")
   return outputs[:, -1]
 
 
 @dataclasses.dataclass(frozen=True)
 class Scored:
-  """One scored image: its file and tags (image dropped), its breast, its score."""
+  """One scored image: its file and tags (images dropped), its breast, its score."""
   prepared: Prepared
   placement: Optional[Placement]
   score: float
@@ -268,6 +282,7 @@ class Result:
 def predict_files(model, files: Sequence[str], *, stored_size: int, image_size: int, batch_size: int = 16,
                   manifest: Optional[dict] = None, workers: Optional[int] = None,
                   allow_non_mammogram: bool = False, save_inputs: Optional[str] = None,
+                  explain_dir: Optional[str] = None,
                   progress: Optional[Callable[[int, int], None]] = None) -> Result:
   """Scores every usable file; bad files become Failures, each logged as one line.
 
@@ -278,49 +293,67 @@ def predict_files(model, files: Sequence[str], *, stored_size: int, image_size: 
     stored_size: the side of the dataset's stored images (what the model was
       evaluated on); `image_size`: the model's input side.
     save_inputs: a folder to write each stored-size input as `<file name>.png`.
+    explain_dir: a folder to write each file's heatmap in source pixels and
+      its overlay as `<file name>.npy` / `.png` (`model` must be a Keras
+      model of `mammo_train.models`); the same name as in `save_inputs`.
     progress: called with (files done, files in all) after each batch.
   """
   result = Result([], [])
-  batch, done = [], 0
-  if save_inputs:
-    pathlib.Path(save_inputs).mkdir(parents=True, exist_ok=True)
-  saved_names = set()
+  batch, done = [], 0  # batch: (Prepared, output file name)
+  for folder in (save_inputs, explain_dir):
+    if folder:
+      pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+  taken_names = set()
 
   def flush():
     if batch:
-      scores = _scores(model, np.stack([p.image for p in batch]), image_size)
-      for prepared, score in zip(batch, scores):
+      inputs = np.asarray(data.resize(np.stack([p.image for p, _ in batch]), image_size))
+      scores = _scores(model, inputs)
+      if explain_dir:
+        _write_heatmaps(explain_dir, batch, explain.grad_cam(model, inputs, batch_size=len(batch), target_class=1))
+      for (prepared, _), score in zip(batch, scores):
         placement, why = place(prepared, manifest)
         if why:
           logging.warning("%s: %s: scored per image only", prepared.path, why)
-        result.images.append(Scored(dataclasses.replace(prepared, image=np.zeros((0, 0, 1), np.uint8)),
-                                    placement, float(score), why or ""))
+        dropped = dataclasses.replace(prepared, image=np.zeros((0, 0, 1), np.uint8),
+                                      source=dataclasses.replace(prepared.source, pixels=np.zeros((0, 0), np.uint8)))
+        result.images.append(Scored(dropped, placement, float(score), why or ""))
       batch.clear()
     if progress:
       progress(done, len(files))
 
-  for outcome in prepared_stream(files, stored_size, workers=workers, allow_non_mammogram=allow_non_mammogram):
+  for outcome in prepared_stream(files, stored_size, workers=workers, allow_non_mammogram=allow_non_mammogram,
+                                 keep_pixels=bool(explain_dir)):
     done += 1
     if isinstance(outcome, Failure):
       logging.warning("skipping %s: %s (%s)", outcome.path, outcome.reason, outcome.detail)
       result.failures.append(outcome)
       continue
+    name = _unique_name(outcome.path, taken_names) if save_inputs or explain_dir else None
     if save_inputs:
-      _save_input(save_inputs, outcome, saved_names)
-    batch.append(outcome)
+      Image.fromarray(outcome.image[:, :, 0]).save(pathlib.Path(save_inputs) / f"{name}.png")
+    batch.append((outcome, name))
     if len(batch) == batch_size:
       flush()
   flush()
   return result
 
 
-def _save_input(folder: str, prepared: Prepared, taken: set):
-  """`<folder>/<input file name>.png`; a name already taken in this run gets `-2`, `-3`..."""
-  name, number = pathlib.Path(prepared.path).name, 1
+def _unique_name(path: str, taken: set) -> str:
+  """The input file's name; a name already taken in this run gets `-2`, `-3`..."""
+  name, number = pathlib.Path(path).name, 1
   while (candidate := name if number == 1 else f"{name}-{number}") in taken:
     number += 1
   taken.add(candidate)
-  Image.fromarray(prepared.image[:, :, 0]).save(pathlib.Path(folder) / f"{candidate}.png")
+  return candidate
+
+
+def _write_heatmaps(folder: str, batch: list, heatmaps: np.ndarray):
+  """`<folder>/<name>.npy` (the heatmap mapped onto the source pixels) and `.png` (its overlay) per image."""
+  for (prepared, name), heatmap in zip(batch, heatmaps):
+    pixels = prepared.source.pixels
+    explain.write_overlay(pathlib.Path(folder) / name, pixels,
+                          imaging.output_to_source(heatmap, prepared.crop_box, prepared.flipped, pixels.shape))
 
 
 def rows(result: Result, thresholds: dict, calibrate: Optional[Callable[[str, np.ndarray], np.ndarray]] = None):
@@ -445,10 +478,14 @@ def main(argv):
   except ValueError as error:
     raise config.ConfigError(str(error)) from None
   config.check(files, f"no DICOM / PGM / PNG / JPEG / TIFF files in {' '.join(cfg.paths)}")
+  if cfg.explain:
+    config.check(trained.model.name in explain.CAM_LAYERS, f"--explain: no Grad-CAM layer is known for the "
+                 f"model {trained.model.name!r} (known: {', '.join(sorted(explain.CAM_LAYERS))})")
   runtime.write_flags(cfg.out, config.flagfile(flags.FLAGS, config.PREDICT_FLAGS) + "\n".join(cfg.paths) + "\n")
   result = predict_files(trained.model, files, stored_size=trained.stored_size, image_size=trained.model.input_shape[1],
                          batch_size=cfg.batch_size, manifest=manifest, allow_non_mammogram=cfg.allow_non_mammogram,
                          save_inputs=os.path.join(cfg.out, "inputs") if cfg.save_inputs else None,
+                         explain_dir=os.path.join(cfg.out, "explain") if cfg.explain else None,
                          progress=_progress_bar if sys.stderr.isatty() and len(files) > 8 else None)
   image_rows, breast_rows = rows(result, operating["thresholds"],
                                  (lambda level, scores: maps[level].apply(scores)) if maps else None)

@@ -4,7 +4,9 @@ The JSON holds every number, for machines and later comparison; report.md is
 for a person and embeds the PNGs. Its first lines say plainly whether the
 model beats the metadata-only baseline, overall and inside each shortcut
 stratum, and which subgroup is weakest; then come the levels, the subgroup
-tables, the within-stratum comparisons, calibration and the baselines; the same PNGs go to TensorBoard as images
+tables, the within-stratum comparisons, calibration, saliency (a grid of
+Grad-CAM heatmaps and, where the dataset records lesion locations, whether
+they point at the lesions) and the baselines; the same PNGs go to TensorBoard as images
 so a training run's dashboard shows the final evaluation next to its curves.
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot state, no
 display needed).
@@ -290,6 +292,30 @@ def _calibration_section(calibrated: dict, figure_file: str | None) -> list:
   return lines
 
 
+def _saliency_section(saliency: dict, localisation: dict | None) -> list:
+  lines = ["## Saliency", "",
+           f"Grad-CAM of the malignant score (its logit) at layer `{saliency['layer']}`, on the model's input, for "
+           f"the {saliency['images']} images of this split; rows: malignant / benign, decided correctly or not "
+           f"at the image threshold {saliency['threshold']:.4f}, the most confident of each first.", "",
+           f"![saliency grid]({saliency['grid']})", ""]
+  if not localisation:
+    return lines
+  lines += [f"Does it point at the lesions? Lesion boxes: {localisation['boxes']}. Pointing game: the share of "
+            "images whose heatmap maximum (in source pixels) lies inside a lesion box; mass inside: the share of "
+            "the heatmap's total inside the boxes. Malignant images are the measure; benign ones show where the "
+            "most malignant-looking evidence was. 95% patient-bootstrap intervals.", "",
+            "| images | n | patients | pointing game | heatmap mass inside | no box (left out) | blank heatmaps |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+  for name in ("malignant", "benign"):
+    entry = localisation.get(name)
+    if not entry:
+      continue
+    cells = [_interval(entry[m]["value"], entry[m]["ci"]) for m in ("pointing_game", "mass_inside")]
+    lines.append(f"| {name} | {entry['n']} | {entry['n_patients']} | {cells[0]} | {cells[1]} | "
+                 f"{entry['n_without_lesion_box']} | {entry['n_blank']} |")
+  return lines + [""]
+
+
 def _interval(value, ci) -> str:
   if value is None:
     return "n/a"
@@ -341,6 +367,8 @@ def markdown(result: dict, figures: dict) -> str:
     lines += _strata_section(result["strata"], result["baselines"], result["verdict"]["metric"])
   if result.get("calibration"):
     lines += _calibration_section(result["calibration"], figures.get("calibration"))
+  if result.get("saliency"):
+    lines += _saliency_section(result["saliency"], result.get("localisation"))
   if result.get("baselines"):
     lines += _baseline_section(result["baselines"], result["levels"])
   return "\n".join(lines)
@@ -362,7 +390,7 @@ def summary(results: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def write(result: dict, curves: dict, workdir, tb_logdir=None, step: int = 0) -> list:
+def write(result: dict, curves: dict, workdir, tb_logdir=None, step: int = 0, pictures: dict | None = None) -> list:
   """Writes metrics.json, the PNGs and report.md into workdir; returns the files written.
 
   Args:
@@ -371,6 +399,8 @@ def write(result: dict, curves: dict, workdir, tb_logdir=None, step: int = 0) ->
     workdir: folder to write into (created).
     tb_logdir: when given, the PNGs are also logged there as TensorBoard images.
     step: the TensorBoard step to log the images at (e.g. the last epoch).
+    pictures: more PNGs drawn elsewhere, file name -> bytes (the saliency
+      grid), written and logged like the plots.
   """
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -389,6 +419,7 @@ def write(result: dict, curves: dict, workdir, tb_logdir=None, step: int = 0) ->
   if result.get("calibration"):
     images["calibration_reliability.png"] = _png(_reliability(plain(result["calibration"])))
     figures["calibration"] = "calibration_reliability.png"
+  images.update(pictures or {})
   written = []
   for file, data in images.items():
     (workdir / file).write_bytes(data)

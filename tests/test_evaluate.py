@@ -8,10 +8,11 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from absl import flags
 from PIL import Image
 
-from mammo_train import assessment, baselines, calibration, config, data, evaluate, metrics, report
+from mammo_train import assessment, baselines, calibration, config, data, evaluate, explain, metrics, models, report
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -58,6 +59,7 @@ def test_evaluate_model_writes_every_report_file(tiny_builder, model, tmp_path):
   assert stored["bootstrap"] == {"unit": "patient", "n_resamples": 50, "seed": 0, "confidence": 0.95,
                                  "method": "percentile"}
   assert set(stored["baselines"]) == {"majority", "prior_random"}
+  assert "saliency" not in stored and not (workdir / evaluate.SALIENCY_GRID).exists()  # no Grad-CAM layer known
   markdown = (workdir / "report.md").read_text()
   assert all(f"({name})" in markdown for name in PNGS)
   assert "validation split" in markdown
@@ -66,6 +68,42 @@ def test_evaluate_model_writes_every_report_file(tiny_builder, model, tmp_path):
   assert result["threshold"]["values"]["image"] == metrics.choose_threshold(validation.labels, validation.scores)
   stored_point = json.loads((workdir / assessment.OPERATING_POINT).read_text())
   assert stored_point["thresholds"] == result["threshold"]["values"]
+
+
+def test_a_cnn_gets_a_saliency_grid_and_lesion_localisation_from_one_batched_pass(tiny_builder, tmp_path,
+                                                                                  monkeypatch):
+  cnn = models.build("cnn", 64, 2, "none", 0.3, 0.0)
+  calls = []
+  grad_cam = explain.grad_cam
+  monkeypatch.setattr(explain, "grad_cam", lambda model, images, **kw: calls.append(len(images)) or grad_cam(
+      model, images, **kw))
+  workdir = tmp_path / "eval"
+  evaluate.evaluate_model(cnn, tiny_builder, "test", workdir, 64, 5, config.Protocol(n_bootstrap=50),
+                          tb_logdir=tmp_path / "tb")
+  assert calls == [5, 5, 5, 1]  # the 16 test images once, in the scoring batches
+  stored = json.loads((workdir / "metrics.json").read_text())
+  assert stored["saliency"]["layer"] == "block4_relu" and stored["saliency"]["images"] == 16
+  assert _valid_png(workdir / evaluate.SALIENCY_GRID)
+  markdown = (workdir / "report.md").read_text()
+  assert "## Saliency" in markdown and f"]({evaluate.SALIENCY_GRID})" in markdown and "pointing game" in markdown
+  logged = {value.tag for path in (tmp_path / "tb").glob("events.out.tfevents.*")
+            for event in tf.compat.v1.train.summary_iterator(str(path)) for value in event.summary.value}
+  assert "evaluation/saliency_grid" in logged
+  # The streamed measures equal the in-memory ones, computed here from the whole split at once.
+  examples = list(data.eval_examples(tiny_builder, "test", 64, ["label", "patient_id", "crop_box", "flipped",
+                                                                  "lesion_box"]))
+  maps = grad_cam(cnn, np.stack([e["image"] for e in examples]))
+  expected = explain.split_localisation(
+      maps, [e["crop_box"] for e in examples], [e["flipped"] for e in examples],
+      [explain.lesion_boxes(e) for e in examples], [e["label"] for e in examples],
+      [e["patient_id"].decode() for e in examples], n_resamples=50)
+  malignant = stored["localisation"]["malignant"]
+  assert malignant["n"] == sum(e["label"] == 1 for e in examples) > 0
+  for measure in ("pointing_game", "mass_inside"):
+    entry = malignant[measure]
+    assert entry["value"] == pytest.approx(expected["malignant"][measure]["value"], abs=1e-6)
+    low, high = entry["ci"]
+    assert 0 <= low <= entry["value"] <= high <= 1
 
 
 def test_test_labels_never_reach_the_threshold(tiny_builder, model, tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from mammo_train import explain, models
 SQUARE = (slice(140, 170), slice(190, 220))
 
 
-def _film_with_square() -> np.ndarray:
+def film_with_square() -> np.ndarray:
   """A breast against the RIGHT edge (so preprocessing flips it), a film label to crop away, a bright square."""
   yy, xx = np.mgrid[0:360, 0:320]
   pixels = np.where(np.hypot(yy - 170, xx - 319) < 150, 100, 0).astype(np.uint8)
@@ -20,7 +20,7 @@ def _film_with_square() -> np.ndarray:
   return pixels
 
 
-def _square_detector(size: int) -> keras.Model:
+def square_detector(size: int) -> keras.Model:
   """A model named like the cnn whose last conv block responds to the brightest pixels only.
 
   Its CAM layer is relu(x - 0.8) on [0, 1] pixels: 0 on the breast (100/255),
@@ -37,10 +37,10 @@ def _square_detector(size: int) -> keras.Model:
 
 
 def test_heatmap_mapped_to_source_lands_on_the_planted_square():
-  pixels = _film_with_square()
+  pixels = film_with_square()
   result = imaging.preprocess(pixels, 64)
   assert result.flipped and result.crop_box[1] > 100, "the case must exercise crop and flip"
-  heatmap = explain.grad_cam(_square_detector(64), result.image[None])[0]
+  heatmap = explain.grad_cam(square_detector(64), result.image[None])[0]
   source = explain.to_source([heatmap], [result.crop_box], [result.flipped], [pixels.shape])[0]
   assert source.shape == pixels.shape
   box = np.array([[SQUARE[0].start, SQUARE[1].start, SQUARE[0].stop, SQUARE[1].stop]])
@@ -52,10 +52,10 @@ def test_heatmap_mapped_to_source_lands_on_the_planted_square():
 
 def test_grad_cam_of_a_mirrored_square_moves_with_it():
   """A wrong flip or offset in the mapping would put a mirrored square's heat on the original's place."""
-  pixels = _film_with_square()[:, ::-1].copy()  # breast on the left now: no flip
+  pixels = film_with_square()[:, ::-1].copy()  # breast on the left now: no flip
   result = imaging.preprocess(pixels, 64)
   assert not result.flipped
-  heatmap = explain.grad_cam(_square_detector(64), result.image[None])[0]
+  heatmap = explain.grad_cam(square_detector(64), result.image[None])[0]
   source = imaging.output_to_source(heatmap, result.crop_box, result.flipped, pixels.shape)
   row, col = np.unravel_index(np.argmax(source), source.shape)
   assert SQUARE[0].start <= row < SQUARE[0].stop and 319 - SQUARE[1].stop < col <= 319 - SQUARE[1].start
@@ -78,7 +78,7 @@ def test_grad_cam_runs_for_every_model_and_explains_its_output(name, size):
 
 def test_grad_cam_refuses_images_of_the_wrong_size():
   with pytest.raises(ValueError, match=r"\[N, 64, 64, 1\]"):
-    explain.grad_cam(_square_detector(64), np.zeros((1, 32, 32, 1), np.uint8))
+    explain.grad_cam(square_detector(64), np.zeros((1, 32, 32, 1), np.uint8))
 
 
 def test_pointing_game_and_mass_on_constructed_cases():
@@ -112,7 +112,7 @@ def test_circle_boxes_skip_findings_without_a_position():
 
 
 def test_box_to_output_matches_the_mapped_square():
-  pixels = _film_with_square()
+  pixels = film_with_square()
   result = imaging.preprocess(pixels, 64)
   y0, x0, y1, x1 = explain.box_to_output([140, 190, 170, 220], result.crop_box, result.flipped, 64)
   rows, cols = np.nonzero(result.image[:, :, 0] > 200)
@@ -120,7 +120,7 @@ def test_box_to_output_matches_the_mapped_square():
 
 
 def test_overlay_files_hold_the_image_and_the_heatmap(tmp_path):
-  pixels = _film_with_square()
+  pixels = film_with_square()
   heatmap = np.zeros(pixels.shape, np.float32)
   heatmap[SQUARE] = 1
   png, npy = explain.write_overlay(tmp_path / "sub" / "mdb001", pixels, heatmap)
@@ -176,8 +176,8 @@ def test_grad_cam_of_a_softmax_model_and_of_the_benign_score():
   maps = explain.grad_cam(models.build("cnn", 32, 3, "none", 0.3, 0.0), images, target_class=2)
   assert maps.shape == (2, 32, 32) and 0 <= maps.min() and maps.max() <= 1
   # The square detector has only evidence for malignant: its benign map is empty.
-  result = imaging.preprocess(_film_with_square(), 64)
-  assert explain.grad_cam(_square_detector(64), result.image[None], target_class=0).max() == 0
+  result = imaging.preprocess(film_with_square(), 64)
+  assert explain.grad_cam(square_detector(64), result.image[None], target_class=0).max() == 0
 
 
 def test_grad_cam_names_an_unknown_model():

@@ -10,11 +10,13 @@ import numpy as np
 import pydicom
 import pytest
 import tensorflow_datasets as tfds
+from PIL import Image
 
 from mammo_tfds import builder_configs, imaging, sources
 from mammo_tfds.cmmd import cmmd_dataset_builder as cmmd
 from mammo_tfds.mias import mias_dataset_builder as mias
 from mammo_train import data, evaluate, predict
+from tests.test_explain import SQUARE, film_with_square, square_detector
 from tools import write_cmmd
 
 STORED, SIZE = 64, 32
@@ -307,3 +309,52 @@ def test_command_line_usage_errors_are_one_line(argv, message, trained_run, tmp_
   status, printed = _predict_cli([arg.format(run=trained_run, tmp=tmp_path) for arg in argv], capsys, monkeypatch)
   lines = printed.err.splitlines()
   assert status == 2 and len(lines) == 1 and lines[0].startswith("mammo_train.predict: error:") and message in lines[0]
+
+
+def test_command_line_explain_writes_a_heatmap_and_an_overlay_per_scored_file(trained_run, mixed, tmp_path, capsys,
+                                                                             monkeypatch):
+  out = tmp_path / "out"
+  status, printed = _predict_cli([f"--run={trained_run}", f"--out={out}", "--explain", "--batch_size=4", str(mixed)],
+                                 capsys, monkeypatch)
+  assert status == 1, printed.err  # the three unusable files of the folder
+  scored = json.loads((out / "predictions.json").read_text())["images"]
+  heatmaps = sorted((out / "explain").glob("*.npy"))
+  overlays = sorted((out / "explain").glob("*.png"))
+  assert len(heatmaps) == len(overlays) == len(scored) > 4
+  # The CMMD-style folders repeat file names (1-1.dcm): each file still gets its own pair.
+  assert any(path.name.endswith(".dcm-2.npy") for path in heatmaps)
+  shapes = sorted(sources.read(row["source"]).pixels.shape for row in scored)
+  assert sorted(np.load(path).shape for path in heatmaps) == shapes
+  for heatmap in heatmaps:
+    values = np.load(heatmap)
+    assert values.dtype == np.float32 and 0 <= values.min() and values.max() <= 1
+    overlay = np.asarray(Image.open(heatmap.with_suffix(".png")))
+    assert overlay.shape == values.shape + (3,)
+  assert "--explain" in (out / "flags.txt").read_text().splitlines()
+
+
+def test_explain_heatmap_lands_on_the_planted_square_of_the_source_file(tmp_path):
+  """A known answer through the whole path: file -> crop, flip, pad, resize -> Grad-CAM -> back onto the file."""
+  pixels = film_with_square()
+  Image.fromarray(pixels).save(tmp_path / "film.png")
+  result = predict.predict_files(square_detector(SIZE), [str(tmp_path / "film.png")], stored_size=STORED,
+                                 image_size=SIZE, workers=1, explain_dir=str(tmp_path / "explain"))
+  assert result.images[0].prepared.flipped and result.images[0].prepared.source.pixels.size == 0  # dropped
+  heatmap = np.load(tmp_path / "explain" / "film.png.npy")
+  assert heatmap.shape == pixels.shape
+  row, col = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+  assert SQUARE[0].start <= row < SQUARE[0].stop and SQUARE[1].start <= col < SQUARE[1].stop
+  assert heatmap[SQUARE].sum() > 0.5 * heatmap.sum()
+
+
+def test_command_line_explain_refuses_a_model_without_a_known_grad_cam_layer(trained_run, shared_data, tmp_path,
+                                                                            capsys, monkeypatch):
+  model_file = tmp_path / "other.keras"
+  images = keras.Input((SIZE, SIZE, 1), dtype="uint8")
+  pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(images))
+  keras.Model(images, keras.layers.Dense(1, activation="sigmoid")(pooled), name="brightness").save(model_file)
+  status, printed = _predict_cli([f"--run={trained_run}", f"--model={model_file}", f"--out={tmp_path / 'o'}",
+                                  "--explain", str(shared_data / "real-mammograms" / "nyu_gmic_0_L-CC.png")],
+                                 capsys, monkeypatch)
+  lines = printed.err.splitlines()
+  assert status == 2 and len(lines) == 1 and "--explain: no Grad-CAM layer is known" in lines[0], printed.err
