@@ -198,13 +198,13 @@ def load(path: str, classes: int, *, flag: str, image_size: int | None = None,
   except Exception as error:  # Keras raises many types for a missing, truncated or foreign file
     reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
     raise ConfigError(f"--{flag}={path}: not a readable Keras model ({type(error).__name__}: {reason})") from None
-  shape = tuple(model.input.shape[1:])
+  shape = tuple(model.input_shape[1:])  # input_shape: a loaded Sequential has no .input until called
   if len(shape) != 3 or shape[0] != shape[1] or shape[2] != 1:
     raise ConfigError(f"--{flag}={path} takes inputs of shape {shape}, not square one-channel images")
   if image_size is not None and shape[0] != image_size:
     raise ConfigError(f"--{flag}={path} takes {shape[0]}x{shape[0]} images, this run gives "
                       f"{image_size}x{image_size}: pass --image_size={shape[0]}")
-  units = model.output.shape[-1]
+  units = model.output_shape[-1]
   if units != (1 if classes == 2 else classes):
     raise ConfigError(f"--{flag}={path} has {units} output units, for {2 if units == 1 else units} classes; "
                       f"this dataset has {classes}")
