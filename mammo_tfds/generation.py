@@ -153,6 +153,20 @@ class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.strict = skips.strict_from_env() if strict is None else strict
     self.skip_log = skips.SkipLog(self.name, self.strict)
 
+  def _mammo_info(self, schema: dict, subgroups: dict | None = None, homepage: str | None = None):
+    """The DatasetInfo of a mammo dataset: its features, (image, label) as supervised keys, and the
+    subgroups its evaluation reports (mammo_train/subgroups.py), kept in metadata.json."""
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict(schema), supervised_keys=("image", "label"), homepage=homepage,
+        metadata=tfds.core.MetadataDict(**({"subgroups": subgroups} if subgroups else {})))
+
+  def _splits_of(self, by_split: dict) -> dict:
+    """split -> its examples, for the splits that have items: TFDS cannot write an empty split, and
+    only a tree of a few patients has one (it is logged)."""
+    for split in [split for split in by_split if not by_split[split]]:
+      logging.warning("%s: no items fall in split %r; it is left out", self.name, split)
+    return {split: self._generate_examples(items) for split, items in by_split.items() if items}
+
   def _download_and_prepare(self, dl_manager, download_config):
     self._use_beam = bool(download_config.beam_options or download_config.beam_runner)
     if self._use_beam:

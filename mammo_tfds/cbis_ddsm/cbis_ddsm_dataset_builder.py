@@ -73,12 +73,7 @@ class Builder(generation.ParallelBuilder):
         "orientation": tfds.features.Text(
             doc="What put the chest wall left: pixels, laterality, or 'pixels, laterality disagrees'."),
     })
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict(schema),
-        supervised_keys=("image", "label"),
-        homepage=HOMEPAGE,
-        metadata=tfds.core.MetadataDict(subgroups=SUBGROUPS),
-    )
+    return self._mammo_info(schema, SUBGROUPS, HOMEPAGE)
 
   def _split_generators(self, dl_manager):
     manual_dir = dl_manager.manual_dir
@@ -101,12 +96,8 @@ class Builder(generation.ParallelBuilder):
         "patients_in_both_official_sets_moved_to_test": straddling,
     })
     self._manual_dir, self._layout = str(manual_dir), index.layout
-    by_split = collections.defaultdict(list)
-    for item in items:
-      by_split[split_of[item.cases[0].patient_id]].append(item)
-    for split in [s for s in splits.SPLITS if not by_split.get(s)]:
-      logging.warning("cbis_ddsm: no films fall in split %r; it is left out", split)  # only in tiny trees
-    return {split: self._generate_examples(by_split[split]) for split in splits.SPLITS if by_split.get(split)}
+    return self._splits_of({split: [item for item in items if split_of[item.cases[0].patient_id] == split]
+                            for split in splits.SPLITS})
 
   def _item_fn(self):
     return functools.partial(examples.film_example, self._manual_dir, self.builder_config.image_size)

@@ -5,7 +5,6 @@ the build or are skipped: `mammo_tfds/cmmd/examples.py` and README.md.
 """
 import functools
 
-from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -49,12 +48,7 @@ class Builder(generation.ParallelBuilder):
         "subtype": tfds.features.Text(doc="Molecular subtype (D2 malignant breasts); empty if missing."),
         "subset": tfds.features.Text(doc="D1 or D2, from the patient id. Predicts the label: a confounder."),
     })
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict(schema),
-        supervised_keys=("image", "label"),
-        homepage=HOMEPAGE,
-        metadata=tfds.core.MetadataDict(subgroups=SUBGROUPS),
-    )
+    return self._mammo_info(schema, SUBGROUPS, HOMEPAGE)
 
   def _split_generators(self, dl_manager):
     result = examples.scan(dl_manager.manual_dir, self.skip_log)
@@ -63,13 +57,8 @@ class Builder(generation.ParallelBuilder):
     self.info.metadata.update(examples.report(result, duplicates))
     self._without_row = len(result.without_row)
     self._manual_dir = str(dl_manager.manual_dir)
-    by_split = {split: [pair for pair in result.labelled if split_of[pair[0].patient_id] == split]
-                for split in splits.SPLITS}
-    for split in [split for split, pairs in by_split.items() if not pairs]:
-      # TFDS cannot write an empty split; only a tree of a few patients has one.
-      logging.warning("cmmd: no patients fall in split %r; it is left out", split)
-      del by_split[split]
-    return {split: self._generate_examples(pairs) for split, pairs in by_split.items()}
+    return self._splits_of({split: [pair for pair in result.labelled if split_of[pair[0].patient_id] == split]
+                            for split in splits.SPLITS})
 
   def _item_fn(self):
     return functools.partial(examples.labelled_example, self._manual_dir, self.builder_config.image_size)

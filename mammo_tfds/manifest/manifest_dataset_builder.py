@@ -33,11 +33,7 @@ class Builder(generation.ParallelBuilder):
         "metadata": tfds.features.Text(doc="The manifest's other columns: a JSON object of column -> text."),
         "orientation": tfds.features.Text(doc="What put the chest wall on the left (imaging.chest_wall_side)."),
     })
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict(schema),
-        supervised_keys=("image", "label"),
-        metadata=tfds.core.MetadataDict(),
-    )
+    return self._mammo_info(schema)
 
   def _split_generators(self, dl_manager):
     manual_dir = dl_manager.manual_dir
@@ -53,11 +49,8 @@ class Builder(generation.ParallelBuilder):
     for first, second in links:
       logging.info("manifest: patients %s and %s have identical images: kept in one split", first, second)
     self._manual_dir = str(manual_dir)
-    by_split = {split: [s for s in scanned if split_of[s.row.patient_id] == split] for split in splits.SPLITS}
-    for split in [split for split, items in by_split.items() if not items]:
-      logging.warning("manifest: no images fall in split %r; it is left out", split)
-      del by_split[split]
-    return {split: self._generate_examples(items) for split, items in by_split.items()}
+    return self._splits_of({split: [s for s in scanned if split_of[s.row.patient_id] == split]
+                            for split in splits.SPLITS})
 
   def _item_fn(self):
     return functools.partial(examples.image_example, self._manual_dir, self.builder_config.image_size)

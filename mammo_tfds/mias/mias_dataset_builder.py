@@ -134,18 +134,13 @@ class Builder(generation.ParallelBuilder):
         "y": tfds.features.Scalar(dtype=np.int32, doc="Row of the centre from the top, source pixels; -1 if not given."),
         "radius": tfds.features.Scalar(dtype=np.int32, doc="Radius of a circle enclosing it, pixels; -1 if not given."),
     }
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            **features.common(size, features.LABELS if task == "abnormal" else examples.DENSITIES),
-            "tissue": tfds.features.ClassLabel(names=list(examples.DENSITIES)),
-            "severity": tfds.features.ClassLabel(names=list(examples.SEVERITIES)),
-            "abnormality": tfds.features.Sequence(tfds.features.ClassLabel(names=list(info.CLASSES))),
-            "findings": tfds.features.Sequence(finding),
-        }),
-        supervised_keys=("image", "label"),
-        homepage="http://peipa.essex.ac.uk/info/mias.html",
-        metadata=tfds.core.MetadataDict(subgroups=SUBGROUPS[task]),
-    )
+    return self._mammo_info({
+        **features.common(size, features.LABELS if task == "abnormal" else examples.DENSITIES),
+        "tissue": tfds.features.ClassLabel(names=list(examples.DENSITIES)),
+        "severity": tfds.features.ClassLabel(names=list(examples.SEVERITIES)),
+        "abnormality": tfds.features.Sequence(tfds.features.ClassLabel(names=list(info.CLASSES))),
+        "findings": tfds.features.Sequence(finding),
+    }, SUBGROUPS[task], "http://peipa.essex.ac.uk/info/mias.html")
 
   def _split_generators(self, dl_manager):
     source = find_source(pathlib.Path(dl_manager.manual_dir))

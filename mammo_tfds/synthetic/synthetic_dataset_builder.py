@@ -41,18 +41,14 @@ class Builder(generation.ParallelBuilder):
   builder_config_cls = SyntheticConfig
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            **features.common(self.builder_config.image_size),
-            "lesion_box": tfds.features.Tensor(
-                shape=(4,), dtype=np.int32,
-                doc=f"y0, x0, y1, x1 (y1, x1 exclusive) in source pixels, the frame of crop_box, of the "
-                    f"breast pixels where the lesion adds at least {phantom.LESION_BOX_LEVEL:.0%} of its peak "
-                    f"contrast; {list(phantom.NO_LESION_BOX)} for an image without a lesion (none here)."),
-        }),
-        supervised_keys=("image", "label"),
-        metadata=tfds.core.MetadataDict(subgroups=SUBGROUPS),
-    )
+    return self._mammo_info({
+        **features.common(self.builder_config.image_size),
+        "lesion_box": tfds.features.Tensor(
+            shape=(4,), dtype=np.int32,
+            doc=f"y0, x0, y1, x1 (y1, x1 exclusive) in source pixels, the frame of crop_box, of the "
+                f"breast pixels where the lesion adds at least {phantom.LESION_BOX_LEVEL:.0%} of its peak "
+                f"contrast; {list(phantom.NO_LESION_BOX)} for an image without a lesion (none here)."),
+    }, SUBGROUPS)
 
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing to download
