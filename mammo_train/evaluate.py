@@ -18,6 +18,7 @@ dataset, a missing or unreadable model, or one that does not fit the dataset
 (its classes, a one-channel square input) ends the command with one line and
 exit status 2.
 """
+import csv
 import os
 import pathlib
 
@@ -32,6 +33,9 @@ GRID_PER_ROW = 6  # cases per row of the saliency grid
 # How each dataset's lesion boxes are obtained (`explain.lesion_boxes`), for the report.
 LOCATIONS = {"lesion_box": "where the synthetic generator drew the lesion (its lesion_box feature)",
              "findings": "squares around the dataset's findings (centre and radius) of the image's own class"}
+
+
+PREDICTIONS = "predictions.csv"
 
 
 def predict(model, builder, split: str, image_size: int, batch_size: int) -> assessment.Predictions:
@@ -162,12 +166,29 @@ dataset records lesion locations, the pointing game (`_saliency`).
   result = {"dataset": assessment.dataset_entry(builder, split, target, class_names),
             "model": model_path or model.name, **result}
   report.write(result, curves, workdir, tb_logdir, pictures=pictures)
+  write_predictions(workdir, builder, split, target, class_names)
   if operating is not None and _chooses_threshold(builder, split, threshold):
     operating.save(workdir)
   if maps and validation is not None:
     calibration.save(maps, workdir)
   logging.info("evaluation of %s on %s %s written to %s", result["model"], builder.info.full_name, split, workdir)
   return report.plain(result)
+
+
+def write_predictions(workdir, builder, split: str, target: assessment.Predictions, class_names) -> pathlib.Path:
+  """workdir/predictions.csv: one row per scored image (source, patient, laterality, view, label, score),
+  the rows `mammo_train.predict` writes for the same files, so the two can be compared."""
+  metadata = data.split_metadata(builder, split, ("source",))
+  scores = np.asarray(target.scores, dtype=float)
+  score_columns = ["score"] if scores.ndim == 1 else [f"p_{name}" for name in class_names]
+  path = pathlib.Path(workdir) / PREDICTIONS
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["source", "patient_id", "laterality", "view", "label", *score_columns])
+    for i, label in enumerate(target.labels):
+      writer.writerow([metadata["source"][i], metadata["patient_id"][i], metadata["laterality"][i],
+                       metadata["view"][i], class_names[int(label)], *np.atleast_1d(scores[i]).tolist()])
+  return path
 
 
 def _saliency(model, builder, split: str, image_size: int, batch_size: int, target: assessment.Predictions,

@@ -1,4 +1,5 @@
 """End-to-end evaluation on the tiny synthetic dataset, and the protocol's guarantees."""
+import csv
 import json
 import pathlib
 import shutil
@@ -64,6 +65,13 @@ def test_evaluate_model_writes_every_report_file(tiny_builder, model, tmp_path):
   assert all(f"({name})" in markdown for name in PNGS)
   assert "validation split" in markdown
   assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+  with open(workdir / evaluate.PREDICTIONS) as f:
+    rows = list(csv.DictReader(f))
+  scored = evaluate.predict(model, tiny_builder, "test", 64, 16)
+  assert [row["patient_id"] for row in rows] == list(scored.patient_id)
+  assert [row["source"] for row in rows] == list(data.split_metadata(tiny_builder, "test", ("source",))["source"])
+  np.testing.assert_allclose([float(row["score"]) for row in rows], scored.scores, atol=1e-6)
+  assert {row["label"] for row in rows} <= {"benign", "malignant"} and {row["view"] for row in rows} == {"CC", "MLO"}
   validation = evaluate.predict(model, tiny_builder, "validation", 64, 16)
   assert result["threshold"]["values"]["image"] == metrics.choose_threshold(validation.labels, validation.scores)
   stored_point = json.loads((workdir / assessment.OPERATING_POINT).read_text())
