@@ -24,6 +24,7 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 THRESHOLD_RULES = ("recall", "youden")
 # The searched hyperparameters (named like their trainer flags) -> sampling scale.
 HYPERPARAMETERS = {"dropout": "linear", "l2": "log", "learning_rate": "log"}
+SEARCH_RANGES = {"dropout": ("0", "0.6"), "l2": ("1e-6", "1e-1"), "learning_rate": ("1e-5", "1e-2")}
 TUNERS = ("hyperband", "bayesian", "random")
 DEFAULT_MAX_TRIALS = 10  # of random and Bayesian searches
 BASELINES = ("majority", "prior_random", "pixel_logistic", "age_logistic", "metadata_logistic")
@@ -268,11 +269,9 @@ def define_tune_flags(values: flags.FlagValues = flags.FLAGS):
                        "many trials and trains it this many times longer.", **define)
   flags.DEFINE_list("search", list(HYPERPARAMETERS), "Hyperparameters searched, from "
                     f"{','.join(HYPERPARAMETERS)}; the others take their trainer flag's value.", **define)
-  flags.DEFINE_list("dropout_range", ["0", "0.6"], "MIN,MAX of the dropout searched (linear scale).", **define)
-  flags.DEFINE_list("l2_range", ["1e-6", "1e-1"], "MIN,MAX of the L2 weight decay searched (log scale).",
-                    **define)
-  flags.DEFINE_list("learning_rate_range", ["1e-5", "1e-2"], "MIN,MAX of the learning rate searched "
-                    "(log scale).", **define)
+  for name, default in SEARCH_RANGES.items():
+    flags.DEFINE_list(f"{name}_range", list(default), f"MIN,MAX of the {name} searched ({HYPERPARAMETERS[name]} "
+                      "scale).", **define)
   flags.DEFINE_boolean("overwrite", False, "Delete the workdir's search and start over instead of resuming "
                        "it.", **define)
 
