@@ -133,11 +133,6 @@ def require_splits(builder, splits, why: str):
                f"{why} needs: it has {', '.join(builder.info.splits)}")
 
 
-def load_model(path: str, run: Run, flag: str = "model") -> keras.Model:
-  """A saved model checked to fit the run's dataset (classes, one-channel square input); one-line errors."""
-  return models.load(path, run.classes, flag=flag)
-
-
 def build_model(run: Run, cfg: config.Train, *, dropout: float | None = None, l2: float | None = None,
                 learning_rate: float | None = None) -> keras.Model:
   """The run's model, built (or loaded with --init_from), fine-tune set and compiled in the strategy's scope.
