@@ -32,14 +32,19 @@ import csv
 import dataclasses
 import hashlib
 import pathlib
+import sys
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 from scipy import ndimage
+
+if not __package__:  # run as `python tools/write_cbis.py`: the repo root is not on the path
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from tools import write_cmmd  # pylint: disable=wrong-import-position
 
 LAYOUTS = ("classic", "descriptive", "kaggle")
 FILM_SHAPE = (5000, 3000)  # rows, columns: DDSM films are about 3000 x 5000 at 50 um
@@ -273,21 +278,9 @@ def mask_box(mask: np.ndarray) -> Tuple[int, int, int, int]:
 
 
 def _dataset(values: np.ndarray, patient_folder: str, side: str, view: str, description: str, uids: dict) -> Dataset:
-  meta = FileMetaDataset()
-  meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
-  meta.MediaStorageSOPInstanceUID = uids["sop"]
-  meta.TransferSyntaxUID = ExplicitVRLittleEndian
-  ds = Dataset()
-  ds.file_meta = meta
-  ds.SOPClassUID = SECONDARY_CAPTURE
-  ds.SOPInstanceUID = uids["sop"]
-  ds.StudyInstanceUID = uids["study"]
-  ds.SeriesInstanceUID = uids["series"]
+  ds = write_cmmd.dicom_skeleton(SECONDARY_CAPTURE, uids, patient_folder)
   ds.SeriesDescription = description
-  ds.Modality = "MG"
   ds.ConversionType = "WSD"
-  ds.PatientID = patient_folder
-  ds.PatientName = patient_folder
   ds.BodyPartExamined = "BREAST"
   ds.Laterality = side[0]
   ds.PatientOrientation = view  # the real files' quirk: the view, not row / column directions

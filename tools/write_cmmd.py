@@ -167,20 +167,27 @@ def _stored_values(pixels: np.ndarray, bits_stored: int, photometric: str) -> np
   return (top - values).astype(values.dtype) if photometric == "MONOCHROME1" else values
 
 
-def _dataset(series: Series, laterality: str, view: str, values: np.ndarray, uids: dict) -> Dataset:
+def dicom_skeleton(sop_class: str, uids: dict, patient_id: str) -> Dataset:
+  """An uncompressed MG dataset with its file meta, UIDs ("sop", "study", "series") and patient:
+  what every written DICOM shares (CMMD's here, CBIS-DDSM's in write_cbis.py)."""
   meta = FileMetaDataset()
-  meta.MediaStorageSOPClassUID = MAMMOGRAPHY_SOP_CLASS
+  meta.MediaStorageSOPClassUID = sop_class
   meta.MediaStorageSOPInstanceUID = uids["sop"]
   meta.TransferSyntaxUID = ExplicitVRLittleEndian
   ds = Dataset()
   ds.file_meta = meta
-  ds.SOPClassUID = MAMMOGRAPHY_SOP_CLASS
+  ds.SOPClassUID = sop_class
   ds.SOPInstanceUID = uids["sop"]
   ds.StudyInstanceUID = uids["study"]
   ds.SeriesInstanceUID = uids["series"]
   ds.Modality = "MG"
-  ds.PatientID = series.patient_id
-  ds.PatientName = series.patient_id
+  ds.PatientID = patient_id
+  ds.PatientName = patient_id
+  return ds
+
+
+def _dataset(series: Series, laterality: str, view: str, values: np.ndarray, uids: dict) -> Dataset:
+  ds = dicom_skeleton(MAMMOGRAPHY_SOP_CLASS, uids, series.patient_id)
   ds.PatientSex = "F"
   ds.PatientAge = f"{series.age:03d}Y"
   ds.BodyPartExamined = "BREAST"
