@@ -42,7 +42,7 @@ class Film:
   lesion_box: np.ndarray  # int32 [y0, x0, y1, x1] in these pixels, end-exclusive
 
 
-def _smooth_noise(rng, shape, sigma):
+def smooth_noise(rng, shape, sigma):
   """Unit-variance Gaussian-filtered noise; drawn coarse and upsampled, which is
   much cheaper than filtering at full size with a large sigma."""
   factor = max(1, int(sigma / 3))
@@ -114,13 +114,13 @@ def draw_film(rng: np.random.Generator, height: int, width: int, malignant: bool
   depth = width * rng.uniform(0.55, 0.8)
   half_height = height * rng.uniform(0.36, 0.46)
   centre_y = height * rng.uniform(0.47, 0.53)
-  boundary_noise = 1 + 0.03 * _smooth_noise(rng, (height, width), sigma=height / 20)
+  boundary_noise = 1 + 0.03 * smooth_noise(rng, (height, width), sigma=height / 20)
   radial = np.hypot(xx / depth, (yy - centre_y) / half_height) * boundary_noise
   breast = radial < 1.0
   # Tissue: fatty-to-dense texture, falling off towards the skin line.
   density = rng.uniform(0.25, 0.7)
-  texture = (0.6 * _smooth_noise(rng, (height, width), sigma=height / 40)
-             + 0.25 * _smooth_noise(rng, (height, width), sigma=height / 150))
+  texture = (0.6 * smooth_noise(rng, (height, width), sigma=height / 40)
+             + 0.25 * smooth_noise(rng, (height, width), sigma=height / 150))
   intensity = 70 + 90 * density + 25 * texture
   intensity *= np.clip(1.25 - 0.55 * radial, 0.45, 1.0)
   if view == "MLO":

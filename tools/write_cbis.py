@@ -44,6 +44,7 @@ from scipy import ndimage
 
 if not __package__:  # run as `python tools/write_cbis.py`: the repo root is not on the path
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from mammo_tfds import phantom  # pylint: disable=wrong-import-position
 from tools import write_cmmd  # pylint: disable=wrong-import-position
 
 LAYOUTS = ("classic", "descriptive", "kaggle")
@@ -161,17 +162,6 @@ def _uid(seed: int, *parts) -> str:
   return generate_uid(prefix=UID_PREFIX, entropy_srcs=[str(seed), *[str(p) for p in parts]])
 
 
-def _smooth(rng, shape, sigma):
-  """Unit-variance smooth noise, drawn coarse and upsampled (cheap at film size)."""
-  factor = max(1, int(sigma / 3))
-  coarse = (-(-shape[0] // factor) + 2, -(-shape[1] // factor) + 2)
-  noise = ndimage.gaussian_filter(rng.standard_normal(coarse).astype(np.float32), sigma / factor)
-  if factor > 1:
-    noise = ndimage.zoom(noise, factor, order=1)
-  noise = noise[:shape[0], :shape[1]]
-  return noise / (noise.std() + 1e-6)
-
-
 def film_pixels(seed: int, film: Film, shape=FILM_SHAPE):
   """(uint16 pixels, [(kind, id, bool mask)], chest wall side) of one film; a pure function of its arguments.
 
@@ -184,16 +174,17 @@ def film_pixels(seed: int, film: Film, shape=FILM_SHAPE):
   rng = np.random.default_rng([seed, _number(film.patient, film.side, film.view)])
   yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
   # Background: grey (film base + fog), shaded, noisy; never black.
-  background = rng.uniform(0.11, 0.2) + 0.012 * _smooth(rng, shape, height / 6)
+  background = rng.uniform(0.11, 0.2) + 0.012 * phantom.smooth_noise(rng, shape, height / 6)
   image = background + rng.normal(0, 0.012, size=shape).astype(np.float32)
   # Breast: half-ellipse against the chest wall (column 0), texture fading at the skin.
   depth = width * rng.uniform(0.5, 0.68)
   half_height = height * rng.uniform(0.3, 0.38)
   centre_y = height * rng.uniform(0.46, 0.54)
-  radial = np.hypot(xx / depth, (yy - centre_y) / half_height) * (1 + 0.025 * _smooth(rng, shape, height / 25))
+  radial = np.hypot(xx / depth, (yy - centre_y) / half_height) * (
+      1 + 0.025 * phantom.smooth_noise(rng, shape, height / 25))
   breast = radial < 1.0
-  tissue = (0.42 + 0.2 * rng.uniform(0, 1) + 0.06 * _smooth(rng, shape, height / 40)
-            + 0.03 * _smooth(rng, shape, height / 150))
+  tissue = (0.42 + 0.2 * rng.uniform(0, 1) + 0.06 * phantom.smooth_noise(rng, shape, height / 40)
+            + 0.03 * phantom.smooth_noise(rng, shape, height / 150))
   fade = np.clip(1.15 - 0.75 * radial ** 3, 0.45, 1.0)
   value = background + (tissue - background) * fade
   if film.view == "MLO":
@@ -229,7 +220,7 @@ def film_pixels(seed: int, film: Film, shape=FILM_SHAPE):
       thickness = max(2, int((height if edge in ("top", "bottom") else width) * rng.uniform(0.012, 0.035)))
       if edge == "near":
         thickness = max(2, thickness // 2)
-      ragged = thickness + (2 * _smooth(rng, (1, across), 30)[0]).astype(int)
+      ragged = thickness + (2 * phantom.smooth_noise(rng, (1, across), 30)[0]).astype(int)
       level = rng.uniform(0.9, 0.98)
       if edge == "top":
         strip = yy < ragged[None, :]
