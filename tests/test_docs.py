@@ -57,7 +57,8 @@ def _logical_lines(text: str):
       continue
     if not in_block:
       for span in _INLINE.findall(line):
-        if re.match(r"(\S*python3? -m mammo_train|\S*tfds build)\b", span):
+        # A bare `tfds build` in prose names the command; with a dataset it is a command line.
+        if re.match(r"(\S*python3? -m mammo_train|\S*tfds build \S)", span):
           yield number, span
       continue
     if not pending:
@@ -220,3 +221,36 @@ def test_extraction_handles_the_doc_forms(tmp_path):
       ("x.md:4", "mammo_train", ("--dataset=cmmd", "--oversample", "--workdir=runs/x")),
       ("x.md:6", TFDS_BUILD, ("mammo_tfds/cmmd", '--config={"name": "a b"}')),
   ]
+
+
+# Pages announced in the docs that another change is writing; skipped, with
+# the reason, until they exist. Any other missing page fails.
+PENDING_PAGES = {"docs/architecture.md"}
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _anchors(page: pathlib.Path) -> set:
+  """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces to hyphens."""
+  return {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+          for line in page.read_text().splitlines() if re.match(r"#{1,6} ", line)}
+
+
+def _links():
+  for doc in DOCS:
+    for number, line in enumerate(doc.read_text().splitlines(), 1):
+      for target in _LINK.findall(line):
+        if not re.match(r"[a-z]+:", target):
+          yield pytest.param(doc, target, id=f"{doc.relative_to(REPO)}:{number}: {target}")
+
+
+@pytest.mark.parametrize("doc, target", list(_links()))
+def test_documented_link_resolves(doc, target):
+  """Pages moved from the README must leave no link pointing at nothing."""
+  path, _, anchor = target.partition("#")
+  page = (doc.parent / path).resolve() if path else doc
+  where = page.relative_to(REPO).as_posix() if page.is_relative_to(REPO) else str(page)
+  if not page.exists() and where in PENDING_PAGES:
+    pytest.skip(f"{where} is announced ahead of the change that writes it")
+  assert page.exists(), f"{doc.relative_to(REPO)}: link to {target}: no {where}"
+  if anchor:
+    assert anchor in _anchors(page), f"{doc.relative_to(REPO)}: link to {target}: no such heading in {where}"

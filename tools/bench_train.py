@@ -7,7 +7,7 @@ the input pipeline is the bottleneck (it must not be: ratio ~1). Runs on CPU
 or GPU; on a GPU, mixed_float16 is the one that matters.
 
   python tools/bench_train.py            # every model, size and policy: hours on 2 cores (emulated
-                                         # mixed precision); README's CPU table took 47 min without
+                                         # mixed precision); docs/performance.md's CPU table took 47 min without
                                          # VGG16 / InceptionV3 at 600 px mixed
   python tools/bench_train.py --models=cnn,resnet50 --sizes=224 --policies=float32,mixed_bfloat16
 """
