@@ -409,9 +409,9 @@ def _view(ds, path, strict: bool) -> Optional[str]:
       raise SourceError(path, f"unknown view {meaning!r} in View Code Sequence (0054,0220)", Reason.no_view)
     if meaning:
       return None
-  position = _text(ds, "ViewPosition").upper()
-  if position in _VIEW_POSITIONS:
-    return _VIEW_POSITIONS[position]
+  views = [token for token in _view_position_tokens(ds) if token in _VIEW_POSITIONS]  # "MAG CC", "CCID"
+  if views:
+    return _VIEW_POSITIONS[views[0]]
   if strict:
     raise SourceError(path, "no view: View Code Sequence (0054,0220) and ViewPosition are missing or empty",
                       Reason.no_view)
