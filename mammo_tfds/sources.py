@@ -1,12 +1,48 @@
 """Read one source file (DICOM, PNG, JPEG, TIFF, PGM) -> 8-bit pixels, bright = dense, + tags.
 
 Everything a builder or a prediction needs from a file goes through here, and
-every failure is one `SourceError` naming the file and what is wrong with it.
+every failure is one `SourceError` naming the file and what is wrong with it,
+with its `reasons.Reason` code (`.code`) set where it is raised.
 Nothing is taken from file or folder names: CMMD downloads name files `1-1.dcm`,
 `1-<hash>.dcm` or `00000001.dcm` depending on the client, so patient,
 laterality and view come from the DICOM tags.
 
-DICOM, in the order the standard's grayscale pipeline applies it (PS3.4 N.2):
+What counts as a 2-D mammogram (`admission`; the rule that admits a file is
+`SourceImage.admitted_by`), tried in this order:
+
+- "modality MG": Modality MG;
+- "mammography SOP class": Digital Mammography X-Ray (For Presentation or
+  For Processing) as the dataset's SOPClassUID; "file meta SOP class": the
+  same found only in the file meta's MediaStorageSOPClassUID;
+- "body part BREAST + laterality": BodyPartExamined BREAST and an
+  ImageLaterality or Laterality of L or R (digitized films stored as
+  Secondary Capture with Modality RG or OT, as the DDSM / NEMA films are);
+- "view code + laterality": a mammography view (View Code Sequence code or
+  meaning from CID 4014, or a ViewPosition word CC, MLO, ML, LM, XCCL, ...),
+  a laterality, and no other body part;
+- "DX for presentation + ImageLaterality": Digital X-Ray For Presentation
+  (in the dataset or only in the file meta: RSNA's stripped exports) with an
+  ImageLaterality and no body part other than BREAST;
+- "manifest": the caller vouches for the file (`read(evidence="manifest")`:
+  a user's manifest row with its laterality);
+- "allow_non_mammogram": the caller's override.
+Raster files are "raster file". Checked first and not overridable:
+tomosynthesis (ImageType holding TOMO... or VOLUME, or the Breast
+Tomosynthesis / Breast Projection SOP classes, whatever the Modality: a CT
+Image Storage slice with ImageType TOMO is one) is refused as
+`Reason.tomosynthesis`, unless ImageType says it is a synthesized 2-D view
+(SYNTHESIZED..., ..._2D such as GENERATED_2D), which is admitted and named
+in view_modifiers; For Processing images are refused.
+
+View modifiers (`SourceImage.view_modifiers`, `view_modifiers`):
+stereotactic, specimen, spot, magnification, implant displaced (and
+"synthesized 2D"), from View Modifier Code Sequence (0054,0222) inside View
+Code Sequence (SNOMED CT codes via pydicom, SNOMED-RT codes, or code
+meanings), the view code itself (tissue specimen from breast), ImageType
+and ViewPosition words ("SPOT", "MAG", "CCID"). They are recorded, never
+refused here: predict refuses stereotactic and specimen images.
+
+DICOM pixels, in the order the standard's grayscale pipeline applies it (PS3.4 N.2):
 
 1. Decoding: native, deflated and RLE data by pydicom itself; JPEG Lossless
    (Process 14) and 12-bit JPEG by pylibjpeg-libjpeg, JPEG-LS by pyjpegls
@@ -26,20 +62,25 @@ DICOM, in the order the standard's grayscale pipeline applies it (PS3.4 N.2):
    threshold, and the pixels are already rendered for presentation. Without
    a window or LUT, 8-bit data is kept as stored and deeper data scaled
    linearly from 0 to the image's maximum (0 stays black).
-4. Polarity: MONOCHROME1 or Presentation LUT Shape INVERSE inverts once (the
-   MG IOD pairs them, so both together are still one inversion). Where
-   PixelIntensityRelationship is LIN or LOG and its sign says the opposite
-   (sign -1: higher stored values are less X-ray, i.e. denser), the sign is
-   honoured: it states what the stored values measure; a warning says so.
+4. Polarity: Photometric Interpretation and Presentation LUT Shape decide,
+   as the display chain does (PS3.3 C.11.6): MONOCHROME1 or Presentation LUT
+   Shape INVERSE inverts once (the MG IOD pairs them, so both together are
+   still one inversion). PixelIntensityRelationshipSign is NOT followed: it
+   describes the stored values' relation to X-ray intensity, not the
+   display, and real For Presentation files contradict it (RSNA's
+   MONOCHROME2 with LOG and sign +1 would come out as a negative). A
+   contradicting sign is logged and recorded in `SourceImage.polarity_note`.
 5. 8 bits: the result of 2-4 is a table over the stored values, applied in
    one lookup (for CMMD's plain 8-bit files the table is the identity and the
    pixels are returned untouched).
+6. Padding: pixels equal to PixelPaddingValue (up to PixelPaddingRangeLimit
+   when given) are no image: they take no part in the scaling and come out
+   black (background), whatever the polarity.
 
-Refused with one line (never turned into a picture): For Processing (raw
-detector) images, files that are not mammograms (Modality MG or a
-mammography SOP class) unless `allow_non_mammogram=True`, more than one frame
-(tomosynthesis), colour, no Pixel Data element, fewer than MIN_SIDE pixels
-on a side (stub pixels).
+Refused with one line (never turned into a picture), each with its code:
+tomosynthesis images, For Processing (raw detector) images, files no rule
+above admits (unless `allow_non_mammogram=True`), more than one frame, colour,
+no Pixel Data element, fewer than MIN_SIDE pixels on a side (stub pixels).
 
 Raster files: 8-bit grayscale as stored; 16-bit PNG / TIFF / PGM scaled by
 their actual bit depth, the fewest bits (8-16) that hold the image's largest
@@ -235,7 +276,8 @@ def _sop_class(ds) -> tuple:
   if in_dataset:
     return in_dataset, "dataset"
   meta = getattr(ds, "file_meta", None)
-  return (str(getattr(meta, "MediaStorageSOPClassUID", "") or "").strip(), "file meta") if meta is not None else ("", "")
+  in_meta = str(getattr(meta, "MediaStorageSOPClassUID", "") or "").strip() if meta is not None else ""
+  return in_meta, "file meta" if in_meta else ""
 
 
 def _image_type(ds) -> list:

@@ -184,7 +184,8 @@ def prepared_stream(files: Iterable[str], stored_size: int, *, workers: Optional
                     allow_view_modifiers: bool = False) -> Iterator:
   """Prepared / Failure per file, in order, read on `workers` processes (default `generation.build_workers()`).
 
-  `vouched`: absolute paths of the files a manifest lists (see `prepare`). At most `window` files (default 4 per worker) are in flight or waiting to
+  `vouched`: absolute paths of the files a manifest lists (see `prepare`).
+  At most `window` files (default 4 per worker) are in flight or waiting to
   be taken, so memory stays flat in the number of files. Workers are forked
   and run numpy / Pillow / pydicom only, never TF (as the builders' workers).
   """

@@ -27,7 +27,9 @@ What stops the build and what is skipped:
   skipped - a row whose file is missing or cannot be read; an image whose
             laterality or view is known neither from the manifest nor from its
             tags, or whose view is not CC / MLO; a blank image. Each is logged
-            with the row and the reason and counted; MAMMO_STRICT=1 makes them errors.
+            with the row and its `Reason` code and counted; MAMMO_STRICT=1 makes
+            them errors. A row with a laterality vouches for its file being a
+            mammogram (`sources.read(evidence="manifest")`).
 """
 import collections
 import csv
