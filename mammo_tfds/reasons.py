@@ -4,7 +4,9 @@ A `SourceError` carries its code from the line that raises it and a builder's
 `generation.Skip` its own, so a summary ("skipped 3: 1 for_processing, 2
 not_mammogram") and predictions.json count causes without parsing messages.
 Codes are `str` values (`Reason.blank == "blank"`), so they serialise as the
-bare code in JSON, CSV and log lines.
+bare code in JSON, CSV and log lines. Each member's name is its value: Enum
+hashes a member by its name, so only then does a code read back from JSON
+(a plain str) find its entry in a dict keyed by Reason, and the reverse.
 """
 import enum
 

@@ -221,3 +221,8 @@ def test_real_ge_for_presentation_image_is_not_inverted(shared_data):
   assert image.pixels[~breast].max() == 0 and image.pixels[breast].mean() > 50
   low, high = np.percentile(stored[breast], [10, 90])
   assert image.pixels[stored >= high].mean() > image.pixels[breast & (stored <= low)].mean() + 50
+
+
+def test_reason_codes_are_their_own_names_so_json_keys_find_them():
+  assert all(reason.name == reason.value for reason in Reason)
+  assert {Reason.blank: 1}["blank"] == 1 and f"{Reason.not_mammogram}" == "not_mammogram"
