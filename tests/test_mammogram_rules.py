@@ -226,3 +226,19 @@ def test_real_ge_for_presentation_image_is_not_inverted(shared_data):
 def test_reason_codes_are_their_own_names_so_json_keys_find_them():
   assert all(reason.name == reason.value for reason in Reason)
   assert {Reason.blank: 1}["blank"] == 1 and f"{Reason.not_mammogram}" == "not_mammogram"
+
+
+@pytest.mark.parametrize("name, code", [
+    ("openrem_MG-Im-GE_Seno_1_ForPresentation.dcm", Reason.too_small),
+    ("openrem_MG-Im-GE_Seno_2_ForPresentation.dcm", Reason.too_small),
+    ("openrem_MG-Im-GE_Seno_1_ForProcessing.dcm", Reason.for_processing),
+    ("openrem_MG-Im-GE-SenDS-scaled.dcm", Reason.for_processing),
+    ("openrem_MG-Im-Hologic-PropProj.dcm", Reason.no_pixel_data),
+])
+def test_real_refusals_carry_their_codes(shared_data, name, code):
+  path = shared_data / "real-mammograms" / name
+  if not path.exists():
+    pytest.skip(f"{path} not found")
+  with pytest.raises(sources.SourceError) as refused:
+    sources.read(path)
+  assert refused.value.code == code
