@@ -27,13 +27,14 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from mammo_tfds import builder_configs, skips
+from mammo_tfds.reasons import Reason
 
 
 @dataclasses.dataclass(frozen=True)
 class Skip:
-  """An input left out of the dataset, with the reason (one of a few fixed phrases) and details."""
+  """An input left out of the dataset, with the reason (a `reasons.Reason` code) and details."""
   path: str
-  reason: str
+  reason: Reason
   detail: str = ""
 
 

@@ -19,14 +19,25 @@ was evaluated on.
   of files however slow the model is.
 - Breasts: a DICOM image belongs to the breast (PatientID, StudyInstanceUID,
   laterality) of its tags; another file to the breast of its manifest row
-  (`read_manifest`), else of its name when it follows NYU's pattern
-  `<exam>_<L|R>-<CC|MLO>.<ext>` (patient: the folder and the exam, e.g.
-  `nyu/0_L-CC.png` -> patient `nyu/0`, left). An image that cannot be placed
+  (`read_manifest`), else of its name when it follows one of NYU's patterns,
+  `<exam>_<L|R>_<CC|MLO>.<ext>` (breast_cancer_classifier) or
+  `<exam>_<L|R>-<CC|MLO>.<ext>` (GMIC) (patient: the folder and the exam, e.g.
+  `nyu/0_L-CC.png` -> patient `nyu/0`, left). A file the manifest lists is
+  read as vouched for (`sources.read(evidence="manifest")`): the row is
+  the evidence that it is a mammogram. An image that cannot be placed
   is scored per image only, and says why.
 - Scores: per image the model's P(malignant); per breast the mean of its
   views' scores (`metrics.breast_level`, the evaluation's rule); each level's
   decision is "malignant" when its score reaches that level's threshold.
-- Bad files: one line each naming the file and the reason; the rest are scored.
+- Bad files: one line each naming the file, its `Reason` code and the
+  problem; the rest are scored. The summary line and predictions.json
+  (`skipped_by_reason`) count them by code.
+- View modifiers (`SourceImage.view_modifiers`): stereotactic and specimen
+  images are refused (codes `stereotactic`, `specimen`) unless
+  `--allow_view_modifiers`; spot, magnification, implant displaced and
+  synthesized 2D images are scored and named in the `view_modifiers`
+  column, beside `admitted_by` (the rule that made the file a mammogram)
+  and `polarity_note`.
 - Where the model looked (`--explain`): per scored file, the Grad-CAM heatmap
   of its malignant score (`explain.grad_cam`, one call per scoring batch),
   mapped back through resize, pad, flip and crop onto the source pixels
@@ -54,10 +65,14 @@ import numpy as np
 from PIL import Image
 
 from mammo_tfds import generation, imaging, sources
+from mammo_tfds.reasons import Reason
 from mammo_train import calibration, cli, config, data, explain, metrics, runtime
 
 SUPPORTED_SUFFIXES = sources.RASTER_SUFFIXES + sources.DICOM_SUFFIXES
-NYU_NAME = re.compile(r"^(?P<exam>.+)_(?P<laterality>[LR])-(?P<view>CC|MLO)$")
+# NYU's two naming styles: breast_cancer_classifier `<exam>_<L|R>_<CC|MLO>`, GMIC `<exam>_<L|R>-<CC|MLO>`.
+NYU_NAME = re.compile(r"^(?P<exam>.+)_(?P<laterality>[LR])[-_](?P<view>CC|MLO)$")
+# View modifiers (sources.VIEW_MODIFIERS) a screening model is not scored on unless --allow_view_modifiers.
+REFUSED_VIEW_MODIFIERS = {"stereotactic": Reason.stereotactic, "specimen": Reason.specimen}
 MANIFEST_COLUMNS = ("path", "patient_id", "laterality")  # required; "view" optional
 LEVELS = ("image", "breast")
 
@@ -77,7 +92,7 @@ class Prepared:
 class Failure:
   """A file that was not scored, with the reason."""
   path: str
-  reason: str  # a short category, e.g. "not a mammogram"
+  reason: Reason  # the code, e.g. Reason.not_mammogram
   detail: str  # the one-line problem
 
 
@@ -135,60 +150,57 @@ def _supported(path: pathlib.Path) -> bool:
 # ---- reading and preprocessing, in parallel -------------------------------------
 
 
-def _reason(problem: str) -> str:
-  """A short category for the summary line, from a `SourceError` problem."""
-  for start, reason in (("not a mammogram", "not a mammogram"), ("a For Processing", "For Processing"),
-                        ("no pixel data", "no pixel data"), ("pixel data cannot be decoded", "undecodable"),
-                        ("file not found", "not found"), ("not a readable", "unreadable"),
-                        ("not grayscale", "not grayscale"), ("a colour", "not grayscale")):
-    if problem.startswith(start):
-      return reason
-  if "frames" in problem:
-    return "multi-frame"
-  return "unusable"
+def prepare(path: str, stored_size: int, allow_non_mammogram: bool = False, keep_pixels: bool = False,
+            vouched: bool = False, allow_view_modifiers: bool = False):
+  """Reads and preprocesses one file (in a worker process): Prepared, or Failure with the reason code.
 
-
-def prepare(path: str, stored_size: int, allow_non_mammogram: bool = False, keep_pixels: bool = False):
-  """Reads and preprocesses one file (in a worker process): Prepared, or Failure with the reason.
-
-  The source pixels are sent back only with `keep_pixels` (for an overlay on
-  them): otherwise a full-field image would cross processes for nothing.
+  `vouched`: the file is in the user's manifest, which is evidence that it
+  is a mammogram (`sources.read(evidence="manifest")`). Stereotactic and
+  specimen images are refused unless `allow_view_modifiers`. The source
+  pixels are sent back only with `keep_pixels` (for an overlay on them):
+  otherwise a full-field image would cross processes for nothing.
   """
   try:
-    image = sources.read(path, allow_non_mammogram=allow_non_mammogram)
+    image = sources.read(path, allow_non_mammogram=allow_non_mammogram, evidence="manifest" if vouched else None)
+    refused = [m for m in image.view_modifiers if m in REFUSED_VIEW_MODIFIERS]
+    if refused and not allow_view_modifiers:
+      return Failure(path, REFUSED_VIEW_MODIFIERS[refused[0]], f"a {refused[0]} image, not a screening view "
+                     "(--allow_view_modifiers scores it anyway)")
     result = imaging.preprocess(image.pixels, stored_size, path, image.chest_wall, image.laterality)
   except sources.SourceError as error:
-    return Failure(path, _reason(error.problem), error.problem)
+    return Failure(path, error.code, error.problem)
   except imaging.BlankImageError as error:
-    return Failure(path, "blank", str(error).split(": ", 1)[-1])
+    return Failure(path, Reason.blank, str(error).split(": ", 1)[-1])
   except Exception as error:  # pylint: disable=broad-except
     # One odd file (a reader bug, a decoder crash) must not lose the others' scores.
-    return Failure(path, "unexpected error", f"{type(error).__name__}: {error}")
+    return Failure(path, Reason.unexpected_error, f"{type(error).__name__}: {error}")
   source = image if keep_pixels else dataclasses.replace(image, pixels=np.zeros((0, 0), np.uint8))
   return Prepared(path, result.image, source, result.crop_box, result.flipped, result.orientation)
 
 
 def prepared_stream(files: Iterable[str], stored_size: int, *, workers: Optional[int] = None,
                     window: Optional[int] = None, allow_non_mammogram: bool = False,
-                    keep_pixels: bool = False) -> Iterator:
+                    keep_pixels: bool = False, vouched: frozenset = frozenset(),
+                    allow_view_modifiers: bool = False) -> Iterator:
   """Prepared / Failure per file, in order, read on `workers` processes (default `generation.build_workers()`).
 
+  `vouched`: absolute paths of the files a manifest lists (see `prepare`).
   At most `window` files (default 4 per worker) are in flight or waiting to
   be taken, so memory stays flat in the number of files. Workers are forked
   and run numpy / Pillow / pydicom only, never TF (as the builders' workers).
   """
   fn = functools.partial(prepare, stored_size=stored_size, allow_non_mammogram=allow_non_mammogram,
-                         keep_pixels=keep_pixels)
+                         keep_pixels=keep_pixels, allow_view_modifiers=allow_view_modifiers)
   workers = workers or generation.build_workers()
   files = iter(files)
   if workers == 1:
-    yield from map(fn, files)
+    yield from (fn(path, vouched=os.path.abspath(path) in vouched) for path in files)
     return
   window = window or 4 * workers
   with multiprocessing.get_context("fork").Pool(workers) as pool:
     pending = collections.deque()
     for path in files:
-      pending.append(pool.apply_async(fn, (path,)))
+      pending.append(pool.apply_async(fn, (path,), {"vouched": os.path.abspath(path) in vouched}))
       if len(pending) >= window:
         yield pending.popleft().get()
     while pending:
@@ -247,7 +259,7 @@ def place(prepared: Prepared, manifest: Optional[dict] = None):
   if match:
     folder = str(path.parent)
     return Placement(f"{folder}/{match['exam']}", folder, match["laterality"], match["view"], "file name"), None
-  return None, "not in the manifest" if manifest is not None else "no manifest row or <exam>_<L|R>-<CC|MLO> name"
+  return None, "not in the manifest" if manifest is not None else "no manifest row or <exam>_<L|R>[-_]<CC|MLO> name"
 
 
 # ---- scoring --------------------------------------------------------------------
@@ -281,7 +293,8 @@ class Result:
 
 def predict_files(model, files: Sequence[str], *, stored_size: int, image_size: int, batch_size: int = 16,
                   manifest: Optional[dict] = None, workers: Optional[int] = None,
-                  allow_non_mammogram: bool = False, save_inputs: Optional[str] = None,
+                  allow_non_mammogram: bool = False, allow_view_modifiers: bool = False,
+                  save_inputs: Optional[str] = None,
                   explain_dir: Optional[str] = None,
                   progress: Optional[Callable[[int, int], None]] = None) -> Result:
   """Scores every usable file; bad files become Failures, each logged as one line.
@@ -323,6 +336,7 @@ def predict_files(model, files: Sequence[str], *, stored_size: int, image_size: 
       progress(done, len(files))
 
   for outcome in prepared_stream(files, stored_size, workers=workers, allow_non_mammogram=allow_non_mammogram,
+                                 allow_view_modifiers=allow_view_modifiers, vouched=frozenset(manifest or ()),
                                  keep_pixels=bool(explain_dir)):
     done += 1
     if isinstance(outcome, Failure):
@@ -381,7 +395,8 @@ def rows(result: Result, thresholds: dict, calibrate: Optional[Callable[[str, np
         "views": 1, "score": score, "probability": probability, "threshold": float(thresholds["image"]),
         "decision": _decision(score, thresholds["image"]), "placed_by": placement.how if placement else "",
         "not_placed": why, "orientation": prepared.orientation, "flipped": prepared.flipped,
-        "crop_box": [int(v) for v in prepared.crop_box]})
+        "crop_box": [int(v) for v in prepared.crop_box], "admitted_by": tags.admitted_by,
+        "view_modifiers": "+".join(tags.view_modifiers), "polarity_note": tags.polarity_note})
   placed = [(i, scored.placement) for i, scored in enumerate(images) if scored.placement]
   breast_rows = []
   if placed:
@@ -392,6 +407,7 @@ def rows(result: Result, thresholds: dict, calibrate: Optional[Callable[[str, np
     members = collections.defaultdict(list)
     for i, placement in placed:
       members[codes[placement.breast]].append((images[i].prepared.path, placement))
+    modifiers = {scored.prepared.path: scored.prepared.source.view_modifiers for scored in images}
     _, breast_scores, _, breast_codes = metrics.breast_level(
         np.zeros(len(placed), int), scores[[i for i, _ in placed]], np.zeros((len(placed), 2)),
         [codes[p.breast] for _, p in placed], [p.laterality for _, p in placed])
@@ -405,7 +421,9 @@ def rows(result: Result, thresholds: dict, calibrate: Optional[Callable[[str, np
           "view": "+".join(sorted({p.view or "?" for _, p in views})), "views": len(views),
           "score": float(score), "probability": probability, "threshold": float(thresholds["breast"]),
           "decision": _decision(score, thresholds["breast"]), "placed_by": placement.how, "not_placed": "",
-          "orientation": "", "flipped": "", "crop_box": ""})
+          "orientation": "", "flipped": "", "crop_box": "", "admitted_by": "",
+          "view_modifiers": "+".join(sorted({m for path, _ in views for m in modifiers[path]})),
+          "polarity_note": ""})
   return image_rows, breast_rows
 
 
@@ -429,10 +447,20 @@ def summary(result: Result, image_rows: list, breast_rows: list) -> str:
   disagreements = collections.Counter(row["orientation"] for row in image_rows if "disagree" in row["orientation"])
   if disagreements:
     line += "; chest wall side " + ", ".join(f"{n} {how}" for how, n in sorted(disagreements.items()))
+  flagged = collections.Counter(m for row in image_rows for m in row["view_modifiers"].split("+") if m)
+  if flagged:
+    line += "; view modifiers " + ", ".join(f"{n} {name}" for name, n in sorted(flagged.items()))
+  noted = sum(1 for row in image_rows if row["polarity_note"])
+  if noted:
+    line += f"; {noted} with a PixelIntensityRelationshipSign contradicting their polarity (not followed)"
   if result.failures:
-    counts = collections.Counter(f.reason for f in result.failures)
-    line += f"; skipped {len(result.failures)}: " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+    line += f"; skipped {len(result.failures)}: " + ", ".join(f"{n} {code}" for code, n in skip_counts(result).items())
   return line
+
+
+def skip_counts(result: Result) -> dict:
+  """{reason code: files skipped for it}, sorted by code."""
+  return dict(sorted(collections.Counter(str(f.reason) for f in result.failures).items()))
 
 
 def write(out_dir, identity: dict, result: Result, image_rows: list, breast_rows: list) -> tuple:
@@ -443,10 +471,11 @@ def write(out_dir, identity: dict, result: Result, image_rows: list, breast_rows
   """
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  skipped = [{"source": f.path, "reason": f.reason, "detail": f.detail} for f in result.failures]
+  skipped = [{"source": f.path, "reason": str(f.reason), "detail": f.detail} for f in result.failures]
   json_path, csv_path = out / "predictions.json", out / "predictions.csv"
   json_path.write_text(json.dumps({"run": identity, "summary": summary(result, image_rows, breast_rows),
-                                   "images": image_rows, "breasts": breast_rows, "skipped": skipped},
+                                   "images": image_rows, "breasts": breast_rows, "skipped": skipped,
+                                   "skipped_by_reason": skip_counts(result)},
                                   indent=2) + "\n")
   fields = list(identity) + list((image_rows or breast_rows or [{"level": None}])[0])
   with open(csv_path, "w", newline="") as file:
@@ -484,6 +513,7 @@ def main(argv):
   runtime.write_flags(cfg.out, config.flagfile(flags.FLAGS, config.PREDICT_FLAGS) + "\n".join(cfg.paths) + "\n")
   result = predict_files(trained.model, files, stored_size=trained.stored_size, image_size=trained.model.input_shape[1],
                          batch_size=cfg.batch_size, manifest=manifest, allow_non_mammogram=cfg.allow_non_mammogram,
+                         allow_view_modifiers=cfg.allow_view_modifiers,
                          save_inputs=os.path.join(cfg.out, "inputs") if cfg.save_inputs else None,
                          explain_dir=os.path.join(cfg.out, "explain") if cfg.explain else None,
                          progress=_progress_bar if sys.stderr.isatty() and len(files) > 8 else None)

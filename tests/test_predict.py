@@ -15,6 +15,7 @@ from PIL import Image
 from mammo_tfds import builder_configs, imaging, sources
 from mammo_tfds.cmmd import cmmd_dataset_builder as cmmd
 from mammo_tfds.mias import mias_dataset_builder as mias
+from mammo_tfds.reasons import Reason
 from mammo_train import data, evaluate, predict
 from tests.test_explain import SQUARE, film_with_square, square_detector
 from tools import write_cmmd
@@ -44,17 +45,24 @@ def cmmd_tree(tmp_path_factory):
 
 @pytest.fixture()
 def mixed(tmp_path, shared_data, cmmd_tree):
-  """A folder with CMMD-style DICOMs, NYU's four PNGs, a broken file, a CT slice and a For Processing header."""
+  """CMMD-style DICOMs, NYU's four PNGs, a broken file, a CT slice and a For Processing header.
+
+  NYU's left breast is named as GMIC names it (`0_L-CC.png`), the right one as
+  breast_cancer_classifier does (`0_R_CC.png`): both must group into breasts.
+  """
   folder = tmp_path / "in"
   shutil.copytree(cmmd_tree[0] / "CMMD", folder / "cmmd")
   real = shared_data / "real-mammograms"
   (folder / "nyu").mkdir()
   for view in ("L-CC", "L-MLO", "R-CC", "R-MLO"):
-    shutil.copy(real / f"nyu_gmic_0_{view}.png", folder / "nyu" / f"0_{view}.png")
+    shutil.copy(real / f"nyu_gmic_0_{view}.png", folder / "nyu" / f"0_{view.replace('R-', 'R_')}.png")
   shutil.copy(real / "openrem_MG-Im-GE_Seno_1_ForProcessing.dcm", folder / "raw.dcm")
   (folder / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"garbage")
   ct = pydicom.dcmread(next((folder / "cmmd").rglob("*.dcm")))
   ct.Modality, ct.SOPClassUID = "CT", "1.2.840.10008.5.1.4.1.1.2"
+  # A body part BREAST or a mammography view code, with a laterality, would make it a mammogram.
+  ct.BodyPartExamined = "CHEST"
+  del ct.ViewCodeSequence
   ct.save_as(folder / "ct.dcm")
   (folder / "notes.txt").write_text("not an image")
   return folder
@@ -79,7 +87,8 @@ def test_mixed_folder_scores_breasts_and_skips_bad_files_with_one_line_each(mixe
   result = predict.predict_files(brightness, files, stored_size=STORED, image_size=STORED, batch_size=5,
                                  workers=2, save_inputs=str(tmp_path / "inputs"))
   reasons = {f.path.rsplit("/", 1)[-1]: f.reason for f in result.failures}
-  assert reasons == {"broken.dcm": "unreadable", "ct.dcm": "not a mammogram", "raw.dcm": "For Processing"}
+  assert reasons == {"broken.dcm": Reason.unreadable, "ct.dcm": Reason.not_mammogram,
+                     "raw.dcm": Reason.for_processing}
   image_rows, breast_rows = predict.rows(result, THRESHOLDS, calibrate=lambda level, s: 1 - s)
   assert len(image_rows) == len(files) - 3
   for row in image_rows:  # each score is the model on exactly what read + preprocess give
@@ -99,7 +108,7 @@ def test_mixed_folder_scores_breasts_and_skips_bad_files_with_one_line_each(mixe
   assert all(row["placed_by"] == "DICOM tags" for row in breast_rows if row not in nyu)
   assert len(list((tmp_path / "inputs").glob("*.png"))) == len(image_rows)
   line = predict.summary(result, image_rows, breast_rows)
-  assert line.endswith("skipped 3: 1 For Processing, 1 not a mammogram, 1 unreadable")
+  assert line.endswith("skipped 3: 1 for_processing, 1 not_mammogram, 1 unreadable")
   csv_path, json_path = predict.write(tmp_path / "out", {"dataset": "cmmd/600:1.0.0", "model": "best.keras"},
                                       result, image_rows, breast_rows)
   with open(csv_path) as file:
@@ -107,6 +116,9 @@ def test_mixed_folder_scores_breasts_and_skips_bad_files_with_one_line_each(mixe
   assert len(table) == len(image_rows) + len(breast_rows) and {r["dataset"] for r in table} == {"cmmd/600:1.0.0"}
   stored = json.loads(json_path.read_text())
   assert stored["run"]["model"] == "best.keras" and len(stored["skipped"]) == 3 and stored["summary"] == line
+  assert stored["skipped_by_reason"] == {"for_processing": 1, "not_mammogram": 1, "unreadable": 1}
+  assert {row["source"].rsplit("/", 1)[-1]: row["reason"] for row in stored["skipped"]}["ct.dcm"] == "not_mammogram"
+  assert {r["admitted_by"] for r in table if r["level"] == "image"} == {"modality MG", "raster file"}
 
 
 def test_parallel_and_serial_reading_give_the_same_scores(cmmd_tree):
@@ -137,7 +149,7 @@ def test_unplaced_images_are_scored_per_image_only(tmp_path, shared_data):
   files = [str(tmp_path / "scan.png")]
   result = predict.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1)
   image_rows, breast_rows = predict.rows(result, THRESHOLDS)
-  assert breast_rows == [] and image_rows[0]["not_placed"] == "no manifest row or <exam>_<L|R>-<CC|MLO> name"
+  assert breast_rows == [] and image_rows[0]["not_placed"] == "no manifest row or <exam>_<L|R>[-_]<CC|MLO> name"
   manifest = tmp_path / "manifest.csv"
   manifest.write_text("path,patient_id,laterality,view\nscan.png,P7,L,CC\n")
   placed = predict.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1,
@@ -229,7 +241,7 @@ def test_an_unexpected_error_in_one_file_loses_only_that_file(cmmd_tree, monkeyp
   result = predict.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1)
   assert [i.prepared.path for i in result.images] == [files[0], files[2]]
   assert [(f.path, f.reason, f.detail) for f in result.failures] == [
-      (files[1], "unexpected error", "RuntimeError: decoder crashed")]
+      (files[1], Reason.unexpected_error, "RuntimeError: decoder crashed")]
 
 
 # --- The command line, on a real training run. -------------------------------------------------------------

@@ -10,6 +10,7 @@ import numpy as np
 
 from mammo_tfds import features, generation, imaging, sources
 from mammo_tfds.mias import info
+from mammo_tfds.reasons import Reason
 
 TASKS = ("abnormal", "density")
 DENSITIES = tuple(info.TISSUES.values())  # fatty, fatty-glandular, dense: F, G, D
@@ -51,13 +52,13 @@ def film_examples(item: FilmItem, task: str, image_size: int) -> list:
   try:
     pixels = sources.read_pgm(name, io.BytesIO(item.pgm))
   except sources.SourceError as error:
-    return [generation.Skip(name, "unreadable", error.problem)]
+    return [generation.Skip(name, error.code, error.problem)]
   if pixels.shape != (info.IMAGE_SIZE, info.IMAGE_SIZE):
-    return [generation.Skip(name, "not 1024x1024", f"{pixels.shape[1]}x{pixels.shape[0]}")]
+    return [generation.Skip(name, Reason.wrong_size, f"{pixels.shape[1]}x{pixels.shape[0]}, expected 1024x1024")]
   try:
     result = imaging.preprocess(pixels, image_size, source=name)
   except imaging.BlankImageError as error:
-    return [generation.Skip(name, "blank", str(error))]
+    return [generation.Skip(name, Reason.blank, str(error))]
   return [(film.refnum, features.example(
       result, image_size, label=label(film, task), patient_id=film.patient_id, laterality=film.laterality,
       view="MLO", source=name, tissue=DENSITIES.index(info.TISSUES[film.tissue]), severity=film.severity,
