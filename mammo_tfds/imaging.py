@@ -317,31 +317,46 @@ def _edge_strips(bright: np.ndarray, glaring: np.ndarray):
 
 
 def _flat_bright(small: np.ndarray, foreground: np.ndarray):
-  """(mask, strip depths): labels, stickers, rulers and unexposed border strips of a block-averaged film,
-  and how deep the strip along each side reaches (`_edge_strips`).
+  """(mask, strips, strip depths): labels, stickers, rulers and unexposed border strips of a block-averaged
+  film; the strips alone; how deep the strip along each side reaches (`_edge_strips`).
 
-  Bright means brighter than halfway from the tissue's median to white.
-  Border strips are found line by line from each edge (`_edge_strips`); the
-  other bright regions count only if box-shaped (labels, stickers, a ruler),
-  so dense tissue and the pectoral muscle, which are not, stay breast.
+  Bright means brighter than halfway from the tissue's median to white,
+  glaring three quarters of the way (brighter than any tissue). Border strips
+  are found line by line from each edge (`_edge_strips`); the other bright
+  regions count only if box-shaped (labels, stickers, a ruler), so dense
+  tissue and the pectoral muscle, which are not, stay breast. Regions are
+  judged at both levels: a label that touches bright tissue (the pectoral
+  muscle at the chest wall) is one region with it at the bright level and
+  alone at the glaring one; a ruler (less bright) shows at the bright level.
   """
   tissue = float(np.median(small[foreground])) if foreground.any() else 128.0
-  bright = small >= (tissue + 255.0) / 2
-  strips, depths = _edge_strips(bright, small >= (tissue + 3 * 255.0) / 4)
-  filled = ndimage.binary_fill_holes(ndimage.binary_closing(bright & ~strips, iterations=2))  # closes label text
-  # A ruler or sticker touching a label makes one region that is not box-shaped: opening takes
-  # the thin parts (rulers) off the wide ones (labels), and each part is judged on its own.
-  wide = ndimage.binary_opening(filled, structure=np.ones((_FLAT_THIN, _FLAT_THIN), bool))
+  bright, glaring = small >= (tissue + 255.0) / 2, small >= (tissue + 3 * 255.0) / 4
+  strips, depths = _edge_strips(bright, glaring)
   result = strips.copy()
+  for level in (bright, glaring):
+    result |= _box_shaped(level & ~strips, _FLAT_MIN_AREA * small.size)
+  return result, strips, depths
+
+
+def _box_shaped(mask: np.ndarray, min_area: float) -> np.ndarray:
+  """The box-shaped regions of `mask` (label text closed, holes filled) at least `min_area` blocks large.
+
+  A ruler or sticker touching a label makes one region that is not box-shaped:
+  opening takes the thin parts (rulers) off the wide ones (labels), and each
+  part is judged on its own.
+  """
+  filled = ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2))  # closes label text
+  wide = ndimage.binary_opening(filled, structure=np.ones((_FLAT_THIN, _FLAT_THIN), bool))
+  result = np.zeros_like(mask)
   for part in (wide, filled & ~wide):
     labels, _ = ndimage.label(part)
     for index, found in enumerate(ndimage.find_objects(labels), start=1):
       if found is None:
         continue
       component = labels[found] == index
-      if component.sum() >= _FLAT_MIN_AREA * small.size and component.mean() >= _FLAT_FILL:
+      if component.sum() >= min_area and component.mean() >= _FLAT_FILL:
         result[found] |= component
-  return result, depths
+  return result
 
 
 def film_on_black(pixels: np.ndarray) -> np.ndarray:
@@ -376,7 +391,7 @@ def _film_on_black(pixels: np.ndarray):
   margin = min(top - level + _FILM_MIN_MARGIN, _FILM_TISSUE_SHARE * (tissue - level))
   threshold = level + max(margin, _FILM_MIN_MARGIN)
   foreground = small > threshold
-  flat, depths = _flat_bright(small, foreground)
+  flat, strips, depths = _flat_bright(small, foreground)
   # Widened by the blocks that mix a label's or strip's edge with background, so those
   # do not join the breast to them; the margin below gives tissue next to them back.
   labels, count = ndimage.label(foreground & ~ndimage.binary_dilation(flat, iterations=_FLAT_EDGE))
@@ -385,11 +400,12 @@ def _film_on_black(pixels: np.ndarray):
   if count == 0 or sizes.max() < _FILM_MIN_BREAST * small.size:
     return pixels, ()  # no breast-sized region stands out of the background: the plain crop, which never cuts
   widen = max(_FLAT_EDGE, round(_FILM_MARGIN * max(small.shape)))
-  # The outermost blocks of a label or strip mix it with what it borders (a lesion outlined up to a
+  # The innermost blocks of a strip mix it with the tissue it cuts (a lesion outlined up to the
   # strip): they stay, as far as the margin reaches, so the crop grows by at most the margin.
-  inner = ndimage.binary_erosion(flat, border_value=1)
+  # Labels and rulers lie on the film and go whole.
+  removed = (flat & ~strips) | ndimage.binary_erosion(strips, border_value=1)
   breast = labels == int(np.argmax(sizes))
-  keep = ndimage.binary_dilation(breast, iterations=widen) & ~inner
+  keep = ndimage.binary_dilation(breast, iterations=widen) & ~removed
   columns = np.nonzero(breast.any(axis=0))[0]
   gaps = {"left": columns.min(), "right": small.shape[1] - 1 - columns.max()}
   sides = tuple(side for side, gap in gaps.items() if depths[side] and gap <= depths[side] + _FLAT_EDGE + 1)
