@@ -348,7 +348,9 @@ def _box_shaped(mask: np.ndarray, min_area: float) -> np.ndarray:
   filled = ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2))  # closes label text
   wide = ndimage.binary_opening(filled, structure=np.ones((_FLAT_THIN, _FLAT_THIN), bool))
   result = np.zeros_like(mask)
-  for part in (wide, filled & ~wide):
+  # Thin parts are taken a little away from wide ones, so the fringe of a wide blob (the pectoral
+  # muscle) does not join a ruler lying against it.
+  for part in (wide, filled & ~ndimage.binary_dilation(wide, iterations=_FLAT_EDGE)):
     labels, _ = ndimage.label(part)
     for index, found in enumerate(ndimage.find_objects(labels), start=1):
       if found is None:
