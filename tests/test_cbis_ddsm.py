@@ -337,7 +337,8 @@ def test_bad_input_is_skipped_and_counted(broken, built, tmp_path):
     np.testing.assert_array_equal(example["abnormalities"]["box"][unusable], [0, 0, 0, 0])
   assert builder.roi_counts[examples.ROI_UNUSABLE] >= 2
   line = builder._summary_line()  # pylint: disable=protected-access
-  assert "skipped 1: 1 full_mammogram_missing" in line and f"{builder.roi_counts[examples.ROI_UNUSABLE]} roi_unusable" in line
+  assert "skipped 1: 1 full_mammogram_missing" in line
+  assert f"{builder.roi_counts[examples.ROI_UNUSABLE]} roi_unusable" in line
 
 
 def test_strict_mode_stops_on_bad_input(broken, tmp_path):

@@ -36,7 +36,7 @@ What stops the build and what is skipped:
 """
 import collections
 import dataclasses
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from absl import logging
 from etils import epath
@@ -169,7 +169,7 @@ def lesion_box(mask: np.ndarray) -> np.ndarray:
   return np.array([rows.min(), cols.min(), rows.max() + 1, cols.max() + 1], dtype=np.int32)
 
 
-def _is_stated_mask(image: layouts.ImageFile, case: cases_lib.Case) -> bool:
+def _is_stated_mask(image: layouts.ImageFile, case: cases_lib.Case) -> Optional[bool]:
   """Whether the CSV row and descriptions call `image` the mask: its description where it has one,
   else its series where the row's mask and crop are in two series; None where nothing says."""
   if image.description in (MASK, CROP):
