@@ -42,7 +42,7 @@ from absl import logging
 from etils import epath
 import numpy as np
 
-from mammo_tfds import features, generation, imaging, sources, splits
+from mammo_tfds import features, generation, imaging, reasons, sources, splits
 from mammo_tfds.cbis_ddsm import cases as cases_lib
 from mammo_tfds.cbis_ddsm import layouts
 
@@ -55,8 +55,8 @@ TRAIN_VALIDATION = (0.85, 0.15, 0.0)
 FULL, MASK, CROP = "full mammogram images", "roi mask images", "cropped images"
 
 # Why a film is skipped (reason codes): only its full mammogram can make it go.
-FULL_MISSING = "full_mammogram_missing"
-FULL_UNREADABLE = "full_mammogram_unreadable"
+FULL_MISSING = reasons.Reason.full_mammogram_missing
+FULL_UNREADABLE = reasons.Reason.full_mammogram_unusable
 # What became of a CSV row's ROI files (the abnormality's `roi` feature; counted in the summary line).
 ROI_FOUND, ROI_SWAPPED, ROI_MISSING, ROI_UNUSABLE = "found", "roi_swapped", "roi_missing", "roi_unusable"
 ROI_OUTCOMES = (ROI_FOUND, ROI_SWAPPED, ROI_MISSING, ROI_UNUSABLE)

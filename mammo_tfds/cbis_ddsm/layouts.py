@@ -21,14 +21,14 @@ from typing import Dict, List
 from etils import epath
 import pydicom
 
-from mammo_tfds import generation
+from mammo_tfds import generation, reasons
 from mammo_tfds.sources import SourceError
 
 TCIA_CLASSIC, TCIA_DESCRIPTIVE, KAGGLE = "TCIA classic", "TCIA descriptive", "Kaggle JPEG"
 DICOM_INFO = "dicom_info.csv"
 _TAGS = ["SeriesInstanceUID", "SeriesDescription", "Rows", "Columns"]
 # Reason codes of files the index leaves out (before any is known to be a full mammogram or an ROI file).
-UNREADABLE, NOT_FOUND = "file_unreadable", "file_not_found"
+UNREADABLE, NOT_FOUND = reasons.Reason.unreadable, reasons.Reason.not_found
 
 
 @dataclasses.dataclass(frozen=True)
