@@ -101,6 +101,8 @@ class SourceImage:
   view: Optional[str]  # "CC" / "MLO"; None when absent or another view
   chest_wall: Optional[str]  # "left" / "right" from PatientOrientation when valid, else None
   grayscale: str = ""  # how the stored values became these pixels, e.g. "window 1 of 3 SIGMOID"
+  admitted_by: str = ""  # the rule that admitted the file as a 2-D mammogram (the build audit shows it)
+  view_modifiers: tuple = ()  # e.g. ("spot compression",): what kind of view beyond CC / MLO
 
 
 def read(path, *, allow_non_mammogram: bool = False) -> SourceImage:

@@ -36,7 +36,7 @@ from typing import Dict, List, Tuple
 from etils import epath
 import numpy as np
 
-from mammo_tfds import features, generation, imaging, sources, splits
+from mammo_tfds import audit, features, generation, imaging, sources, splits
 from mammo_tfds.cbis_ddsm import cases as cases_lib
 from mammo_tfds.cbis_ddsm import layouts
 
@@ -55,6 +55,7 @@ NO_MASK = "no ROI mask"
 CONTRADICTS = "description contradicts pixels"
 NOT_FULL = "not a full mammogram"
 BLANK = "blank image"
+ADMITTED_BY = "matched by UID to a case CSV row as its image file"
 # A mask: below this share of pixels between the two extremes (JPEG copies ring a little at edges).
 _MASK_MIDTONES = 0.01
 
@@ -236,4 +237,6 @@ def film_example(manual_dir: str, image_size: int, item: FilmItem) -> list:
       result, image_size, label=label(item.cases), patient_id=first.patient_id, laterality=first.laterality,
       view=first.view, source=source, abnormalities=abnormalities, breast_density=first.density,
       official_split=official_split(item.cases), orientation=result.orientation,
-      abnormality=abnormality_type(item.cases), subtlety=max(case.subtlety for case in item.cases)))]
+      abnormality=abnormality_type(item.cases), subtlety=max(case.subtlety for case in item.cases))),
+          audit.seen(item.key, pixels, result, admitted_by=ADMITTED_BY,
+                     rois=[image.path for files in item.rois for image in files])]
