@@ -193,8 +193,9 @@ class Collector:
     self.rows.append(Row(path=str(path), fate=SKIPPED, reason=str(reason), message=message,
                          **{name: str(value) for name, value in fields.items()}))
 
-  def write(self, folder) -> pathlib.Path:
-    """Writes audit.csv, the thumbnails and audit.html into `folder`; returns the page's path."""
+  def write(self, folder, title: str, summary: str = "") -> pathlib.Path:
+    """Writes audit.csv, the thumbnails and audit.html (headed `title`, then `summary`) into `folder`;
+    returns the page's path."""
     folder = pathlib.Path(folder)
     (folder / THUMBNAIL_DIR).mkdir(parents=True, exist_ok=True)
     for name, data in self.thumbnails.items():
@@ -204,7 +205,7 @@ class Collector:
       writer.writeheader()
       writer.writerows(dataclasses.asdict(row) for row in self.rows)
     page = folder / PAGE_NAME
-    write_page(page, "Build audit", counts(self.rows), cards(self.rows), ("split", "label", "reason", "modifier"))
+    write_page(page, title, counts(self.rows), cards(self.rows), ("split", "label", "reason", "modifier"), summary)
     return page
 
 
@@ -298,18 +299,19 @@ def _card_html(card: Card) -> str:
 
 
 def write_page(path, title: str, tables: Sequence[Tuple[str, collections.Counter]],
-               groups: Sequence[Tuple[str, Sequence[Card]]], filters: Sequence[str]):
+               groups: Sequence[Tuple[str, Sequence[Card]]], filters: Sequence[str], summary: str = ""):
   """Writes a self-contained page of count tables, filter menus and groups of cards.
 
-  Image paths in the cards are relative to the page. Each filter is a menu of
+  `summary` is a line of text under the title. Image paths in the cards are
+  relative to the page. Each filter is a menu of
   the values its attribute takes on the cards; a card shows when it has every
   chosen value.
   """
   parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+           f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"]
   for heading, counter in tables:
     rows = "".join(f"<tr><td>{html.escape(str(name))}</td><td>{count}</td></tr>"
-                   for name, count in sorted(counter.items()))
+                   for name, count in sorted(counter.items())) or "<tr><td colspan=2>none</td></tr>"
     parts.append(f"<table><tr><th colspan=2>{html.escape(heading)}</th></tr>{rows}</table>")
   parts.append('<div id="filters">')
   for name in filters:

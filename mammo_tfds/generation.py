@@ -187,7 +187,7 @@ class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     if self.write_audit:
       for path, reason, detail in self.skip_log.entries:
         self.audit.skipped(path, reason, detail)
-      self.audit.write(self.data_path)
+      self.audit.write(self.data_path, f"{self.name}/{self.builder_config.name} {self.version}: build audit", line)
       line += f"; audit: {self._final_data_path / audit.PAGE_NAME}"
     print(line, flush=True)
     if self.info.metadata is not None:  # kept with the dataset, in its metadata.json
