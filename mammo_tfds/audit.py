@@ -234,22 +234,33 @@ _FIELDS = ("path", "reason", "message", "patient_id", "laterality", "view", "vie
 
 
 def cards(rows: Sequence[Row]) -> List[Tuple[str, List[Card]]]:
-  """The audit's rows as page groups: examples by split and label, then ROI files, then skipped files."""
+  """The audit's rows as page groups: examples by split and label, then skipped files.
+
+  ROI files are listed on their example's card (field `roi_files`), not as
+  cards of their own: CBIS-DDSM has about two per abnormality, and the page
+  stays at one card per film.
+  """
   groups = collections.defaultdict(list)
   order = {"train": 0, "validation": 1, "test": 2}
+  rois = collections.defaultdict(list)
   for row in rows:
+    if row.fate == ROI:
+      rois[row.key].append(row.path)
+  for row in rows:
+    if row.fate == ROI:
+      continue
     images = tuple((getattr(row, f"{kind}_thumbnail"), caption)
                    for kind, caption in (("source", "source, crop box in red"), ("stored", "stored"))
                    if getattr(row, f"{kind}_thumbnail"))
     fields = tuple((name, getattr(row, name)) for name in _FIELDS if getattr(row, name))
+    if row.fate == EXAMPLE and rois.get(row.key):
+      fields += (("roi_files", " ; ".join(rois[row.key])),)
     attributes = (("split", row.split), ("label", row.label), ("reason", row.reason),
                   ("modifier", "|".join(row.view_modifiers.split())))
     if row.fate == EXAMPLE:
       heading = (order.get(row.split, 3), f"{row.split or '(no split)'} / {row.label}")
-    elif row.fate == ROI:
-      heading = (4, "ROI files")
     else:
-      heading = (5, "Skipped")
+      heading = (4, "Skipped")
     groups[heading].append(Card(images, fields, attributes))
   return [(heading, groups[(rank, heading)]) for rank, heading in sorted(groups)]
 

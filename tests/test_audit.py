@@ -68,7 +68,9 @@ def _read_audit(dataset_dir: pathlib.Path):
   page = _Page()
   page.feed((dataset_dir / audit.PAGE_NAME).read_text(encoding="utf-8"))
   assert rows and list(rows[0]) == list(audit.COLUMNS)
-  assert sorted(card["fields"]["path"] for card in page.cards) == sorted(row["path"] for row in rows)
+  on_page = [card["fields"]["path"] for card in page.cards]
+  on_page += [path for card in page.cards for path in card["fields"].get("roi_files", "").split(" ; ") if path]
+  assert sorted(on_page) == sorted(row["path"] for row in rows)
   for image in page.images:
     assert image["loading"] == "lazy"
     assert (dataset_dir / image["src"]).is_file(), image["src"]
@@ -179,3 +181,18 @@ def test_page_filters_list_every_view_modifier_and_escape_values(tmp_path):
   assert page.menus["modifier"] == ["", "magnification", "spot"]
   assert [card["fields"]["path"] for card in page.cards] == ["<a&b>", "c"]
   assert "<a&b>" not in text and "none" in text  # escaped; an empty count table says so
+
+
+def test_cbis_ddsm_roi_files_are_rows_on_their_films_card(tmp_path):
+  from mammo_tfds.cbis_ddsm import cbis_ddsm_dataset_builder  # pylint: disable=import-outside-toplevel
+  from tools import write_cbis  # pylint: disable=import-outside-toplevel
+  written = write_cbis.write_tree(tmp_path / "manual", 4, "classic", 5, (240, 150))
+  builder = cbis_ddsm_dataset_builder.Builder(
+      data_dir=str(tmp_path / "data"), config=builder_configs.MammoConfig(name="64", image_size=64))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / "manual")))
+  rows, page = _read_audit(_dataset_dir(builder))
+  films = {row["key"]: row for row in rows if row["fate"] == audit.EXAMPLE}
+  assert len(films) == len(written)
+  rois = [row for row in rows if row["fate"] == audit.ROI]
+  assert rois and all(row["key"] in films and row["split"] == films[row["key"]]["split"] for row in rois)
+  assert len(page.cards) == len(films)  # ROI files are listed on their film's card
