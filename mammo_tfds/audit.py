@@ -265,13 +265,17 @@ def cards(rows: Sequence[Row]) -> List[Tuple[str, List[Card]]]:
   return [(heading, groups[(rank, heading)]) for rank, heading in sorted(groups)]
 
 
+# Every thumbnail gets a fixed box (lazy images without a size are laid out empty, all "near the viewport")
+# and cards off screen are not rendered (content-visibility): a 3,100-film page rendered in 14 s instead of
+# 23 in headless Chromium here, which fetches the images anyway; a page without them takes 5-7 s.
 _STYLE = """
 body{font:13px sans-serif;margin:1em;background:#fafafa}
 table{border-collapse:collapse;margin:0 2em 1em 0;display:inline-table;vertical-align:top}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}
 .cards{display:flex;flex-wrap:wrap;gap:8px}
-.card{background:#fff;border:1px solid #ddd;padding:4px;width:380px;overflow-wrap:anywhere}
-.card img{background:#000;margin-right:4px;vertical-align:top;max-width:200px;max-height:200px}
+.card{content-visibility:auto;contain-intrinsic-size:380px 420px;background:#fff;border:1px solid #ddd;
+padding:4px;width:380px;overflow-wrap:anywhere}
+.card img{background:#000;vertical-align:top;width:180px;height:180px;object-fit:contain}
 .card figure{display:inline-block;margin:0 4px 0 0}
 .card figcaption{font-size:11px;color:#666}
 .card dl{margin:2px 0;display:grid;grid-template-columns:auto 1fr;column-gap:6px}
