@@ -229,7 +229,7 @@ class Card:
   attributes: Tuple[Tuple[str, str], ...]  # filter name -> value ("|"-separated for several)
 
 
-_FIELDS = ("path", "reason", "message", "patient_id", "laterality", "view", "view_modifiers", "crop_box",
+_FIELDS = ("path", "reason", "message", "label", "split", "patient_id", "laterality", "view", "view_modifiers", "crop_box",
            "chest_wall", "chest_wall_by", "admitted_by", "key")
 
 

@@ -196,3 +196,26 @@ def test_cbis_ddsm_roi_files_are_rows_on_their_films_card(tmp_path):
   rois = [row for row in rows if row["fate"] == audit.ROI]
   assert rois and all(row["key"] in films and row["split"] == films[row["key"]]["split"] for row in rois)
   assert len(page.cards) == len(films)  # ROI files are listed on their film's card
+
+
+def test_predict_review_page_has_a_card_per_scored_and_per_refused_file(shared_data, tmp_path):
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from mammo_train import predict, review  # pylint: disable=import-outside-toplevel
+  folder = shared_data / "real-mammograms"
+  if not folder.is_dir():
+    pytest.skip(f"{folder} not found (set MAMMO_SHARED_DATA to the shared data folder)")
+  files = predict.expand_paths([str(folder)])
+  result = predict.predict_files(lambda batch: np.full((len(batch), 1), 0.7, np.float32), files,
+                                 stored_size=64, image_size=64, workers=1)
+  assert result.images and result.failures  # the folder holds refused files (For Processing, stubs)
+  image_rows, _ = predict.rows(result, {"image": 0.5, "breast": 0.5})
+  page_path = review.write(tmp_path, result, image_rows, "summary line")
+  page = _Page()
+  page.feed(page_path.read_text(encoding="utf-8"))
+  assert len(page.cards) == len(files) == len(result.images) + len(result.failures)
+  scored = [card for card in page.cards if card["attributes"]["decision"]]
+  assert {card["fields"]["source"] for card in scored} == {row["source"] for row in image_rows}
+  assert all(len(card["images"]) == 2 and card["fields"]["decision"] == "malignant" for card in scored)
+  assert all((tmp_path / src).is_file() for card in scored for src in card["images"])
+  refused = {card["fields"]["source"]: card["fields"]["reason"] for card in page.cards if card["attributes"]["reason"]}
+  assert refused == {failure.path: failure.reason for failure in result.failures}
