@@ -23,6 +23,7 @@ fields and filter attributes), so other commands can write the same kind of
 page.
 """
 import collections
+import contextlib
 import csv
 import dataclasses
 import html
@@ -45,19 +46,15 @@ BOX_COLOUR = (255, 40, 40)
 _recording = False
 
 
-class recording:  # pylint: disable=invalid-name
-  """Context in which `seen` makes thumbnails (worker processes forked inside it inherit that)."""
-
-  def __init__(self, enabled: bool = True):
-    self.enabled = enabled
-
-  def __enter__(self):
-    global _recording  # pylint: disable=global-statement
-    self._before, _recording = _recording, self.enabled
-
-  def __exit__(self, *exc):
-    global _recording  # pylint: disable=global-statement
-    _recording = self._before
+@contextlib.contextmanager
+def recording(enabled: bool = True):
+  """A block in which `seen` makes thumbnails (or not); worker processes forked inside it inherit that."""
+  global _recording  # pylint: disable=global-statement
+  before, _recording = _recording, enabled
+  try:
+    yield
+  finally:
+    _recording = before
 
 
 @dataclasses.dataclass(frozen=True)
