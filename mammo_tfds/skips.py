@@ -26,6 +26,7 @@ class SkipLog:
     self.dataset = dataset
     self.strict = strict
     self.skipped = collections.defaultdict(list)
+    self.entries = []  # (path, reason, detail) of every skip, in order: the build audit's skipped rows
 
   def skip(self, path, reason: Reason, detail: str = ""):
     """Records that `path` is left out because of `reason` (or raises in strict mode).
@@ -39,6 +40,7 @@ class SkipLog:
                         reason if isinstance(reason, Reason) else Reason.unusable)
     logging.warning("%s: skipping %s", self.dataset, message)
     self.skipped[reason].append(str(path))
+    self.entries.append((str(path), reason, detail))
 
   def count(self) -> int:
     return sum(len(paths) for paths in self.skipped.values())

@@ -64,9 +64,9 @@ from absl import flags, logging
 import numpy as np
 from PIL import Image
 
-from mammo_tfds import generation, imaging, sources
+from mammo_tfds import audit, generation, imaging, sources
 from mammo_tfds.reasons import Reason
-from mammo_train import calibration, cli, config, data, explain, metrics, runtime
+from mammo_train import calibration, cli, config, data, explain, metrics, review, runtime
 
 SUPPORTED_SUFFIXES = sources.RASTER_SUFFIXES + sources.DICOM_SUFFIXES
 # NYU's two naming styles: breast_cancer_classifier `<exam>_<L|R>_<CC|MLO>`, GMIC `<exam>_<L|R>-<CC|MLO>`.
@@ -86,6 +86,8 @@ class Prepared:
   crop_box: np.ndarray
   flipped: bool
   orientation: str
+  thumbnails: tuple = ()  # small JPEGs for review.html: the source with the crop box, the stored input
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +177,8 @@ def prepare(path: str, stored_size: int, allow_non_mammogram: bool = False, keep
     # One odd file (a reader bug, a decoder crash) must not lose the others' scores.
     return Failure(path, Reason.unexpected_error, f"{type(error).__name__}: {error}")
   source = image if keep_pixels else dataclasses.replace(image, pixels=np.zeros((0, 0), np.uint8))
-  return Prepared(path, result.image, source, result.crop_box, result.flipped, result.orientation)
+  thumbnails = (audit.source_thumbnail(image.pixels, result.crop_box), audit.stored_thumbnail(result.image))
+  return Prepared(path, result.image, source, result.crop_box, result.flipped, result.orientation, thumbnails)
 
 
 def prepared_stream(files: Iterable[str], stored_size: int, *, workers: Optional[int] = None,
@@ -282,6 +285,7 @@ class Scored:
   placement: Optional[Placement]
   score: float
   not_placed: str  # why it has no breast, or ""
+  name: str = ""  # its files' name under inputs/ and explain/ (with --save_inputs / --explain)
 
 
 @dataclasses.dataclass
@@ -324,13 +328,13 @@ def predict_files(model, files: Sequence[str], *, stored_size: int, image_size: 
       scores = _scores(model, inputs)
       if explain_dir:
         _write_heatmaps(explain_dir, batch, explain.grad_cam(model, inputs, batch_size=len(batch), target_class=1))
-      for (prepared, _), score in zip(batch, scores):
+      for (prepared, name), score in zip(batch, scores):
         placement, why = place(prepared, manifest)
         if why:
           logging.warning("%s: %s: scored per image only", prepared.path, why)
         dropped = dataclasses.replace(prepared, image=np.zeros((0, 0, 1), np.uint8),
                                       source=dataclasses.replace(prepared.source, pixels=np.zeros((0, 0), np.uint8)))
-        result.images.append(Scored(dropped, placement, float(score), why or ""))
+        result.images.append(Scored(dropped, placement, float(score), why or "", name or ""))
       batch.clear()
     if progress:
       progress(done, len(files))
@@ -523,9 +527,11 @@ def main(argv):
   identity = {**trained.identity, "threshold_rule": f"{rule} {operating['target_recall']:g}"
               if operating.get("target_recall") else rule}
   csv_path, json_path = write(cfg.out, identity, result, image_rows, breast_rows)
+  page = review.write(cfg.out, result, image_rows, summary(result, image_rows, breast_rows),
+                      "explain" if cfg.explain else None)
   for failure in result.failures:
     print(f"mammo_train.predict: skipped {failure.path}: {failure.reason} ({failure.detail})", file=sys.stderr)
-  print(f"{summary(result, image_rows, breast_rows)}\npredictions: {csv_path}, {json_path}")
+  print(f"{summary(result, image_rows, breast_rows)}\npredictions: {csv_path}, {json_path}; review: {page}")
   if result.failures:
     sys.exit(1)
 

@@ -42,7 +42,7 @@ from absl import logging
 from etils import epath
 import numpy as np
 
-from mammo_tfds import features, generation, imaging, reasons, sources, splits
+from mammo_tfds import audit, features, generation, imaging, reasons, sources, splits
 from mammo_tfds.cbis_ddsm import cases as cases_lib
 from mammo_tfds.cbis_ddsm import layouts
 
@@ -64,6 +64,7 @@ NO_BOX = np.zeros(4, np.int32)  # the box of an abnormality whose mask is missin
 # A mask (JPEG tolerance): both extremes present (>= _MASK_BRIGHT, <= _MASK_DARK) and below
 # _MASK_MIDTONES of the pixels between them: the Kaggle JPEGs (quality ~95) ring a little at edges.
 _MASK_BRIGHT, _MASK_DARK, _MASK_MIDTONES = 224, 31, 0.01
+ADMITTED_BY = "matched by UID to a case CSV row as its image file"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,4 +255,6 @@ def film_example(manual_dir: str, image_size: int, item: FilmItem) -> list:
       result, image_size, label=label(item.cases), patient_id=first.patient_id, laterality=first.laterality,
       view=first.view, source=source, abnormalities=abnormalities, breast_density=first.density,
       official_split=official_split(item.cases), orientation=result.orientation,
-      abnormality=abnormality_type(item.cases), subtlety=max(case.subtlety for case in item.cases)))]
+      abnormality=abnormality_type(item.cases), subtlety=max(case.subtlety for case in item.cases))),
+          audit.seen(item.key, pixels, result, admitted_by=ADMITTED_BY,
+                     rois=[image.path for files in item.rois for image in files])]

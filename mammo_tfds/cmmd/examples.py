@@ -43,7 +43,7 @@ from etils import epath
 import numpy as np
 import openpyxl
 
-from mammo_tfds import features, generation, imaging, skips, sources, splits
+from mammo_tfds import audit, features, generation, imaging, skips, sources, splits
 from mammo_tfds.features import LABELS
 from mammo_tfds.reasons import Reason
 
@@ -52,6 +52,7 @@ CLASSIFICATIONS = {"benign": 0, "malignant": 1}  # index into LABELS
 ABNORMALITIES = ("mass", "calcification", "both")
 SPLIT_SEED = 0
 
+NO_SHEET_ROW = "no clinical sheet row (by design)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,4 +298,4 @@ def labelled_example(manual_dir: str, image_size: int, pair) -> list:
   return [(scanned.path, features.example(
       result, image_size, label=row.label, patient_id=scanned.patient_id, laterality=scanned.laterality,
       view=scanned.view, source=scanned.path, age=row.age, abnormality=row.abnormality, subtype=row.subtype,
-      subset=scanned.patient_id.split("-")[0]))]
+      subset=scanned.patient_id.split("-")[0])), audit.seen(scanned.path, image.pixels, result, image)]

@@ -43,7 +43,7 @@ from typing import Dict, List, Optional, Tuple
 from etils import epath
 import numpy as np
 
-from mammo_tfds import features, generation, imaging, sources, splits
+from mammo_tfds import audit, features, generation, imaging, sources, splits
 from mammo_tfds.reasons import Reason
 from mammo_tfds.sources import SourceError
 
@@ -206,4 +206,5 @@ def image_example(manual_dir: str, image_size: int, scanned: Scanned) -> list:
                               laterality=scanned.laterality)
   return [(row.path, features.example(
       result, image_size, label=row.label, patient_id=row.patient_id, laterality=scanned.laterality,
-      view=scanned.view, source=row.path, metadata=row.metadata, orientation=result.orientation))]
+      view=scanned.view, source=row.path, metadata=row.metadata, orientation=result.orientation)),
+          audit.seen(row.path, image.pixels, result, image)]

@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 
-from mammo_tfds import features, generation, imaging, sources
+from mammo_tfds import audit, features, generation, imaging, sources
 from mammo_tfds.mias import info
 from mammo_tfds.reasons import Reason
 
@@ -16,6 +16,8 @@ TASKS = ("abnormal", "density")
 DENSITIES = tuple(info.TISSUES.values())  # fatty, fatty-glandular, dense: F, G, D
 SEVERITIES = (info.NORMAL, info.BENIGN, info.MALIGNANT)
 FINDING_CLASSES = tuple(c for c in info.CLASSES if c != "NORM")
+ADMITTED_BY = "a row of the label table"  # every mini-MIAS film is a 1024x1024 MLO mammogram
+NORMAL_LEFT_OUT = "normal film (task: abnormal)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,4 +64,5 @@ def film_examples(item: FilmItem, task: str, image_size: int) -> list:
   return [(film.refnum, features.example(
       result, image_size, label=label(film, task), patient_id=film.patient_id, laterality=film.laterality,
       view="MLO", source=name, tissue=DENSITIES.index(info.TISSUES[film.tissue]), severity=film.severity,
-      abnormality=list(film.abnormalities), findings=_findings(film)))]
+      abnormality=list(film.abnormalities), findings=_findings(film))),
+          audit.seen(film.refnum, pixels, result, admitted_by=ADMITTED_BY)]
