@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from mammo_tfds import audit, builder_configs
 from mammo_tfds.manifest import examples as manifest_examples
+from mammo_tfds.reasons import Reason
 from mammo_tfds.manifest import manifest_dataset_builder
 from mammo_tfds.mias import examples as mias_examples
 from mammo_tfds.mias import mias_dataset_builder
@@ -147,16 +148,16 @@ def test_manifest_build_shows_each_bad_file_as_a_skipped_row_with_its_reason(sha
   rows, page = _read_audit(_dataset_dir(builder))
   skipped = {row["path"]: row for row in rows if row["fate"] == audit.SKIPPED}
   assert {path: row["reason"] for path, row in skipped.items()} == {
-      "manifest.csv line 10 (images/missing/cc.png)": manifest_examples.MISSING,
-      "manifest.csv line 11 (images/corrupt/mlo.png)": manifest_examples.UNREADABLE,
-      "manifest.csv line 12 (processing.dcm)": manifest_examples.UNREADABLE,
+      "manifest.csv line 10 (images/missing/cc.png)": Reason.not_found,
+      "manifest.csv line 11 (images/corrupt/mlo.png)": Reason.unreadable,
+      "manifest.csv line 12 (processing.dcm)": Reason.for_processing,
   }
   assert "processing" in skipped["manifest.csv line 12 (processing.dcm)"]["message"].lower()
   kept = sum(split.num_examples for split in builder.info.splits.values())
   assert collections.Counter(row["fate"] for row in rows) == {audit.EXAMPLE: kept, audit.SKIPPED: 3}
   skipped_cards = [card for card in page.cards if card["attributes"]["reason"]]
-  assert {card["fields"]["reason"] for card in skipped_cards} == {manifest_examples.MISSING,
-                                                                 manifest_examples.UNREADABLE}
+  assert {card["fields"]["reason"] for card in skipped_cards} == {Reason.not_found, Reason.unreadable,
+                                                                 Reason.for_processing}
   assert all(not card["images"] for card in skipped_cards)
 
 
