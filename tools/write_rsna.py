@@ -73,11 +73,15 @@ class Machine:
   padding_zero: bool = False  # MONOCHROME1 background stored as PixelPaddingValue 0
 
 
+# Prevalences far above the real ~2% so that a tree of a few dozen patients has
+# cancers in every split; they differ by machine, as on the real set (a shortcut).
+
+
 MACHINES = (
-    Machine(49, 1, "MONOCHROME1", 12, True, "small", 0.45),
-    Machine(21, 1, "MONOCHROME1", 16, False, "large", 0.25, padding_zero=True),
-    Machine(170, 2, "MONOCHROME2", 12, True, "large", 0.15),
-    Machine(93, 2, "MONOCHROME2", 16, False, "small", 0.30),
+    Machine(49, 1, "MONOCHROME1", 12, True, "small", 0.6),
+    Machine(21, 1, "MONOCHROME1", 16, False, "large", 0.35, padding_zero=True),
+    Machine(170, 2, "MONOCHROME2", 12, True, "large", 0.2),
+    Machine(93, 2, "MONOCHROME2", 16, False, "small", 0.45),
 )
 
 
