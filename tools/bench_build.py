@@ -227,6 +227,8 @@ def main():
                 for _ in range(args.repeats))
   rows.append(["machine limit: per-image work, 2 processes / 1", ceiling,
                "the most 2 workers could give here (no TFDS, no pool)"])
+  rows.append(["speed-up as a share of the machine limit", (steady[2] / steady[1]) / ceiling,
+               "steady-state speed-up / machine limit: ~1 = the build scales as far as this machine lets it"])
   rows.append(["peak memory 4N / N (2 workers)", results[(4, 2)]["peak_mb"] / results[(1, 2)]["peak_mb"],
                "target ~1: does not grow with N"])
   size = {"cmmd": "2294x1914", "cbis_ddsm": f"{args.film_size[0]}x{args.film_size[1]} 16-bit films",
