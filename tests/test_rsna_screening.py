@@ -11,18 +11,18 @@ follows PixelIntensityRelationshipSign and ignores PixelPaddingValue
 import collections
 import dataclasses
 import json
-import shutil
 
 from absl import flags
 import keras
 import numpy as np
+import pydicom
 import pytest
 import tensorflow_datasets as tfds
 
 from mammo_tfds import builder_configs, sources
 from mammo_tfds.rsna_screening import examples, rsna_screening_dataset_builder as rsna
 from mammo_train import __main__ as trainer
-from mammo_train import assessment, config, data
+from mammo_train import assessment, config
 from tools import write_rsna
 
 SEED = 2
@@ -88,7 +88,7 @@ def test_every_header_variant_reads_bright_dense_with_a_black_background(machine
 def test_written_files_are_stripped_like_the_real_ones(tree):
   root, written = tree
   image = next(image for image in written.values() if image.has_file and image.machine.jpeg2000)
-  ds = __import__("pydicom").dcmread(root / image.path)
+  ds = pydicom.dcmread(root / image.path)
   assert ds.file_meta.MediaStorageSOPClassUID == write_rsna.DX_FOR_PRESENTATION
   assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.90"  # JPEG 2000 lossless
   for absent in ("Modality", "SOPClassUID", "BodyPartExamined", "ViewPosition", "ViewCodeSequence"):
@@ -211,3 +211,11 @@ def test_training_and_evaluation_report_site_and_machine_against_the_metadata_ba
     assert "pf1" in result["levels"][level] and "pf1" in result["levels"][level]["ci"]
   report = (workdir / "eval" / "report.md").read_text()
   assert "pf1" in report and "machine_id" in report
+
+
+def test_writer_usage_errors_exit_2_with_one_line(tmp_path, capsys):
+  for argv in (["--patients", "3", "--specials"], ["--scale", "0"]):
+    with pytest.raises(SystemExit) as exit_:
+      write_rsna.main([str(tmp_path / "tree"), *argv])
+    assert exit_.value.code == 2
+    assert "error:" in capsys.readouterr().err
