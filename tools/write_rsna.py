@@ -40,14 +40,18 @@ import csv
 import dataclasses
 import hashlib
 import pathlib
+import sys
 from typing import List, Optional, Sequence
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import JPEG2000Lossless, generate_uid
 
-from mammo_tfds import phantom
+if not __package__:  # run as `python tools/write_rsna.py`: the repo root is not on the path
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from mammo_tfds import phantom  # pylint: disable=wrong-import-position
+from tools import write_cmmd  # pylint: disable=wrong-import-position
 
 TRAIN_COLUMNS = ("site_id", "patient_id", "image_id", "laterality", "view", "age", "cancer", "biopsy", "invasive",
                  "BIRADS", "implant", "density", "machine_id", "difficult_negative_case")
@@ -216,16 +220,8 @@ def dicom_dataset(values: np.ndarray, padding: int, image: Image, uids: dict) ->
   """A stripped DICOM as the competition ships it: file meta with the DX SOP class, no Modality, no
   SOP Class UID, no view; ImageLaterality, PatientID, windows, padding and the intensity relationship."""
   machine = image.machine
-  meta = FileMetaDataset()
-  meta.MediaStorageSOPClassUID = DX_FOR_PRESENTATION
-  meta.MediaStorageSOPInstanceUID = uids["sop"]
-  meta.TransferSyntaxUID = ExplicitVRLittleEndian
-  ds = Dataset()
-  ds.file_meta = meta
-  ds.SOPInstanceUID = uids["sop"]
-  ds.StudyInstanceUID = uids["study"]
-  ds.SeriesInstanceUID = uids["series"]
-  ds.PatientID = str(image.patient_id)
+  ds = write_cmmd.dicom_skeleton(DX_FOR_PRESENTATION, uids, str(image.patient_id))
+  del ds.SOPClassUID, ds.Modality, ds.PatientName  # stripped: only the file meta keeps the SOP class
   ds.InstanceNumber = 1
   ds.ImageLaterality = image.file_laterality or image.laterality
   ds.Rows, ds.Columns = values.shape
