@@ -47,7 +47,7 @@ def check(condition, message: str):
 def _define_shared(values: flags.FlagValues, *, dataset: str, batch_size: int, batch_help: str, seed_help: str):
   """The flags every command has: dataset, data dir, batch size, seed and the evaluation protocol."""
   flags.DEFINE_string("dataset", dataset, "Prepared TFDS dataset, optionally with a config: "
-                      "cmmd, mias, mias/density, cbis_ddsm, manifest, synthetic, synthetic/tiny.", flag_values=values)
+                      "cmmd, mias, mias/density, cbis_ddsm, rsna_screening, manifest, synthetic, synthetic/tiny.", flag_values=values)
   flags.DEFINE_string("data_dir", None, "TFDS data dir holding the prepared dataset (default: TFDS's own).",
                       flag_values=values)
   flags.DEFINE_integer("batch_size", batch_size, batch_help, flag_values=values)

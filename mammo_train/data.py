@@ -20,7 +20,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 # The config each dataset is read with when the name gives none.
-DEFAULT_CONFIGS = {"cbis_ddsm": "600", "cmmd": "600", "manifest": "600", "mias": "abnormal", "synthetic": "600"}
+DEFAULT_CONFIGS = {"cbis_ddsm": "600", "cmmd": "600", "manifest": "600", "mias": "abnormal", "rsna_screening": "600",
+                   "synthetic": "600"}
 SPLITS = ("train", "validation", "test")
 # Scalar metadata `split_metadata` returns when the dataset has it.
 METADATA = ("label", "patient_id", "laterality", "view", "age")

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
 # Metrics shown in the summary tables, in this order, where the task has them.
-HEADLINE = ("roc_auc", "pr_auc", "macro_roc_auc", "accuracy", "balanced_accuracy", "sensitivity",
+HEADLINE = ("roc_auc", "pr_auc", "pf1", "macro_roc_auc", "accuracy", "balanced_accuracy", "sensitivity",
             "specificity")
 
 
