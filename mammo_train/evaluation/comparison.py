@@ -35,14 +35,14 @@ def delong(labels, scores_a, scores_b) -> dict:
   """DeLong's test of AUC(a) = AUC(b) on the same units (Sun & Xu's fast algorithm).
 
   Returns auc_a, auc_b, difference (a - b), its standard error, z and the
-  two-sided p-value (NaN when a class is absent or the variance is zero, e.g.
-  identical scores).
+  two-sided p-value (all NaN when a class has fewer than two units; p NaN
+  when the variance is zero, e.g. identical scores).
   """
   labels = np.asarray(labels).astype(bool)
   positives = np.stack([np.asarray(scores_a, float)[labels], np.asarray(scores_b, float)[labels]])
   negatives = np.stack([np.asarray(scores_a, float)[~labels], np.asarray(scores_b, float)[~labels]])
   m, n = positives.shape[1], negatives.shape[1]
-  if m == 0 or n == 0:
+  if m < 2 or n < 2:  # no AUC without both classes; no variance from a single unit of a class
     nan = float("nan")
     return {"auc_a": nan, "auc_b": nan, "difference": nan, "se": nan, "z": nan, "p": nan}
   combined = np.concatenate([positives, negatives], axis=1)
