@@ -67,7 +67,7 @@ def leakage(patients_by_split: dict, digests_by_split: dict) -> dict:
           "images_in_several_splits": shared_images, "passed": not shared_patients and not shared_images}
 
 
-def _leakage_text(check: dict) -> str:
+def leakage_text(check: dict) -> str:
   counts = "; ".join(f"{split}: {c['patients']} patients, {c['images']} images ({c['duplicate_images']} "
                      "identical-pixel repeats inside the split)" for split, c in check["per_split"].items())
   if check["passed"]:
@@ -122,7 +122,7 @@ def dataset_items(builder) -> tuple:
       Item("20", "assignment to partitions", ", ".join(
           f"{split} {info.splits[split].num_examples} images" for split in splits)
            + ": stratified by label, deterministic (mammo_tfds.splits)."),
-      Item("21", "level at which partitions are disjoint; leakage check", _leakage_text(check)),
+      Item("21", "level at which partitions are disjoint; leakage check", leakage_text(check)),
       Item("34", "class balance and age per partition",
            _per_split_characteristics(tables, info.features["label"].names)),
   ]
