@@ -93,3 +93,18 @@ def test_sensitivity_at_the_other_specificity():
       labels, np.arange(8).astype(str), (a, metrics.threshold_decisions(a, 0.5)),
       (b, metrics.threshold_decisions(b, 0.5)), 50, 0)
   assert result["other_specificity"] == 0.5 and result["sensitivity"] == 1.0 and result["difference"] == 0.5
+
+
+def test_sensitivity_at_specificity_matches_scikit_learn_under_weights():
+  """The vectorised weighted ROC search against scikit-learn's roc_curve with sample_weight, resample by
+  resample."""
+  from sklearn import metrics as skm
+  rng = np.random.default_rng(3)
+  labels = rng.integers(0, 2, 80)
+  scores = np.round(labels + rng.normal(size=80), 1)
+  weights = metrics.patient_resamples(np.arange(80).astype(str), 20, 1)
+  targets = rng.uniform(0.3, 0.9, 20)
+  found = comparison._sensitivity_at(labels, scores, targets, weights)
+  for row, target in enumerate(targets):
+    fpr, tpr, _ = skm.roc_curve(labels, scores, sample_weight=weights[row], drop_intermediate=False)
+    assert found[row] == pytest.approx(tpr[(1 - fpr) >= target - 1e-12].max())

@@ -24,7 +24,6 @@ import itertools
 
 import numpy as np
 from scipy import stats
-from sklearn import metrics as skm
 
 from mammo_train import metrics
 
@@ -61,20 +60,28 @@ def delong(labels, scores_a, scores_b) -> dict:
           "p": float(2 * stats.norm.sf(abs(z))) if se > 0 else float("nan")}
 
 
-def _sensitivity_at(labels, scores, specificity, weight=None) -> float:
-  """The highest sensitivity of `scores` at a threshold whose specificity reaches `specificity`."""
-  if not np.isfinite(specificity):
-    return float("nan")
-  fpr, tpr, _ = skm.roc_curve(labels, scores, sample_weight=weight, drop_intermediate=False)
-  reaching = (1 - fpr) >= specificity - 1e-12
-  return float(tpr[reaching].max()) if reaching.any() else 0.0
+def _sensitivity_at(labels, scores, specificity, weights) -> np.ndarray:
+  """Under each row of `weights` [B, N]: the highest sensitivity of `scores` at a threshold whose
+  specificity reaches that row's `specificity` [B] (NaN where a class is absent)."""
+  order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+  sorted_scores, positive = np.asarray(scores, dtype=float)[order], np.asarray(labels)[order] == 1
+  weights = np.atleast_2d(weights)[:, order]
+  starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+  true_pos = np.cumsum(np.add.reduceat(weights * positive, starts, axis=1), axis=1)
+  false_pos = np.cumsum(np.add.reduceat(weights * ~positive, starts, axis=1), axis=1)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    sensitivity = true_pos / true_pos[:, -1:]
+    reached = 1 - false_pos / false_pos[:, -1:] >= np.asarray(specificity)[:, None] - 1e-12
+    # A threshold above every score (nothing called malignant) reaches any specificity: sensitivity 0.
+    best = np.where(reached, sensitivity, 0.0).max(axis=1)
+  return np.where(np.isfinite(sensitivity[:, -1]) & np.isfinite(specificity), best, np.nan)
 
 
-def _specificity(labels, decisions, weight) -> float:
-  """Specificity of one-hot binary decisions under image weights."""
-  negative = (np.asarray(labels) == 0) * weight
-  total = negative.sum()
-  return float((negative * np.asarray(decisions)[:, 0]).sum() / total) if total > 0 else float("nan")
+def _rate(labels, decisions, weights, label: int) -> np.ndarray:
+  """Under each row of `weights`: the share of units of class `label` that one-hot `decisions` get right."""
+  members = np.asarray(labels) == label
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return (weights @ (members * np.asarray(decisions)[:, label])) / (weights @ members)
 
 
 def sensitivity_at_other_specificity(labels, groups, model, other, n_resamples: int = 1000, seed: int = 0,
@@ -82,27 +89,15 @@ def sensitivity_at_other_specificity(labels, groups, model, other, n_resamples: 
   """Sensitivity of `model` where `other` operates, minus `other`'s own sensitivity, with a paired interval.
 
   `model` and `other` are (scores, one-hot decisions) on the same units.
-  `other`'s specificity is that of its decisions on these units; `model`
-  takes its best threshold that reaches it.
+  `other`'s specificity is that of its decisions on these units (in each
+  resample, on the resample); `model` takes its best threshold reaching it.
   """
-  labels = np.asarray(labels)
-  ones = np.ones(len(labels))
-
-  def measure(weight):
-    specificity = _specificity(labels, other[1], weight)
-    malignant = (labels == 1) * weight
-    other_sensitivity = (malignant * np.asarray(other[1])[:, 1]).sum() / malignant.sum()
-    mine = _sensitivity_at(labels, model[0], specificity, weight)
-    return specificity, mine, mine - other_sensitivity
-
-  specificity, sensitivity, difference = measure(ones)
-  samples = []
-  for weight in metrics.patient_resamples(groups, n_resamples, seed):
-    if ((labels == 1) * weight).sum() == 0 or ((labels == 0) * weight).sum() == 0:
-      continue
-    samples.append(measure(weight)[2])
-  return {"other_specificity": specificity, "sensitivity": sensitivity, "difference": difference,
-          "ci": metrics.percentile_interval(np.array(samples), confidence)}
+  weights = np.vstack([np.ones(len(labels)), metrics.patient_resamples(groups, n_resamples, seed)])
+  specificity = _rate(labels, other[1], weights, 0)
+  sensitivity = _sensitivity_at(labels, model[0], specificity, weights)
+  difference = sensitivity - _rate(labels, other[1], weights, 1)
+  return {"other_specificity": float(specificity[0]), "sensitivity": float(sensitivity[0]),
+          "difference": float(difference[0]), "ci": metrics.percentile_interval(difference[1:], confidence)}
 
 
 def auc_difference(labels, groups, scores_a, scores_b, n_resamples: int = 1000, seed: int = 0,
