@@ -210,7 +210,8 @@ def evaluation_items(result: dict, slopes: dict | None) -> list:
   metric_name = "roc_auc" if "roc_auc" in next(iter(result["levels"].values())) else "macro_roc_auc"
   items = [
       Item("28, 29", "operating point; metrics and their uncertainty",
-           (f"thresholds {threshold['values']}: {threshold['how']}. " if threshold else "")
+           ("thresholds " + ", ".join(f"{level} {value:.4f}" for level, value in threshold["values"].items())
+            + f": {threshold['how']}. " if threshold else "")
            + f"95% intervals: percentile bootstrap over {boot['unit']}s ({boot['n_resamples']} resamples, seed "
            f"{boot['seed']})."),
       Item("35, 36", "performance at each level", "; ".join(
