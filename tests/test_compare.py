@@ -150,3 +150,23 @@ def test_compares_real_evaluations_with_their_checklists(tiny_builder, tmp_path)
   result = comparison_report.compare_folders(folders, tmp_path / "out", n_bootstrap=20)
   assert result["dataset"]["name"] == "synthetic/tiny" and result["dataset"]["counts"]["images"] == 16
   assert "leakage check of" in (tmp_path / "out" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("damage", ["no_patient_column", "metrics_without_dataset", "multi_class"])
+def test_damaged_folders_are_named_not_tracebacks(tmp_path, damage):
+  rows = _cases(5)
+  scores = np.linspace(0.01, 0.99, len(rows))
+  a = _write_evaluation(tmp_path / "a", rows, scores)
+  b = _write_evaluation(tmp_path / "b", rows, scores)
+  if damage == "no_patient_column":
+    text = (b / "predictions.csv").read_text().replace("patient_id", "patient")
+    (b / "predictions.csv").write_text(text)
+  elif damage == "metrics_without_dataset":
+    (b / "metrics.json").write_text("{}")
+  else:
+    stored = json.loads((b / "metrics.json").read_text())
+    stored["dataset"]["class_names"] = ["normal", "benign", "malignant"]
+    stored["threshold"] = None
+    (b / "metrics.json").write_text(json.dumps(stored))
+  with pytest.raises(scored.NotComparableError, match=str(b)):
+    comparison_report.compare_folders([a, b], tmp_path / "out", n_bootstrap=10)

@@ -65,17 +65,21 @@ def load(path, name: str | None = None) -> Scored:
   try:
     stored = json.loads((folder / METRICS).read_text())
     dataset = stored["dataset"]
+    what = (dataset["name"], str(dataset["version"]), dataset["split"])
+    class_names = dataset.get("class_names", [])
+    threshold = stored.get("threshold")
+    operating = threshold and assessment.OperatingPoint(threshold["values"], threshold["how"],
+                                                        threshold.get("rule"), threshold.get("target_recall"))
     with open(folder / PREDICTIONS, newline="") as f:
       rows = list(csv.DictReader(f))
-  except (OSError, ValueError, KeyError) as error:
-    raise NotComparableError(f"{folder}: unreadable evaluation ({error})") from None
-  class_names = dataset.get("class_names", [])
-  threshold = stored.get("threshold")
-  if len(class_names) != 2 or not threshold:
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    raise NotComparableError(f"{folder}: unreadable evaluation ({error!r})") from None
+  if len(class_names) != 2 or not operating:
     raise NotComparableError(f"{folder}: compare handles binary tasks decided at a threshold; this evaluation "
                              f"has classes {class_names}")
-  if not rows or "score" not in rows[0]:
-    raise NotComparableError(f"{folder / PREDICTIONS}: no rows, or no score column")
+  missing = {"source", "score"} - set(rows[0] if rows else ())
+  if missing:
+    raise NotComparableError(f"{folder / PREDICTIONS}: no rows, or no {' / '.join(sorted(missing))} column")
   rows.sort(key=lambda row: row["source"])
   sources = np.array([row["source"] for row in rows])
   repeated = sources[1:][sources[1:] == sources[:-1]]
@@ -84,15 +88,14 @@ def load(path, name: str | None = None) -> Scored:
   try:
     labels = np.array([class_names.index(row["label"]) for row in rows])
     scores = np.array([float(row["score"]) for row in rows])
+    predictions = assessment.Predictions(labels, scores, np.array([row["patient_id"] for row in rows]),
+                                         np.array([row["laterality"] for row in rows]))
   except ValueError as error:
     raise NotComparableError(f"{folder / PREDICTIONS}: {error}") from None
-  predictions = assessment.Predictions(labels, scores, np.array([row["patient_id"] for row in rows]),
-                                       np.array([row["laterality"] for row in rows]))
-  operating = assessment.OperatingPoint(threshold["values"], threshold["how"], threshold.get("rule"),
-                                        threshold.get("target_recall"))
+  except KeyError as error:
+    raise NotComparableError(f"{folder / PREDICTIONS}: no column {error}") from None
   folds = np.array([row["fold"] for row in rows]) if "fold" in rows[0] else None
-  return Scored(name or str(path), folder, dataset["name"], str(dataset["version"]), dataset["split"], sources,
-                predictions, operating, folds)
+  return Scored(name or str(path), folder, *what, sources, predictions, operating, folds)
 
 
 def check_same_examples(scored: list) -> None:
