@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from mammo_train import calibration, data, metrics
+from mammo_train import calibration, data, metrics, report
 
 AUTHORS = "to be filled by the authors"
 CHECKLIST = "checklist.json"
@@ -189,22 +189,19 @@ def software_item() -> Item:
               + f"; mammo code: {_git_commit()}.")
 
 
-def _interval(value, ci) -> str:
-  if value is None or not np.isfinite(value):
-    return "n/a"
-  return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else f"{value:.3f}"
-
-
 def calibration_fit(labels, scores, groups, n_resamples: int, seed: int) -> dict:
   """Calibration slope and intercept of the scores on this split, with patient-bootstrap intervals."""
   point = calibration.slope_and_intercept(labels, scores)[0]
   samples = calibration.slope_and_intercept(labels, scores, metrics.patient_resamples(groups, n_resamples, seed))
-  return {name: {"value": float(point[i]), "ci": metrics.percentile_interval(samples[:, i])}
-          for i, name in enumerate(("slope", "intercept"))}
+  return report.plain({name: {"value": point[i], "ci": metrics.percentile_interval(samples[:, i])}
+                       for i, name in enumerate(("slope", "intercept"))})
 
 
 def evaluation_items(result: dict, slopes: dict | None) -> list:
-  """Operating point, metrics with intervals per level, calibration, subgroups, failure cases."""
+  """Operating point, metrics with intervals per level, calibration, subgroups, failure cases.
+
+  `result` is JSON-plain (`report.plain`: undefined values are None)."""
+  # pylint: disable=protected-access (report's interval formatting, shared until the evaluation package owns it)
   threshold = result.get("threshold")
   boot = result["bootstrap"]
   metric_name = "roc_auc" if "roc_auc" in next(iter(result["levels"].values())) else "macro_roc_auc"
@@ -215,8 +212,8 @@ def evaluation_items(result: dict, slopes: dict | None) -> list:
            + f"95% intervals: percentile bootstrap over {boot['unit']}s ({boot['n_resamples']} resamples, seed "
            f"{boot['seed']})."),
       Item("35, 36", "performance at each level", "; ".join(
-          f"{level}: {metric_name} {_interval(entry.get(metric_name), entry['ci'].get(metric_name))}"
-          + "".join(f", {m} {_interval(entry[m], entry['ci'][m])}" for m in ("sensitivity", "specificity")
+          f"{level}: {metric_name} {report._interval(entry.get(metric_name), entry['ci'].get(metric_name))}"
+          + "".join(f", {m} {report._interval(entry[m], entry['ci'][m])}" for m in ("sensitivity", "specificity")
                     if m in entry)
           + f" ({entry['n']} units, {entry['n_patients']} patients)" for level, entry in result["levels"].items())
            + "."),
@@ -225,15 +222,16 @@ def evaluation_items(result: dict, slopes: dict | None) -> list:
   if cal or slopes:
     text = ""
     if cal:
-      text = "; ".join(f"{level}: ECE {_interval(e['ece']['before'], e['ece']['before_ci'])} raw, "
-                       f"{_interval(e['ece']['after'], e['ece']['after_ci'])} after the {e['map']['method']} map; "
-                       f"Brier {_interval(e['brier']['before'], e['brier']['before_ci'])} raw, "
-                       f"{_interval(e['brier']['after'], e['brier']['after_ci'])} after"
-                       for level, e in cal["levels"].items()) + ". "
+      def measured(entry, name):
+        return (f"{name} {report._interval(entry['before'], entry['before_ci'])} raw, "
+                f"{report._interval(entry['after'], entry['after_ci'])} after")
+
+      text = "; ".join(f"{level}: {measured(e['ece'], 'ECE')} the {e['map']['method']} map, "
+                       f"{measured(e['brier'], 'Brier')}" for level, e in cal["levels"].items()) + ". "
     if slopes:
       text += "Calibration slope / intercept of the raw scores (1 / 0 when calibrated): " + "; ".join(
-          f"{level}: {_interval(s['slope']['value'], s['slope']['ci'])} / "
-          f"{_interval(s['intercept']['value'], s['intercept']['ci'])}" for level, s in slopes.items()) + "."
+          f"{level}: {report._interval(s['slope']['value'], s['slope']['ci'])} / "
+          f"{report._interval(s['intercept']['value'], s['intercept']['ci'])}" for level, s in slopes.items()) + "."
     items.append(Item("28", "calibration", text))
   verdict = result.get("verdict") or {}
   baseline = verdict.get("baseline")

@@ -117,20 +117,12 @@ def _roc_overlay(level: str, units: dict) -> Figure:
   return figure
 
 
-def _value(value, ci=None, signed=False) -> str:
-  if value is None:
-    return "n/a"
-  form = "{:+.3f}" if signed else "{:.3f}"
-  if not ci or ci[0] is None:
-    return form.format(value)
-  return f"{form.format(value)} [{form.format(ci[0])}, {form.format(ci[1])}]"
-
-
 def _p(value) -> str:
   return "n/a" if value is None else f"{value:.3g}"
 
 
 def markdown(result: dict, figures: dict, loaded: list) -> str:
+  # pylint: disable=protected-access (report's interval formatting, shared until the evaluation package owns it)
   dataset = result["dataset"]
   counts = dataset["counts"]
   boot = result["bootstrap"]
@@ -153,7 +145,7 @@ def markdown(result: dict, figures: dict, loaded: list) -> str:
   for name, model in result["models"].items():
     for level, row in model["levels"].items():
       lines.append(f"| {name} | {level} | {row['n']} | {row['n_patients']} | "
-                   + " | ".join(_value(row[m], row["ci"][m]) for m in SHOWN) + " |")
+                   + " | ".join(report._interval(row[m], row["ci"][m]) for m in SHOWN) + " |")
   lines += ["", "## Pairs", "",
             "AUC difference: A minus B, paired patient-bootstrap interval. DeLong: treats units as independent, "
             "exact at patient level, optimistic at image and breast level (several units per patient). "
@@ -170,10 +162,10 @@ def markdown(result: dict, figures: dict, loaded: list) -> str:
       mc_p = _p(mc["p"]) + (f" (Holm {_p(mc['p_holm'])})" if holm else "")
       lines.append(
           f"| {pair['a']} | {pair['b']} | {level} | "
-          f"{_value(entry['auc_difference']['difference'], entry['auc_difference']['ci'], signed=True)} | "
+          f"{report._difference_text(entry['auc_difference'])} | "
           f"{delong_p} | "
-          f"{_value(entry['a_at_b_specificity']['difference'], entry['a_at_b_specificity']['ci'], signed=True)} | "
-          f"{_value(entry['b_at_a_specificity']['difference'], entry['b_at_a_specificity']['ci'], signed=True)} | "
+          f"{report._difference_text(entry['a_at_b_specificity'])} | "
+          f"{report._difference_text(entry['b_at_a_specificity'])} | "
           f"{mc['only_a_right']} / {mc['only_b_right']}, {mc_p} |")
   lines += [""] + [f"![ROC {level}]({file})" for level, file in figures.items()] + [""]
   lines += checklist.section(checklist.facts_for_comparison(loaded, result))
