@@ -547,3 +547,33 @@ def predict_from_flags(values: flags.FlagValues, paths) -> Predict:
 
 
 PREDICT_FLAGS = _flag_names(define_predict_flags)
+
+
+# --- python -m mammo_train.compare ---------------------------------------------------------------------
+
+
+def define_compare_flags(values: flags.FlagValues = flags.FLAGS):
+  define = dict(flag_values=values)
+  flags.DEFINE_string("workdir", None, "Folder for report.md, compare.json and the overlaid ROC curves.", **define)
+  flags.DEFINE_integer("n_bootstrap", 1000, "Paired patient-bootstrap resamples of every interval.", **define)
+  flags.DEFINE_integer("seed", 0, "Bootstrap seed.", **define)
+
+
+@dataclasses.dataclass(frozen=True)
+class Compare:
+  workdir: str
+  folders: tuple
+  n_bootstrap: int
+  seed: int
+
+
+def compare_from_flags(values: flags.FlagValues, paths) -> Compare:
+  check(values.workdir, "--workdir is required: the folder the comparison is written to")
+  check(len(paths) >= 2, "give two or more training runs, evaluation folders or cv folders after the flags")
+  for path in paths:
+    check(os.path.isdir(path), f"{path}: no such folder")
+  _positive(values, "n_bootstrap")
+  return Compare(workdir=values.workdir, folders=tuple(paths), n_bootstrap=values.n_bootstrap, seed=values.seed)
+
+
+COMPARE_FLAGS = _flag_names(define_compare_flags)

@@ -27,6 +27,7 @@ from absl import flags, logging
 
 from mammo_train import (assessment, baselines, calibration, cli, config, data, explain, models, report, runtime,
                          subgroups)
+from mammo_train.evaluation import checklist
 
 SALIENCY_GRID = "saliency_grid.png"
 GRID_PER_ROW = 6  # cases per row of the saliency grid
@@ -166,6 +167,8 @@ dataset records lesion locations, the pointing game (`_saliency`).
   result = {"dataset": assessment.dataset_entry(builder, split, target, class_names),
             "model": model_path or model.name, **result}
   report.write(result, curves, workdir, tb_logdir, pictures=pictures)
+  checklist.record(builder, report.plain(result), workdir, model_path, assessment.levels(target, 2) if binary
+                   else None, protocol.n_bootstrap, protocol.seed)
   write_predictions(workdir, builder, split, target, class_names)
   if operating is not None and _chooses_threshold(builder, split, threshold):
     operating.save(workdir)

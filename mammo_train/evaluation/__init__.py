@@ -1,0 +1,1 @@
+"""Evaluation library: metrics, operating point, calibration, subgroups, comparison, reporting checklist."""
