@@ -38,6 +38,8 @@ class Reason(str, enum.Enum):
   specimen = "specimen"  # a specimen radiograph: refused by predict
   # Labels and listings.
   missing_images = "missing_images"  # a label row whose images are not there
+  no_label_row = "no_label_row"  # a file where the label table's rows say its images are, named by no row
+  laterality_disagrees = "laterality_disagrees"  # the file's laterality tag contradicts its label row
   full_mammogram_missing = "full_mammogram_missing"  # CBIS-DDSM: a film's full-mammogram file is not there
   full_mammogram_unusable = "full_mammogram_unusable"  # CBIS-DDSM: undecodable, a binary mask, or blank
   unusable = "unusable"  # a SourceError raised without a more specific code

@@ -4,13 +4,15 @@ One tree with every special case (rare views, a row without its file, a file
 without its row, a laterality contradicting its row, a pixel copy, a
 test.csv with test_images) is built plain and on Beam; a copy with a broken
 CSV value checks the refusal. Polarity tests assert the RIGHT picture for
-every header variant; those marked xfail fail only because today's reader
-follows PixelIntensityRelationshipSign and ignores PixelPaddingValue
-(mammo_tfds/sources.py is being changed for that).
+every header variant, read through the reader's rules with no override: the
+planted lesion bright, the (padded) background black, whatever
+PixelIntensityRelationshipSign says. The build audit has one row per file of
+the tree.
 """
 import collections
 import dataclasses
 import json
+import pathlib
 
 from absl import flags
 import keras
@@ -19,17 +21,19 @@ import pydicom
 import pytest
 import tensorflow_datasets as tfds
 
-from mammo_tfds import builder_configs, sources
+from mammo_tfds import audit, builder_configs, sources
+from mammo_tfds.reasons import Reason
 from mammo_tfds.rsna_screening import examples, rsna_screening_dataset_builder as rsna
 from mammo_train import __main__ as trainer
 from mammo_train import assessment, config
+from tests.test_audit import _read_audit
 from tools import write_rsna
 
 SEED = 2
 PATIENTS = 32
 SCALE = 0.03
 SIZE = 64
-NEEDS_POLARITY_RULE = pytest.mark.xfail(strict=True, reason="needs the polarity rule in sources.py")
+ADMITTED_BY = "DX for presentation + ImageLaterality"  # sources.admission's rule for the stripped files
 
 
 def _build(manual_dir, data_dir, beam=False, strict=False):
@@ -66,23 +70,44 @@ def built(tree, tmp_path_factory):
 # ---- reading the stripped files -------------------------------------------------------------------------------
 
 def _variant(machine):
-  marks = [NEEDS_POLARITY_RULE] if machine.photometric == "MONOCHROME2" or machine.padding_zero else []
   name = f"{machine.photometric}-{machine.bits}bit-{'j2k' if machine.jpeg2000 else 'raw'}" + (
       "-padding0" if machine.padding_zero else "")
-  return pytest.param(machine, marks=marks, id=name)
+  return pytest.param(machine, id=name)
 
 
 @pytest.mark.parametrize("machine", [_variant(machine) for machine in write_rsna.MACHINES])
 def test_every_header_variant_reads_bright_dense_with_a_black_background(machine, tmp_path):
   image = dataclasses.replace(write_rsna.plan(1, SEED)[0], machine=machine, cancer=1)
   write_rsna.write(tmp_path, [image], SEED, scale=0.04, test_patients=0)
-  read = sources.read(tmp_path / image.path, allow_non_mammogram=True)
-  drawn = write_rsna.source_pixels(SEED, image, 0.04)
+  read = sources.read(tmp_path / image.path)  # no override: the rules must admit the stripped header
+  film = write_rsna.source_film(SEED, image, 0.04)
+  drawn = film.pixels
+  assert read.admitted_by == ADMITTED_BY
   assert read.pixels.shape == drawn.shape and read.laterality == image.laterality
-  background, dense = drawn < 8, drawn >= np.percentile(drawn, 99)  # the brightest: lesion and dense tissue
+  background = drawn < 8  # stored as PixelPaddingValue (0 on the padding0 machine: white unless honoured)
+  y0, x0, y1, x1 = film.lesion_box
+  lesion = np.zeros_like(background)
+  lesion[y0:y1, x0:x1] = True
+  lesion &= ~background
+  breast = ~background & ~lesion
+  drawn_contrast = drawn[lesion].mean() - drawn[breast].mean()
+  assert drawn_contrast > 40, "the fixture must plant a visible lesion"
   assert read.pixels[background].mean() < 20, "the padded background must be black"
-  assert read.pixels[dense].mean() > read.pixels[~background].mean() + 20, "the planted lesion must stay bright"
+  assert read.pixels[lesion].mean() - read.pixels[breast].mean() > 0.5 * drawn_contrast, \
+      "the planted lesion must stay brighter than the breast around it"
   assert np.corrcoef(read.pixels.ravel(), drawn.ravel())[0, 1] > 0.9
+  # The MONOCHROME2 machines' LOG sign +1 contradicts the display chain: recorded, not followed.
+  assert bool(read.polarity_note) == (machine.photometric == "MONOCHROME2")
+
+
+def test_a_file_without_image_laterality_is_not_admitted_on_its_rows_word(tmp_path):
+  write_rsna.write_tree(tmp_path, 1, SEED, 0.02, specials=False, test_patients=0)
+  row = examples.plan(tmp_path).rows[0]
+  ds = pydicom.dcmread(tmp_path / row.path)
+  del ds.ImageLaterality
+  ds.save_as(tmp_path / row.path)
+  (skip,) = examples.image_example(str(tmp_path), SIZE, examples.Item(row, ""))
+  assert skip.path == row.path and skip.reason == Reason.not_mammogram
 
 
 def test_written_files_are_stripped_like_the_real_ones(tree):
@@ -121,7 +146,7 @@ def test_every_file_and_row_is_an_example_or_a_counted_skip(built, tree):
   builder, found = built
   _, written = tree
   assert dict(collections.Counter({r: len(p) for r, p in builder.skip_log.skipped.items()})) == {
-      examples.ROW_WITHOUT_FILE: 1, examples.FILE_WITHOUT_ROW: 1, examples.LATERALITY_MISMATCH: 1}
+      Reason.missing_images: 1, Reason.no_label_row: 1, Reason.laterality_disagrees: 1}
   metadata = builder.info.metadata
   assert metadata["axillary_tail_views_left_out"] == 1
   assert metadata["test_images_not_built"] == 8
@@ -132,6 +157,30 @@ def test_every_file_and_row_is_an_example_or_a_counted_skip(built, tree):
   assert {written[i].view for i in found} == {"CC", "MLO", "ML", "LM", "LMO"}
   line = builder._summary_line()  # pylint: disable=protected-access
   assert "skipped 3" in line and "1 axillary tail (AT) views, 8 unlabelled test_images" in line
+
+
+def test_the_audit_has_one_row_per_file_of_the_tree_and_per_row_without_file(built, tree):
+  builder, found = built
+  root, written = tree
+  rows, page = _read_audit(pathlib.Path(builder.data_path))
+  files = sorted(path.relative_to(root).as_posix() for path in root.rglob("*.dcm"))
+  (missing,) = [image for image in written.values() if image.has_row and not image.has_file]
+  row_number = next(row.row for row in examples.read_csv(root / "train.csv") if row.image_id == str(missing.image_id))
+  assert sorted(row["path"] for row in rows) == sorted(files + [f"train.csv row {row_number}"])
+  skipped = collections.Counter(row["reason"] for row in rows if row["fate"] == audit.SKIPPED)
+  assert skipped == {Reason.missing_images: 1, Reason.no_label_row: 1, Reason.laterality_disagrees: 1,
+                     examples.AT_LEFT_OUT: 1, examples.TEST_IMAGE_LEFT_OUT: 8}
+  kept = {row["key"]: row for row in rows if row["fate"] == audit.EXAMPLE}
+  assert set(kept) == set(found)
+  for image_id, row in kept.items():
+    split, example = found[image_id]
+    assert row["admitted_by"] == ADMITTED_BY and row["split"] == split
+    assert row["label"] == examples.LABEL_NAMES[example["label"]]
+    assert row["chest_wall"] == {"L": "left", "R": "right"}[written[image_id].laterality], row  # the phantom's
+  split_of = {row["patient_id"]: row["split"] for row in kept.values()}
+  at_view = next(row for row in rows if row["reason"] == examples.AT_LEFT_OUT)
+  assert at_view["view"] == "AT" and at_view["split"] == split_of[at_view["patient_id"]]  # its patient's split
+  assert sum(len(card["images"]) == 2 for card in page.cards) == len(kept)
 
 
 def test_splits_are_by_patient_stratified_and_keep_pixel_copies_together(built, tree):
@@ -162,8 +211,9 @@ def test_beam_build_equals_the_plain_build(built, tree, tmp_path):
 
 
 def test_strict_mode_stops_at_the_row_without_a_file(tree, tmp_path):
-  with pytest.raises(sources.SourceError, match="CSV row without file"):
+  with pytest.raises(sources.SourceError, match="missing_images") as error:
     _build(tree[0], tmp_path, strict=True)
+  assert error.value.code == Reason.missing_images
 
 
 def test_a_csv_value_outside_the_known_ones_names_file_and_row(tmp_path):

@@ -174,8 +174,9 @@ def with_specials(images: List[Image], seed: int = 0) -> List[Image]:
   return result
 
 
-def source_pixels(seed: int, image: Image, scale: float) -> np.ndarray:
-  """The 8-bit picture of one image, bright = dense: what a correct reader returns (up to its VOI).
+def source_film(seed: int, image: Image, scale: float) -> phantom.Film:
+  """The 8-bit picture of one image, bright = dense (what a correct reader returns, up to its VOI), and the
+  box of its lesion.
 
   A pure function of its arguments, so tests can redraw what was written; a
   pixel copy draws its original's picture.
@@ -185,8 +186,13 @@ def source_pixels(seed: int, image: Image, scale: float) -> np.ndarray:
   breast_rng = np.random.default_rng([seed, patient, ord(image.laterality)])
   lesion = (breast_rng.uniform(0.3, 0.7), breast_rng.uniform(0.25, 0.6), breast_rng.uniform(0.04, 0.07))
   view_rng = np.random.default_rng([seed, patient, ord(image.laterality), _number(image.view) % 1000])
-  return phantom.draw(view_rng, height, width, bool(image.cancer), image.laterality,
-                      "CC" if image.view == "CC" else "MLO", lesion=lesion)
+  return phantom.draw_film(view_rng, height, width, bool(image.cancer), image.laterality,
+                           "CC" if image.view == "CC" else "MLO", lesion=lesion)
+
+
+def source_pixels(seed: int, image: Image, scale: float) -> np.ndarray:
+  """`source_film`'s pixels."""
+  return source_film(seed, image, scale).pixels
 
 
 def stored_values(pixels: np.ndarray, machine: Machine) -> tuple:

@@ -9,6 +9,18 @@ the two path parts, never by position or sort order. The file's own
 ImageLaterality must agree with the row's (the view is in the CSV only: the
 headers are stripped).
 
+Reading: through `sources.read` and its rules of what counts as a mammogram,
+with no override. The stripped files carry no Modality, no SOP Class UID in
+the dataset and no body part; they are admitted by "DX for presentation +
+ImageLaterality" (the file meta's Digital X-Ray For Presentation class and
+their ImageLaterality), which each example's audit row shows. The CSV row is
+deliberately NOT passed as evidence (`evidence=`): a file without
+ImageLaterality could not be checked against its row's laterality, so such a
+file is skipped as `not_mammogram` (counted, named) rather than admitted on
+the row's word. Polarity follows Photometric Interpretation (MONOCHROME1
+inverted once), never the contradicting PixelIntensityRelationshipSign +1 of
+the MONOCHROME2 machines, and PixelPaddingValue is black background.
+
 Labels: `cancer` is 0 / 1 per image (the same on every image of a breast);
 the classes are named "no cancer" / "cancer", not benign / malignant: almost
 every negative is a normal screening exam that was never biopsied, so
@@ -22,17 +34,20 @@ has seen; `csv_view` keeps the CSV's own value. AT (axillary tail) images show
 only the outer upper corner of the breast and the axilla: they are no whole
 breast, so they are left out by design and counted.
 
-What stops the build and what is skipped:
+What stops the build and what is skipped (with its `Reason` code):
   fails   - no train.csv or no train_images/ in the manual dir; a column
             missing; a value outside the known ones (file, row and value
             named); two rows for one image_id.
-  skipped - a CSV row whose file is missing ("CSV row without file"); a file
-            under train_images/ with no row ("file without CSV row"); a file
-            that cannot be read or decoded; a blank image; a file whose
-            ImageLaterality contradicts its row. Each is logged when it
-            happens and counted in the summary; MAMMO_STRICT=1 makes them errors.
-  left out by design - AT views; test_images/ (no labels): counted, never
-            an error, even in strict mode.
+  skipped - a CSV row whose file is missing (`missing_images`); a file
+            under train_images/ with no row (`no_label_row`); a file that
+            cannot be read, decoded or admitted (the reader's own code:
+            `unreadable`, `no_pixel_data`, `undecodable`, `not_mammogram`,
+            ...); a blank image (`blank`); a file whose ImageLaterality
+            contradicts its row (`laterality_disagrees`). Each is logged when
+            it happens and counted in the summary; MAMMO_STRICT=1 makes them
+            errors.
+  left out by design - AT views; test_images/ (no labels): counted, rows of
+            the build audit, never an error, even in strict mode.
 
 Splits: patient-level, stratified by "any cancer", deterministic
 (`splits.assign_patients`); patients whose pixel data are byte-identical are
@@ -51,7 +66,8 @@ from typing import Dict, List, Optional, Tuple
 from etils import epath
 import pydicom
 
-from mammo_tfds import features, generation, imaging, sources, splits
+from mammo_tfds import audit, features, generation, imaging, sources, splits
+from mammo_tfds.reasons import Reason
 
 CSV_COLUMNS = ("site_id", "patient_id", "image_id", "laterality", "view", "age", "cancer", "biopsy", "invasive",
                "BIRADS", "implant", "density", "machine_id", "difficult_negative_case")
@@ -64,11 +80,9 @@ MISSING = "missing"  # density not recorded (mammo_train.subgroups.MISSING)
 SPLIT_SEED = 0
 TRAIN_FOLDER, TEST_FOLDER = "train_images", "test_images"
 
-ROW_WITHOUT_FILE = "CSV row without file"
-FILE_WITHOUT_ROW = "file without CSV row"
-UNUSABLE = "unusable DICOM"
-BLANK = "blank image"
-LATERALITY_MISMATCH = "laterality disagrees with CSV"
+# The audit's reasons for files left out by design (not skips: never counted as such, never strict-mode errors).
+AT_LEFT_OUT = "axillary tail view (by design)"
+TEST_IMAGE_LEFT_OUT = "test_images: no labels (by design)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,9 +204,18 @@ class Plan:
   """What the join found: rows with files, and the rows and files that have no partner."""
   rows: List[Row]  # rows with a file, views kept
   skips: List[generation.Skip]
-  left_out_views: List[str]  # paths of AT images
-  test_images: int
+  left_out_views: List[Row]  # rows of AT images that have a file
+  test_images: List[str]  # paths under test_images/
   csv_rows: int
+
+  def left_out_by_design(self, split_of: Dict[str, str]) -> List[Tuple[str, str, str, dict]]:
+    """(path, reason, message, audit fields) of each file left out by design: AT views, then test_images."""
+    views = [(row.path, AT_LEFT_OUT, f"train.csv row {row.row}: view AT shows no whole breast",
+              dict(patient_id=row.patient_id, laterality=row.laterality, view=row.view,
+                   label=LABEL_NAMES[row.cancer], split=split_of.get(row.patient_id, "")))
+             for row in self.left_out_views]
+    return views + [(path, TEST_IMAGE_LEFT_OUT, "the competition's test set has no labels",
+                     dict(patient_id=path.split("/")[1])) for path in self.test_images]
 
 
 def plan(manual_dir) -> Plan:
@@ -209,25 +232,26 @@ def plan(manual_dir) -> Plan:
   for row in rows:
     path = files.get((row.patient_id, row.image_id))
     if path is None:
-      skips.append(generation.Skip(f"train.csv row {row.row}", ROW_WITHOUT_FILE, f"expected {row.path}"))
+      skips.append(generation.Skip(f"train.csv row {row.row}", Reason.missing_images, f"expected {row.path}"))
     elif row.view in LEFT_OUT_VIEWS:
-      left_out.append(path)
+      left_out.append(row)
     else:
       kept.append(row)
   listed = {(row.patient_id, row.image_id) for row in rows}
-  skips += [generation.Skip(path, FILE_WITHOUT_ROW, "no train.csv row has this patient_id and image_id")
+  skips += [generation.Skip(path, Reason.no_label_row, "no train.csv row has this patient_id and image_id")
             for key, path in sorted(files.items()) if key not in listed]
-  return Plan(kept, skips, left_out, len(list_images(root, TEST_FOLDER)), len(rows))
+  return Plan(kept, skips, left_out, sorted(list_images(root, TEST_FOLDER).values()), len(rows))
 
 
 def _pixel_digest(manual_dir: str, row: Row):
   """First pass over one file (in a worker): Item with the hash of its stored Pixel Data, or a Skip."""
   try:
     ds = pydicom.dcmread(epath.Path(manual_dir) / row.path)
-    data = ds.PixelData
   except Exception as error:  # pydicom raises several types for bad files
-    return generation.Skip(row.path, UNUSABLE, f"not a readable DICOM file with pixel data ({type(error).__name__})")
-  return Item(row, hashlib.sha256(data).hexdigest())
+    return generation.Skip(row.path, Reason.unreadable, f"not a readable DICOM file ({type(error).__name__})")
+  if "PixelData" not in ds:
+    return generation.Skip(row.path, Reason.no_pixel_data, "no Pixel Data (7FE0,0010) element")
+  return Item(row, hashlib.sha256(ds.PixelData).hexdigest())
 
 
 def scan(manual_dir: str, rows: List[Row]) -> Tuple[List[Item], List[generation.Skip]]:
@@ -256,22 +280,23 @@ def assign_splits(items: List[Item], duplicates) -> Dict[str, str]:
 
 
 def image_example(manual_dir: str, image_size: int, item: Item) -> list:
-  """Second pass over one image (in a worker process): [(image_id, example)] or [Skip]."""
+  """Second pass over one image (in a worker process): [(image_id, example), audit.Seen] or [Skip]."""
   row = item.row
   try:
-    # The headers are stripped of Modality and SOP Class UID (module docstring of tools/write_rsna.py).
-    image = sources.read(epath.Path(manual_dir) / row.path, allow_non_mammogram=True)
+    # Admitted by the rules, no override (module docstring): the file meta's DX For Presentation + ImageLaterality.
+    image = sources.read(epath.Path(manual_dir) / row.path)
     if image.laterality is not None and image.laterality != row.laterality:
-      return [generation.Skip(row.path, LATERALITY_MISMATCH,
+      return [generation.Skip(row.path, Reason.laterality_disagrees,
                               f"ImageLaterality {image.laterality}, train.csv row {row.row} says {row.laterality}")]
     result = imaging.preprocess(image.pixels, image_size, source=row.path, chest_wall=image.chest_wall,
                                 laterality=row.laterality)
   except imaging.BlankImageError as error:
-    return [generation.Skip(row.path, BLANK, str(error))]
+    return [generation.Skip(row.path, Reason.blank, str(error))]
   except sources.SourceError as error:
-    return [generation.Skip(row.path, UNUSABLE, error.problem)]
+    return [generation.Skip(row.path, error.code, error.problem)]
   return [(row.image_id, features.example(
       result, image_size, label=row.cancer, patient_id=row.patient_id, laterality=row.laterality,
       view=VIEWS[row.view], source=row.path, csv_view=row.view, age=row.age, biopsy=row.biopsy,
       invasive=row.invasive, birads=row.birads, implant=row.implant, density=row.density, site_id=row.site_id,
-      machine_id=row.machine_id, difficult_negative_case=row.difficult_negative_case))]
+      machine_id=row.machine_id, difficult_negative_case=row.difficult_negative_case)),
+          audit.seen(row.image_id, image.pixels, result, image)]

@@ -71,11 +71,13 @@ class Builder(generation.ParallelBuilder):
     self.info.metadata.update({
         "csv_rows": joined.csv_rows,
         "axillary_tail_views_left_out": len(joined.left_out_views),
-        "test_images_not_built": joined.test_images,
+        "test_images_not_built": len(joined.test_images),
         "identical_pixels": [[item.row.path for item in same] for same in duplicates],
     })
+    for path, reason, message, fields in joined.left_out_by_design(split_of):  # by design: not skips
+      self.audit.skipped(path, reason, message, **fields)
     self._manual_dir = manual_dir
-    self._left_out = (len(joined.left_out_views), joined.test_images)
+    self._left_out = (len(joined.left_out_views), len(joined.test_images))
     return self._splits_of({split: [item for item in items if split_of[item.row.patient_id] == split]
                             for split in splits.SPLITS})
 
