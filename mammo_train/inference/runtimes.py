@@ -145,7 +145,12 @@ def forward(model: keras.Model, name: str, folder: str) -> Forward:
   if name == "keras":
     return keras_forward(model)
   path = onnx_file(model, folder)
-  return Forward(name, {"onnxruntime": _onnxruntime, "openvino": _openvino}[name](path))
+  try:
+    return Forward(name, {"onnxruntime": _onnxruntime, "openvino": _openvino}[name](path))
+  except Exception as error:  # pylint: disable=broad-except  # each runtime raises its own types
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    raise ConfigError(f"{path}: {name} cannot load it ({reason[:200]}): delete it to convert again, or pass "
+                      "--runtime=keras") from None
 
 
 def relative_difference(outputs: np.ndarray, reference: np.ndarray) -> float:
