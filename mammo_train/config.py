@@ -21,6 +21,7 @@ from mammo_train import data
 MODELS = ("cnn", "resnet50", "vgg16", "inceptionv3")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+RUNTIMES = ("auto", "keras", "onnxruntime", "openvino")  # mammo_train.inference.runtimes
 THRESHOLD_RULES = ("recall", "youden")
 # The searched hyperparameters (named like their trainer flags) -> sampling scale.
 HYPERPARAMETERS = {"dropout": "linear", "l2": "log", "learning_rate": "log"}
@@ -115,6 +116,12 @@ def flagfile(values: flags.FlagValues, names) -> str:
 # --- python -m mammo_train -----------------------------------------------------------------------------
 
 
+def _define_runtime(values: flags.FlagValues, what: str):
+  flags.DEFINE_enum("runtime", "auto", RUNTIMES, f"Who runs {what}: auto = the fastest installed (openvino, "
+                    "then onnxruntime, then keras; keras on a GPU or under mixed precision). The model is "
+                    "converted once and checked against Keras on a few images before use.", flag_values=values)
+
+
 def define_train_flags(values: flags.FlagValues = flags.FLAGS):
   """The trainer's flags (the tuner takes them too)."""
   _define_shared(values, dataset="synthetic", batch_size=16,
@@ -157,6 +164,7 @@ def define_train_flags(values: flags.FlagValues = flags.FLAGS):
   flags.DEFINE_integer("cache_views", 2, "Augmented views of each training image in the feature cache "
                        "(1 with --noaugment). Computing them costs about views + 0.2 epochs of the backbone.",
                        **define)
+  _define_runtime(values, "the frozen backbone's pass over every image when the feature cache is computed")
   flags.DEFINE_enum("precision", "auto", PRECISIONS, "Keras dtype policy; auto = mixed_float16 on a GPU, "
                     "the faster of float32 and mixed_bfloat16 on this CPU otherwise.", **define)
   flags.DEFINE_enum("strategy", "auto", STRATEGIES, "auto = mirrored over several GPUs, else default; "
@@ -190,6 +198,7 @@ class Train:
   cache: bool
   feature_cache: bool
   cache_views: int
+  runtime: str
   precision: str
   strategy: str
   workdir: str
@@ -243,7 +252,7 @@ def train_from_flags(values: flags.FlagValues = flags.FLAGS) -> Train:
       batch_size=values.batch_size, learning_rate=values.learning_rate, dropout=values.dropout,
       l2=values.l2, oversample=values.oversample, class_weights=values.class_weights,
       augmentation=augmentation, image_size=values.image_size, cache=values.cache,
-      feature_cache=values.feature_cache, cache_views=values.cache_views,
+      feature_cache=values.feature_cache, cache_views=values.cache_views, runtime=values.runtime,
       precision=values.precision, strategy=values.strategy, workdir=values.workdir, seed=values.seed,
       deterministic=values.deterministic, tensorboard_graph=values.tensorboard_graph,
       protocol=_protocol(values))
@@ -509,6 +518,7 @@ def define_predict_flags(values: flags.FlagValues = flags.FLAGS):
                        "image's pixels (float32, in [0, 1]), and .png, the source image as the reader windows it "
                        "with the heatmap over it.", **define)
   flags.DEFINE_integer("batch_size", 16, "Images per model call.", **define)
+  _define_runtime(values, "the model stage (--explain's heatmaps always use Keras)")
   flags.DEFINE_boolean("allow_non_mammogram", False, "Score DICOMs that no rule of mammo_tfds.sources admits "
                        "as mammograms (Modality, SOP class, body part, view code + laterality): only for files "
                        "known to be mammograms with wrong tags.", **define)
@@ -528,6 +538,7 @@ class Predict:
   batch_size: int
   allow_non_mammogram: bool
   explain: bool
+  runtime: str
   allow_view_modifiers: bool = False
 
 
@@ -543,7 +554,7 @@ def predict_from_flags(values: flags.FlagValues, paths) -> Predict:
   return Predict(run=values.run, model=values.model, out=values.out, paths=tuple(paths), manifest=values.manifest,
                  save_inputs=values.save_inputs, batch_size=values.batch_size,
                  allow_non_mammogram=values.allow_non_mammogram, explain=values.explain,
-                 allow_view_modifiers=values.allow_view_modifiers)
+                 allow_view_modifiers=values.allow_view_modifiers, runtime=values.runtime)
 
 
 PREDICT_FLAGS = _flag_names(define_predict_flags)

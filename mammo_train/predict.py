@@ -67,6 +67,7 @@ from PIL import Image
 from mammo_tfds import audit, generation, imaging, sources
 from mammo_tfds.reasons import Reason
 from mammo_train import calibration, cli, config, data, explain, metrics, review, runtime
+from mammo_train.inference import runtimes
 
 SUPPORTED_SUFFIXES = sources.RASTER_SUFFIXES + sources.DICOM_SUFFIXES
 # NYU's two naming styles: breast_cancer_classifier `<exam>_<L|R>_<CC|MLO>`, GMIC `<exam>_<L|R>-<CC|MLO>`.
@@ -299,7 +300,7 @@ def predict_files(model, files: Sequence[str], *, stored_size: int, image_size: 
                   manifest: Optional[dict] = None, workers: Optional[int] = None,
                   allow_non_mammogram: bool = False, allow_view_modifiers: bool = False,
                   save_inputs: Optional[str] = None,
-                  explain_dir: Optional[str] = None,
+                  explain_dir: Optional[str] = None, score_with: Optional[Callable] = None,
                   progress: Optional[Callable[[int, int], None]] = None) -> Result:
   """Scores every usable file; bad files become Failures, each logged as one line.
 
@@ -313,6 +314,8 @@ def predict_files(model, files: Sequence[str], *, stored_size: int, image_size: 
     explain_dir: a folder to write each file's heatmap in source pixels and
       its overlay as `<file name>.npy` / `.png` (`model` must be a Keras
       model of `mammo_train.models`); the same name as in `save_inputs`.
+    score_with: the model stage on another runtime (`runtimes.checked_forward`
+      of `model`); default `model` itself.
     progress: called with (files done, files in all) after each batch.
   """
   result = Result([], [])
@@ -325,7 +328,7 @@ def predict_files(model, files: Sequence[str], *, stored_size: int, image_size: 
   def flush():
     if batch:
       inputs = np.asarray(data.resize(np.stack([p.image for p, _ in batch]), image_size))
-      scores = _scores(model, inputs)
+      scores = _scores(score_with or model, inputs)
       if explain_dir:
         _write_heatmaps(explain_dir, batch, explain.grad_cam(model, inputs, batch_size=len(batch), target_class=1))
       for (prepared, name), score in zip(batch, scores):
@@ -515,16 +518,19 @@ def main(argv):
     config.check(trained.model.name in explain.CAM_LAYERS, f"--explain: no Grad-CAM layer is known for the "
                  f"model {trained.model.name!r} (known: {', '.join(sorted(explain.CAM_LAYERS))})")
   runtime.write_flags(cfg.out, config.flagfile(flags.FLAGS, config.PREDICT_FLAGS) + "\n".join(cfg.paths) + "\n")
+  # Converted copies are kept beside the model when the run folder is writable, else in --out.
+  conversions = os.path.join(trained.folder if os.access(trained.folder, os.W_OK) else cfg.out, "runtimes")
+  scorer = runtimes.checked_forward(trained.model, runtimes.resolve(cfg.runtime), conversions)
   result = predict_files(trained.model, files, stored_size=trained.stored_size, image_size=trained.model.input_shape[1],
                          batch_size=cfg.batch_size, manifest=manifest, allow_non_mammogram=cfg.allow_non_mammogram,
                          allow_view_modifiers=cfg.allow_view_modifiers,
                          save_inputs=os.path.join(cfg.out, "inputs") if cfg.save_inputs else None,
                          explain_dir=os.path.join(cfg.out, "explain") if cfg.explain else None,
-                         progress=_progress_bar if sys.stderr.isatty() and len(files) > 8 else None)
+                         score_with=scorer, progress=_progress_bar if sys.stderr.isatty() and len(files) > 8 else None)
   image_rows, breast_rows = rows(result, operating["thresholds"],
                                  (lambda level, scores: maps[level].apply(scores)) if maps else None)
   rule = operating.get("rule") or "given"
-  identity = {**trained.identity, "threshold_rule": f"{rule} {operating['target_recall']:g}"
+  identity = {**trained.identity, "runtime": scorer.name, "threshold_rule": f"{rule} {operating['target_recall']:g}"
               if operating.get("target_recall") else rule}
   csv_path, json_path = write(cfg.out, identity, result, image_rows, breast_rows)
   page = review.write(cfg.out, result, image_rows, summary(result, image_rows, breast_rows),

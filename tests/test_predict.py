@@ -16,7 +16,8 @@ from mammo_tfds import builder_configs, imaging, sources
 from mammo_tfds.cmmd import cmmd_dataset_builder as cmmd
 from mammo_tfds.mias import mias_dataset_builder as mias
 from mammo_tfds.reasons import Reason
-from mammo_train import data, evaluate, predict
+from mammo_train import data, evaluate, predict, runtime
+from mammo_train.inference import runtimes
 from tests.test_explain import SQUARE, film_with_square, square_detector
 from tools import write_cmmd
 
@@ -370,3 +371,59 @@ def test_command_line_explain_refuses_a_model_without_a_known_grad_cam_layer(tra
                                  capsys, monkeypatch)
   lines = printed.err.splitlines()
   assert status == 2 and len(lines) == 1 and "--explain: no Grad-CAM layer is known" in lines[0], printed.err
+
+
+def _scores_by_file(out) -> dict:
+  with open(out / "predictions.csv") as f:
+    return {row["source"]: row for row in csv.DictReader(f) if row["level"] == "image"}
+
+
+@pytest.mark.skipif(not runtimes.installed("onnxruntime"), reason="onnxruntime is not installed")
+def test_command_line_runtime_is_recorded_and_scores_as_keras(trained_run, shared_data, tmp_path, capsys,
+                                                              monkeypatch):
+  nyu = sorted(str(p) for p in (shared_data / "real-mammograms").glob("nyu_gmic_0_*.png"))
+  rows = {}
+  for name in ("keras", "onnxruntime"):
+    status, printed = _predict_cli([f"--run={trained_run}", f"--out={tmp_path / name}", f"--runtime={name}", *nyu],
+                                   capsys, monkeypatch)
+    assert status == 0, printed.err
+    rows[name] = _scores_by_file(tmp_path / name)
+  assert {row["runtime"] for row in rows["onnxruntime"].values()} == {"onnxruntime"}
+  assert {row["runtime"] for row in rows["keras"].values()} == {"keras"}
+  for source, row in rows["keras"].items():
+    assert float(rows["onnxruntime"][source]["score"]) == pytest.approx(float(row["score"]), rel=1e-4, abs=1e-6)
+  assert list((trained_run / "runtimes").glob("*.onnx")), "converted beside the run's model"
+
+
+@pytest.mark.skipif(not runtimes.installed("onnxruntime"), reason="onnxruntime is not installed")
+def test_command_line_stops_in_one_line_when_the_converted_model_disagrees(trained_run, shared_data, tmp_path,
+                                                                         capsys, monkeypatch):
+  import onnx  # pylint: disable=import-outside-toplevel
+  from onnx import numpy_helper  # pylint: disable=import-outside-toplevel
+  run = tmp_path / "run"
+  shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("runtimes"))
+  path = runtimes.onnx_file(runtime.load_trained_run(str(run)).model, str(run / "runtimes"))
+  graph = onnx.load(path)
+  for tensor in graph.graph.initializer:  # every weight 5% off: the file still answers for the run's weights
+    if numpy_helper.to_array(tensor).dtype == np.float32 and numpy_helper.to_array(tensor).size > 1:
+      tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * 1.05, tensor.name))
+  onnx.save(graph, path)
+  nyu = sorted(str(p) for p in (shared_data / "real-mammograms").glob("nyu_gmic_0_*.png"))
+  status, printed = _predict_cli([f"--run={run}", f"--out={tmp_path / 'out'}", "--runtime=onnxruntime", *nyu],
+                                 capsys, monkeypatch)
+  lines = printed.err.splitlines()
+  assert status == 2 and len(lines) == 1, printed.err
+  assert "--runtime=onnxruntime: outputs on 4 check images differ from Keras's by" in lines[0]
+  assert "above the tolerance 0.0001" in lines[0]
+
+
+def test_command_line_names_a_damaged_converted_model_in_one_line(trained_run, shared_data, tmp_path, capsys,
+                                                                  monkeypatch):
+  run = tmp_path / "run"
+  shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("runtimes"))
+  path = runtimes.onnx_file(runtime.load_trained_run(str(run)).model, str(run / "runtimes"))
+  pathlib.Path(path).write_bytes(pathlib.Path(path).read_bytes()[:1000])  # a truncated copy
+  status, printed = _predict_cli([f"--run={run}", f"--out={tmp_path / 'out'}", "--runtime=onnxruntime",
+                                  str(shared_data / "real-mammograms" / "nyu_gmic_0_L-CC.png")], capsys, monkeypatch)
+  lines = printed.err.splitlines()
+  assert status == 2 and len(lines) == 1 and f"{path}: onnxruntime cannot load it" in lines[0], printed.err

@@ -94,7 +94,8 @@ def measure(builder, model_name: str, size: int, policy: str, args) -> dict:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--data_dir", help="TFDS data dir with synthetic/600 (built there if missing)")
+  parser.add_argument("--data_dir", help="TFDS data dir with synthetic/CONFIG (built there if missing)")
+  parser.add_argument("--config", default="600", help="synthetic config the images come from (tiny: a smoke run)")
   parser.add_argument("--models", default="cnn,resnet50,vgg16,inceptionv3")
   parser.add_argument("--sizes", default="224,600")
   parser.add_argument("--policies", default="float32,mixed_float16,mixed_bfloat16")
@@ -107,7 +108,7 @@ def main():
   args = parser.parse_args()
 
   from mammo_train import data  # pylint: disable=import-outside-toplevel
-  builder = data.load_builder("synthetic", bench_common.ensure_synthetic(args.data_dir))
+  builder = data.load_builder(f"synthetic/{args.config}", bench_common.ensure_synthetic(args.data_dir, args.config))
   rows, results = [], []
   for model_name in args.models.split(","):
     for size in (int(s) for s in args.sizes.split(",")):

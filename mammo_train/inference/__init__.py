@@ -1,0 +1,1 @@
+"""Prediction on new files: the model stage and its runtimes."""
