@@ -503,8 +503,8 @@ def main(argv=None):
   parser.add_argument("--height", type=int, default=300)
   parser.add_argument("--width", type=int, default=180)
   parser.add_argument("--realistic", action="store_true",
-                      help=f"write about {SWAPPED_SHARE:.0%} of ROI series the other way round (CSV paths and "
-                      f"descriptions naming the mask the cropped image) and leave {ROI_MISSING_SHARE:.0%} of rows "
+                      help=f"write about {SWAPPED_SHARE * 100:.0f}%% of ROI series the other way round (CSV paths and "
+                      f"descriptions naming the mask the cropped image) and leave {ROI_MISSING_SHARE * 100:.0f}%% of rows "
                       "without their ROI files, as in the real download")
   args = parser.parse_args(argv)
   written = write_tree(args.root, args.patients, args.layout, args.seed, (args.height, args.width), args.realistic)
