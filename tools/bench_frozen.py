@@ -37,7 +37,8 @@ def main():
   args = parser.parse_args()
 
   import keras  # pylint: disable=import-outside-toplevel
-  from mammo_train import data, feature_cache, models  # pylint: disable=import-outside-toplevel
+  from mammo_train.inputs import data, feature_cache  # pylint: disable=import-outside-toplevel
+  from mammo_train.models import classifiers  # pylint: disable=import-outside-toplevel
   builder = data.load_builder("synthetic", bench_common.ensure_synthetic(args.data_dir))
   classes, size, batch = data.num_classes(builder), args.image_size, args.batch_size
   steps = data.steps_per_epoch(builder, batch)
@@ -45,9 +46,9 @@ def main():
 
   def fresh_model():
     keras.utils.set_random_seed(0)
-    model = models.build(args.model, size, classes, "none", dropout=0.5, l2=1e-4)
-    models.set_fine_tune(model, 0)
-    models.compile(model, classes, 1e-3)
+    model = classifiers.build(args.model, size, classes, "none", dropout=0.5, l2=1e-4)
+    classifiers.set_fine_tune(model, 0)
+    classifiers.compile(model, classes, 1e-3)
     return model
 
   model = fresh_model()
@@ -61,8 +62,8 @@ def main():
   plain_auc = history.history["val_auc"][-1]
 
   model = fresh_model()
-  extractor, head = models.split_head(model)
-  models.compile(head, classes, 1e-3)
+  extractor, head = classifiers.split_head(model)
+  classifiers.compile(head, classes, 1e-3)
   with tempfile.TemporaryDirectory() as root:
     start = time.perf_counter()
     folder = feature_cache.compute(root, builder, extractor, size, batch, augmentation, args.views, seed=0)

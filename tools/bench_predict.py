@@ -50,7 +50,8 @@ WARMUP_CALLS = 2
 
 def ensure_tree(folder: pathlib.Path, files: int) -> list:
   """The first `files` DICOMs (in expand_paths order) of a tree written once with enough patients."""
-  from mammo_train import predict  # pylint: disable=import-outside-toplevel
+  from mammo_train.inference import predictor  # pylint: disable=import-outside-toplevel
+  from mammo_train.inference import discovery
   marker = folder / "complete"
   if not marker.exists():
     from tools import write_cmmd  # pylint: disable=import-outside-toplevel
@@ -62,33 +63,33 @@ def ensure_tree(folder: pathlib.Path, files: int) -> list:
       if written >= files:
         break
     marker.write_text("")
-  found = predict.expand_paths([str(folder)])
+  found = discovery.expand_paths([str(folder)])
   if len(found) < files:
     raise SystemExit(f"--tree_dir: {folder} holds {len(found)} DICOMs, fewer than --files={files}: remove it")
   return found[:files]
 
 
 def decode_alone(files: list, workers: int = 1) -> None:
-  from mammo_train import predict  # pylint: disable=import-outside-toplevel
-  outcomes = list(predict.prepared_stream(files, STORED_SIZE, workers=workers))
-  failed = [o for o in outcomes if isinstance(o, predict.Failure)]
+  from mammo_train.inference import predictor  # pylint: disable=import-outside-toplevel
+  outcomes = list(predictor.prepared_stream(files, STORED_SIZE, workers=workers))
+  failed = [o for o in outcomes if isinstance(o, predictor.Failure)]
   if failed:
     raise SystemExit(f"{failed[0].path}: {failed[0].detail}")
 
 
 def end_to_end(model, files: list, workers: int) -> None:
-  from mammo_train import predict  # pylint: disable=import-outside-toplevel
-  result = predict.predict_files(model, predict.expand_paths(files), stored_size=STORED_SIZE,
+  from mammo_train.inference import predictor  # pylint: disable=import-outside-toplevel
+  result = predictor.predict_files(model, discovery.expand_paths(files), stored_size=STORED_SIZE,
                                  image_size=IMAGE_SIZE, batch_size=BATCH_SIZE, workers=workers)
-  image_rows, _ = predict.rows(result, THRESHOLDS)
+  image_rows, _ = predictor.rows(result, THRESHOLDS)
   if len(image_rows) != len(files):
     raise SystemExit(f"scored {len(image_rows)} of {len(files)} files: {result.failures[:1]}")
 
 
 def model_alone(model, images) -> None:
-  from mammo_train import predict  # pylint: disable=import-outside-toplevel
+  from mammo_train.inference import predictor  # pylint: disable=import-outside-toplevel
   for start in range(0, len(images), BATCH_SIZE):
-    predict._scores(model, images[start:start + BATCH_SIZE], IMAGE_SIZE)  # pylint: disable=protected-access
+    predictor._scores(model, images[start:start + BATCH_SIZE], IMAGE_SIZE)  # pylint: disable=protected-access
 
 
 def main():
@@ -115,15 +116,16 @@ def main():
 
   import keras  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from mammo_train import models, predict  # pylint: disable=import-outside-toplevel
+  from mammo_train.inference import predictor  # pylint: disable=import-outside-toplevel
+  from mammo_train.models import classifiers  # pylint: disable=import-outside-toplevel
 
   files = ensure_tree(pathlib.Path(args.tree_dir) / f"files_{args.files}", args.files)
   decode_alone(files, 1)  # warms the page cache and the imports: every case then reads from memory
-  images = np.stack([p.image for p in predict.prepared_stream(files, STORED_SIZE, workers=1)])
+  images = np.stack([p.image for p in predictor.prepared_stream(files, STORED_SIZE, workers=1)])
   built = {}
   for name, count in specs:
     keras.utils.set_random_seed(0)
-    built[name] = models.build(name, IMAGE_SIZE, 2, "none", 0.0, 0.0)
+    built[name] = classifiers.build(name, IMAGE_SIZE, 2, "none", 0.0, 0.0)
     for _ in range(WARMUP_CALLS):  # tracing and oneDNN's first calls, for every batch shape timed
       model_alone(built[name], images[:count])
   # Each case once per repeat, interleaved, so a slow spell of the shared machine hits every case alike.

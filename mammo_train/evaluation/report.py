@@ -23,6 +23,8 @@ from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
 # Metrics shown in the summary tables, in this order, where the task has them.
+REPORT = "report.md"
+METRICS = "metrics.json"
 HEADLINE = ("roc_auc", "pr_auc", "macro_roc_auc", "accuracy", "balanced_accuracy", "sensitivity",
             "specificity")
 
@@ -425,9 +427,9 @@ def write(result: dict, curves: dict, workdir, tb_logdir=None, step: int = 0, pi
     (workdir / file).write_bytes(data)
     written.append(workdir / file)
   stored = plain(result)
-  (workdir / "metrics.json").write_text(json.dumps(stored, indent=2) + "\n")
-  (workdir / "report.md").write_text(markdown(stored, figures) + "\n")
-  written += [workdir / "metrics.json", workdir / "report.md"]
+  (workdir / METRICS).write_text(json.dumps(stored, indent=2) + "\n")
+  (workdir / REPORT).write_text(markdown(stored, figures) + "\n")
+  written += [workdir / METRICS, workdir / REPORT]
   if tb_logdir:
     with tf.summary.create_file_writer(str(tb_logdir)).as_default():
       for file, data in images.items():

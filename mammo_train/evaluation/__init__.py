@@ -1,0 +1,1 @@
+"""Judging a model: metrics, operating points, calibration, subgroups, baselines, the report, saliency."""
