@@ -11,9 +11,12 @@ serve two engines:
   options) runs it as an Apache Beam pipeline, for collections larger than
   one machine (Dataflow, Flink, Spark).
 
-The per-item function returns a list of `(key, example)` pairs and `Skip`
-records; skips are logged and counted by the builder's SkipLog (plain build)
-or logged and counted as a Beam metric (Beam build).
+The per-item function returns a list of `(key, example)` pairs, `Skip`
+records and `audit.Seen` records; skips are logged and counted by the
+builder's SkipLog (plain build) or logged and counted as a Beam metric (Beam
+build). A plain build also writes the audit (`mammo_tfds.audit`): every file
+it looked at, its fate and the decisions made about it, as `audit.csv` and
+`audit.html` beside `dataset_info.json`; a Beam build does not.
 """
 import contextlib
 import ctypes
@@ -26,14 +29,15 @@ from typing import Callable, Iterable, Iterator, List, Union
 import tensorflow_datasets as tfds
 from absl import logging
 
-from mammo_tfds import builder_configs, skips
+from mammo_tfds import audit, builder_configs, skips
+from mammo_tfds.reasons import Reason
 
 
 @dataclasses.dataclass(frozen=True)
 class Skip:
-  """An input left out of the dataset, with the reason (one of a few fixed phrases) and details."""
+  """An input left out of the dataset, with the reason (a `reasons.Reason` code) and details."""
   path: str
-  reason: str
+  reason: Reason
   detail: str = ""
 
 
@@ -51,13 +55,13 @@ def build_workers() -> int:
 
 
 def _only_examples(outcomes: List[Outcome]):
-  """Beam: keeps the examples, logs and counts the skips."""
+  """Beam: keeps the examples, logs and counts the skips (the audit's records are dropped)."""
   import apache_beam as beam  # pylint: disable=import-outside-toplevel
   for outcome in outcomes:
     if isinstance(outcome, Skip):
       logging.warning("skipping %s: %s (%s)", outcome.path, outcome.reason, outcome.detail)
       beam.metrics.Metrics.counter("mammo", f"skipped: {outcome.reason}").inc()
-    else:
+    elif isinstance(outcome, tuple):
       yield outcome
 
 
@@ -150,11 +154,15 @@ class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   builder_config_cls = builder_configs.MammoConfig
   _use_beam = False
 
-  def __init__(self, *, strict: bool | None = None, **kwargs):
-    """`strict=True` (or MAMMO_STRICT=1) stops the build at the first skipped input."""
+  def __init__(self, *, strict: bool | None = None, write_audit: bool = True, **kwargs):
+    """`strict=True` (or MAMMO_STRICT=1) stops the build at the first skipped input; `write_audit=False`
+    leaves out audit.csv / audit.html (and their thumbnails' cost)."""
     super().__init__(**kwargs)
     self.strict = skips.strict_from_env() if strict is None else strict
     self.skip_log = skips.SkipLog(self.name, self.strict)
+    self.write_audit = write_audit
+    self.audit = None  # the build's audit.Collector, made when a build starts
+    self._final_data_path = self.data_path  # a build writes into a temporary folder renamed to this
 
   def _mammo_info(self, schema: dict, subgroups: dict | None = None, homepage: str | None = None):
     """The DatasetInfo of a mammo dataset: its features, (image, label) as supervised keys, and the
@@ -168,7 +176,7 @@ class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     only a tree of a few patients has one (it is logged)."""
     for split in [split for split in by_split if not by_split[split]]:
       logging.warning("%s: no items fall in split %r; it is left out", self.name, split)
-    return {split: self._generate_examples(items) for split, items in by_split.items() if items}
+    return {split: self._generate_examples(items, split) for split, items in by_split.items() if items}
 
   def _download_and_prepare(self, dl_manager, download_config):
     # Overrides TFDS's private GeneratorBasedBuilder._download_and_prepare (tensorflow_datasets/core/
@@ -177,13 +185,19 @@ class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       raise RuntimeError(f"tensorflow-datasets {tfds.__version__} is not a version mammo_tfds's builders were "
                          f"checked against ({', '.join(KNOWN_TFDS)}x): install it as setup.cfg pins it")
     self._use_beam = bool(download_config.beam_options or download_config.beam_runner)
+    self.audit = audit.Collector(self.info.features["label"].names)
     if self._use_beam:
       super()._download_and_prepare(dl_manager, download_config)
       return
     keep_freed_memory()
-    with worker_pool():
+    with audit.recording(self.write_audit), worker_pool():
       super()._download_and_prepare(dl_manager, download_config)
     line = self._summary_line()
+    if self.write_audit:
+      for path, reason, detail in self.skip_log.entries:
+        self.audit.skipped(path, reason, detail)
+      self.audit.write(self.data_path, f"{self.name}/{self.builder_config.name} {self.version}: build audit", line)
+      line += f"; audit: {self._final_data_path / audit.PAGE_NAME}"
     print(line, flush=True)
     if self.info.metadata is not None:  # kept with the dataset, in its metadata.json
       self.info.metadata["summary"] = line
@@ -200,13 +214,14 @@ class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """
     raise NotImplementedError
 
-  def _generate_examples(self, items: Iterable):
+  def _generate_examples(self, items: Iterable, split: str = ""):
+    """The examples of `items`, which all fall in `split` (the audit's split column)."""
     item_fn = self._item_fn()
     items = list(items)
     if self._use_beam:
       import apache_beam as beam  # pylint: disable=import-outside-toplevel
       return (beam.Create(items) | beam.Map(item_fn) | beam.FlatMap(_only_examples))
-    return self._record(parallel_map(item_fn, items))
+    return self._record(self.audit.outcomes(parallel_map(item_fn, items), split))
 
   def _record(self, results):
     for outcomes in results:

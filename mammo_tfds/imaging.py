@@ -230,6 +230,8 @@ _PEAK_FOOT, _FILM_TISSUE_SHARE, _FILM_MIN_MARGIN = 0.02, 0.25, 4.0
 # this share of its bounding box and covers at least _FLAT_MIN_AREA of the
 # film (calcifications never do).
 _FLAT_FILL, _FLAT_MIN_AREA = 0.88, 0.001
+# Blocks: a bright part thinner than this is a ruler or a thin sticker, judged apart from a label it touches.
+_FLAT_THIN = 5
 # A line (row or column) from an image edge inward is unexposed border while at
 # least _STRIP_SHARE of it is bright; the bright pixels of the next
 # _STRIP_RAGGED share of lines are its ragged inner edge.
@@ -282,7 +284,7 @@ def film_background(pixels: np.ndarray):
   return float(level), float(top)
 
 
-def _edge_strips(bright: np.ndarray, glaring: np.ndarray) -> np.ndarray:
+def _edge_strips(bright: np.ndarray, glaring: np.ndarray):
   """Unexposed border strips: from each image edge inward, the lines that are mostly bright.
 
   Measured line by line, not as regions, because a strip joins whatever
@@ -290,15 +292,18 @@ def _edge_strips(bright: np.ndarray, glaring: np.ndarray) -> np.ndarray:
   dense tissue at the chest wall). Beyond the last such line, the `glaring`
   pixels (brighter than any tissue) of a few more lines are the strip's
   ragged inner edge; a bright lesion next to the strip is not glaring and stays.
+  Returns the strips and, per side (top, bottom, left, right), how many lines deep its strip reaches.
   """
-  strips = np.zeros_like(bright)
+  strips, depths = np.zeros_like(bright), {}
   for axis in (0, 1):
     share = bright.mean(axis=1 - axis)  # per row (axis 0) or per column (axis 1)
     lines = share.size
     ragged = max(2, round(_STRIP_RAGGED * lines))
-    for order in (np.arange(lines), np.arange(lines)[::-1]):
+    for side, order in zip(("top", "bottom") if axis == 0 else ("left", "right"),
+                           (np.arange(lines), np.arange(lines)[::-1])):
       full = np.cumprod(share[order] >= _STRIP_SHARE)
       depth = int(full.sum())
+      depths[side] = depth + ragged if depth else 0
       if depth == 0:
         continue
       inner = order[depth:depth + ragged]
@@ -308,29 +313,51 @@ def _edge_strips(bright: np.ndarray, glaring: np.ndarray) -> np.ndarray:
       else:
         strips[:, order[:depth]] = True
         strips[:, inner] |= glaring[:, inner]
-  return strips
+  return strips, depths
 
 
-def _flat_bright(small: np.ndarray, foreground: np.ndarray) -> np.ndarray:
-  """Labels, stickers, rulers and unexposed border strips of a block-averaged film, as a mask.
+def _flat_bright(small: np.ndarray, foreground: np.ndarray):
+  """(mask, strips, strip depths): labels, stickers, rulers and unexposed border strips of a block-averaged
+  film; the strips alone; how deep the strip along each side reaches (`_edge_strips`).
 
-  Bright means brighter than halfway from the tissue's median to white.
-  Border strips are found line by line from each edge (`_edge_strips`); the
-  other bright regions count only if box-shaped (labels, stickers, a ruler),
-  so dense tissue and the pectoral muscle, which are not, stay breast.
+  Bright means brighter than halfway from the tissue's median to white,
+  glaring three quarters of the way (brighter than any tissue). Border strips
+  are found line by line from each edge (`_edge_strips`); the other bright
+  regions count only if box-shaped (labels, stickers, a ruler), so dense
+  tissue and the pectoral muscle, which are not, stay breast. Regions are
+  judged at both levels: a label that touches bright tissue (the pectoral
+  muscle at the chest wall) is one region with it at the bright level and
+  alone at the glaring one; a ruler (less bright) shows at the bright level.
   """
   tissue = float(np.median(small[foreground])) if foreground.any() else 128.0
-  bright = small >= (tissue + 255.0) / 2
-  strips = _edge_strips(bright, small >= (tissue + 3 * 255.0) / 4)
-  closed = ndimage.binary_closing(bright & ~strips, iterations=2)  # closes label text
-  labels, _ = ndimage.label(ndimage.binary_fill_holes(closed))
+  bright, glaring = small >= (tissue + 255.0) / 2, small >= (tissue + 3 * 255.0) / 4
+  strips, depths = _edge_strips(bright, glaring)
   result = strips.copy()
-  for index, found in enumerate(ndimage.find_objects(labels), start=1):
-    if found is None:
-      continue
-    component = labels[found] == index
-    if component.sum() >= _FLAT_MIN_AREA * small.size and component.mean() >= _FLAT_FILL:
-      result[found] |= component
+  for level in (bright, glaring):
+    result |= _box_shaped(level & ~strips, _FLAT_MIN_AREA * small.size)
+  return result, strips, depths
+
+
+def _box_shaped(mask: np.ndarray, min_area: float) -> np.ndarray:
+  """The box-shaped regions of `mask` (label text closed, holes filled) at least `min_area` blocks large.
+
+  A ruler or sticker touching a label makes one region that is not box-shaped:
+  opening takes the thin parts (rulers) off the wide ones (labels), and each
+  part is judged on its own.
+  """
+  filled = ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2))  # closes label text
+  wide = ndimage.binary_opening(filled, structure=np.ones((_FLAT_THIN, _FLAT_THIN), bool))
+  result = np.zeros_like(mask)
+  # Thin parts are taken a little away from wide ones, so the fringe of a wide blob (the pectoral
+  # muscle) does not join a ruler lying against it.
+  for part in (wide, filled & ~ndimage.binary_dilation(wide, iterations=_FLAT_EDGE)):
+    labels, _ = ndimage.label(part)
+    for index, found in enumerate(ndimage.find_objects(labels), start=1):
+      if found is None:
+        continue
+      component = labels[found] == index
+      if component.sum() >= min_area and component.mean() >= _FLAT_FILL:
+        result[found] |= component
   return result
 
 
@@ -339,33 +366,59 @@ def film_on_black(pixels: np.ndarray) -> np.ndarray:
 
   The breast is the largest region above the film's own background threshold
   once labels, stickers, rulers and border strips are taken out (so one that
-  touches the breast does not drag the crop along). That region, widened by
-  a margin, keeps its pixels; everything else becomes 0. Thresholds are
+  touches the breast does not drag the crop along, whichever edge or corner
+  it is at). That region, widened by a margin, keeps its pixels, shifted
+  down so that the film's threshold falls on BREAST_THRESHOLD; everything
+  else becomes 0. A breast that does not reach the film's edge (scanned films
+  have margins) is thus cropped as tightly as one that does. Thresholds are
   relative to the film's background, so faint skin stays in, as the low
   threshold does on films with black backgrounds.
   """
+  return _film_on_black(pixels)[0]
+
+
+def _film_on_black(pixels: np.ndarray):
+  """(`film_on_black`'s image, the sides "left" / "right" where an unexposed strip runs along the breast).
+
+  A strip along the breast stands where the film's edge does on other
+  films: the chest wall's side (`preprocess` treats it as the image border).
+  """
   background = film_background(pixels)
   if background is None:
-    return pixels
+    return pixels, ()
   level, top = background
   small, factor = _block_mean(pixels)
   above = small[small > top]
   tissue = float(np.median(above)) if above.size else 255.0
   margin = min(top - level + _FILM_MIN_MARGIN, _FILM_TISSUE_SHARE * (tissue - level))
-  foreground = small > level + max(margin, _FILM_MIN_MARGIN)
-  flat = _flat_bright(small, foreground)
+  threshold = level + max(margin, _FILM_MIN_MARGIN)
+  foreground = small > threshold
+  flat, strips, depths = _flat_bright(small, foreground)
   # Widened by the blocks that mix a label's or strip's edge with background, so those
   # do not join the breast to them; the margin below gives tissue next to them back.
   labels, count = ndimage.label(foreground & ~ndimage.binary_dilation(flat, iterations=_FLAT_EDGE))
   sizes = np.bincount(labels.ravel())
   sizes[0] = 0
   if count == 0 or sizes.max() < _FILM_MIN_BREAST * small.size:
-    return pixels  # no breast-sized region stands out of the background: the plain crop, which never cuts
+    return pixels, ()  # no breast-sized region stands out of the background: the plain crop, which never cuts
   widen = max(_FLAT_EDGE, round(_FILM_MARGIN * max(small.shape)))
-  keep = ndimage.binary_dilation(labels == int(np.argmax(sizes)), iterations=widen) & ~flat
+  # The innermost blocks of a strip mix it with the tissue it cuts (a lesion outlined up to the
+  # strip): they stay, as far as the margin reaches, so the crop grows by at most the margin.
+  # Labels and rulers lie on the film and go whole.
+  removed = (flat & ~strips) | ndimage.binary_erosion(strips, border_value=1)
+  breast = labels == int(np.argmax(sizes))
+  keep = ndimage.binary_dilation(breast, iterations=widen) & ~removed
+  columns = np.nonzero(breast.any(axis=0))[0]
+  gaps = {"left": columns.min(), "right": small.shape[1] - 1 - columns.max()}
+  sides = tuple(side for side, gap in gaps.items() if depths[side] and gap <= depths[side] + _FLAT_EDGE + 1)
   height, width = pixels.shape
   keep = keep[np.arange(height) // factor][:, np.arange(width) // factor]
-  return np.where(keep, pixels, 0).astype(np.uint8)
+  # Shifted so that the film's own threshold becomes BREAST_THRESHOLD: bare film kept by the margin
+  # (between the breast and a border, or a margin of film at the chest wall) is then background to
+  # `breast_box` and `edge_sharpness` too, not an outline around the breast.
+  shift = max(0, int(np.ceil(threshold)) - BREAST_THRESHOLD)
+  shifted = np.clip(pixels.astype(np.int16) - shift, 0, 255).astype(np.uint8)
+  return np.where(keep, shifted, 0).astype(np.uint8), sides
 
 
 def pad_square(crop: np.ndarray) -> np.ndarray:
@@ -392,11 +445,11 @@ def preprocess(pixels: np.ndarray, size: int = DEFAULT_SIZE, source: str = "<arr
   """
   if pixels.dtype != np.uint8:
     raise ValueError(f"{source}: expected uint8 pixels, got {pixels.dtype}")
-  pixels = film_on_black(pixels)
+  pixels, strip_sides = _film_on_black(pixels)
   box = breast_box(pixels, source)
   y0, x0, y1, x1 = box
   crop = pixels[y0:y1, x0:x1]
-  touches_left, touches_right = x0 == 0, x1 == pixels.shape[1]
+  touches_left, touches_right = x0 == 0 or "left" in strip_sides, x1 == pixels.shape[1] or "right" in strip_sides
   border = None if touches_left == touches_right else ("left" if touches_left else "right")
   flipped, orientation = chest_wall_side(crop, chest_wall, laterality, source, border)
   if flipped:

@@ -20,10 +20,10 @@ from mammo_train.inference import predictor
 
 def main(argv):
   cfg = config.predict_from_flags(flags.FLAGS, argv[1:])
-  result, summary, csv_path, json_path = predictor.run(cfg, config.flagfile(flags.FLAGS, config.PREDICT_FLAGS))
+  result, summary, csv_path, json_path, page = predictor.run(cfg, config.flagfile(flags.FLAGS, config.PREDICT_FLAGS))
   for failure in result.failures:
     print(f"mammo_train.predict: skipped {failure.path}: {failure.reason} ({failure.detail})", file=sys.stderr)
-  print(f"{summary}\npredictions: {csv_path}, {json_path}")
+  print(f"{summary}\npredictions: {csv_path}, {json_path}; review: {page}")
   if result.failures:
     sys.exit(1)
 

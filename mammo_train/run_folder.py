@@ -40,6 +40,7 @@ LOGS = "logs"
 FEATURE_CACHE = "feature_cache"
 BACKUP = "backup"
 EVAL = "eval"
+RUNTIMES = "runtimes"  # the model converted for another runtime (`inference.runtimes`), kept for reuse
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +59,7 @@ class RunFolder:
   feature_cache = property(lambda self: self._path(FEATURE_CACHE))
   backup = property(lambda self: self._path(BACKUP))
   eval = property(lambda self: self._path(EVAL))
+  runtimes = property(lambda self: self._path(RUNTIMES))
   operating_point = property(lambda self: self._path(EVAL, assessment.OPERATING_POINT))
   calibration = property(lambda self: self._path(EVAL, calibration.CALIBRATION))
   test_metrics = property(lambda self: self._path(EVAL, report.METRICS))

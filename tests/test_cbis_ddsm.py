@@ -7,10 +7,12 @@ that Beam writes the same examples.
 """
 import collections
 import dataclasses
+import io
 import shutil
 
 import numpy as np
 import pydicom
+from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
@@ -22,7 +24,7 @@ from tools import write_cbis
 
 SEED = 5
 PATIENTS = 9
-SHAPE = (240, 150)
+SHAPE = (400, 250)
 SIZE = 64
 
 
@@ -51,7 +53,7 @@ def trees(tmp_path_factory):
   result = {}
   for layout in write_cbis.LAYOUTS:
     root = tmp_path_factory.mktemp(f"cbis_{layout}")
-    written = write_cbis.write_tree(root, PATIENTS, layout, SEED, SHAPE)
+    written = write_cbis.write_tree(root, PATIENTS, layout, SEED, SHAPE, realistic=True)
     result[layout] = (root, {examples.film_key((w.film.patient, w.film.side[0], w.film.view)): w for w in written})
   return result
 
@@ -172,6 +174,9 @@ def test_labels_abnormalities_and_lesion_boxes(built, trees, layout):
     got = sorted(zip([cases.KINDS[t] for t in abnormalities["type"]], abnormalities["id"],
                      [tuple(b) for b in abnormalities["box"]]))
     assert got == sorted((kind, number, box) for kind, number, box in film.boxes), key
+    rois = sorted(zip([cases.KINDS[t] for t in abnormalities["type"]], abnormalities["id"],
+                      [r.decode() for r in abnormalities["roi"]]))
+    assert rois == sorted(film.roi_outcomes), key
     expected_pathology = {(a.kind, a.number): a.pathology for a in film.film.abnormalities}
     for kind, number, pathology in zip(abnormalities["type"], abnormalities["id"], abnormalities["pathology"]):
       assert cases.PATHOLOGIES[pathology] == expected_pathology[(cases.KINDS[kind], number)]
@@ -202,16 +207,52 @@ def test_metadata_declares_the_subgroups_and_the_evaluation_reads_them(built, tr
 
 @pytest.mark.parametrize("layout", write_cbis.LAYOUTS)
 def test_crop_keeps_every_lesion_and_drops_the_film_around_it(built, trees, layout):
+  """Every lesion inside the crop; the crop within the breast's box and a small margin, so no label,
+  ruler or border strip beyond the breast is in it, whether or not it touches the breast."""
   _, found = built[layout]
   _, written = trees[layout]
+  margin = round(0.03 * max(SHAPE))
   for key, film in written.items():
     _, example = found[key]
     y0, x0, y1, x1 = example["crop_box"]
-    for by0, bx0, by1, bx1 in example["abnormalities"]["box"]:
-      assert y0 <= by0 and x0 <= bx0 and by1 <= y1 and bx1 <= x1, (key, example["crop_box"])
-    # Not the whole film: the borders, label and background around the breast are cut away.
-    assert (y1 - y0) * (x1 - x0) < 0.8 * SHAPE[0] * SHAPE[1], (key, example["crop_box"])
+    for (by0, bx0, by1, bx1), roi in zip(example["abnormalities"]["box"], example["abnormalities"]["roi"]):
+      if roi.decode() in (examples.ROI_FOUND, examples.ROI_SWAPPED):
+        assert y0 <= by0 and x0 <= bx0 and by1 <= y1 and bx1 <= x1, (key, example["crop_box"])
+    b0, b1, b2, b3 = film.breast_box
+    assert b0 - margin <= y0 and b1 - margin <= x0 and y1 <= b2 + margin and x1 <= b3 + margin, (
+        key, film.film, example["crop_box"], film.breast_box)
+    for a0, a1, a2, a3 in film.artefacts:
+      if a2 <= b0 - margin or a0 >= b2 + margin or a3 <= b1 - margin or a1 >= b3 + margin:
+        assert a2 <= y0 or a0 >= y1 or a3 <= x0 or a1 >= x1, (key, film.film, example["crop_box"])
     assert bool(example["flipped"]) == (film.chest_wall == "right"), key
+
+
+def test_written_films_carry_every_artefact_both_ways():
+  """The plan the tests build covers labels at every edge and corner, touching the breast and not, rulers
+  along every edge, strips on every edge, margins, and ROI series swapped and missing."""
+  films = write_cbis.plan(PATIENTS, SEED, realistic=True)
+  assert {(f.label_at, f.label_touches) for f in films} == {(p, t) for p in write_cbis.PLACES for t in (0, 1)}
+  assert {(f.ruler_at, f.ruler_touches) for f in films} == {(e, t) for e in write_cbis.EDGES for t in (0, 1)}
+  assert set().union(*(f.strips for f in films)) == set(write_cbis.EDGES)
+  assert {f.margin > 0 for f in films} == {True, False}
+  rows = [a for f in films for a in f.abnormalities]
+  assert any(a.swapped and a.mask_apart for a in rows) or any(a.swapped for a in rows)
+  assert any(a.roi_missing for a in rows) and any(not a.swapped and not a.roi_missing for a in rows)
+
+
+@pytest.mark.parametrize("layout", write_cbis.LAYOUTS)
+def test_roi_files_are_decided_from_pixels_and_swaps_counted(built, trees, layout):
+  """A swapped ROI series (CSV and descriptions naming the mask the cropped image) never skips a film;
+  missing ROI files leave the film with its label and no box; all counted in the summary line."""
+  builder, found = built[layout]
+  _, written = trees[layout]
+  assert found.keys() == written.keys() and builder.skip_log.count() == 0
+  expected = collections.Counter(outcome for w in written.values() for _, _, outcome in w.roi_outcomes)
+  assert expected[examples.ROI_SWAPPED] and expected[examples.ROI_MISSING] and expected[examples.ROI_FOUND]
+  assert builder.roi_counts == expected
+  line = builder._summary_line()  # pylint: disable=protected-access
+  assert (f"{expected[examples.ROI_FOUND]} found, {expected[examples.ROI_SWAPPED]} roi_swapped, "
+          f"{expected[examples.ROI_MISSING]} roi_missing, 0 roi_unusable") in line
 
 
 def test_films_scanned_the_other_way_round_are_counted(built, trees):
@@ -262,14 +303,15 @@ def broken(trees, tmp_path_factory):
   root = tmp_path_factory.mktemp("cbis_broken") / "tree"
   shutil.copytree(source, root)
   keys = sorted(written)
-  deleted, small_mask, corrupt = keys[2], keys[4], keys[6]
+  deleted = keys[2]
   (root / written[deleted].sources[0]).unlink()
-  masks = {}
+  masks = {}  # the true masks: ROI files of the film's size (descriptions may say otherwise)
   for path in root.rglob("*.dcm"):
     ds = pydicom.dcmread(path, stop_before_pixels=True)
-    if ds.SeriesDescription == write_cbis.MASK:
+    if ds.SeriesDescription != write_cbis.FULL and (ds.Rows, ds.Columns) == SHAPE:
       masks.setdefault(examples.film_key((ds.PatientID.split("_", 1)[1][:7], ds.Laterality, ds.PatientOrientation)),
                        path)
+  small_mask, corrupt = [key for key in keys if key in masks and key != deleted][1:3]
   ds = pydicom.dcmread(masks[small_mask])
   half = ds.pixel_array[::2, ::2].copy()
   ds.Rows, ds.Columns = half.shape
@@ -281,14 +323,23 @@ def broken(trees, tmp_path_factory):
 
 
 def test_bad_input_is_skipped_and_counted(broken, built, tmp_path):
+  """Only a missing full mammogram skips a film; a mask of the wrong size or a corrupt one leaves its film
+  in the dataset, labelled, without that box."""
   root, bad = broken
   builder, found = _build(root, tmp_path / "data")
-  assert set(found) == set(built["classic"][1]) - set(bad.values())
-  skipped = builder.skip_log.skipped
-  assert skipped[examples.MISSING] == [bad["deleted"]]
-  assert len(skipped[examples.SIZE_MISMATCH]) == 1 and len(skipped[examples.UNREADABLE]) == 1
+  assert set(found) == set(built["classic"][1]) - {bad["deleted"]}
+  assert dict(builder.skip_log.skipped) == {examples.FULL_MISSING: [bad["deleted"]]}
+  for key in (bad["small_mask"], bad["corrupt"]):
+    _, example = found[key]
+    assert example["label"] == built["classic"][1][key][1]["label"], key
+    rois = [r.decode() for r in example["abnormalities"]["roi"]]
+    assert examples.ROI_UNUSABLE in rois, key
+    unusable = rois.index(examples.ROI_UNUSABLE)
+    np.testing.assert_array_equal(example["abnormalities"]["box"][unusable], [0, 0, 0, 0])
+  assert builder.roi_counts[examples.ROI_UNUSABLE] >= 2
   line = builder._summary_line()  # pylint: disable=protected-access
-  assert "skipped 3: 1 CSV row missing files, 1 mask size mismatch, 1 unreadable file" in line
+  assert "skipped 1: 1 full_mammogram_missing" in line
+  assert f"{builder.roi_counts[examples.ROI_UNUSABLE]} roi_unusable" in line
 
 
 def test_strict_mode_stops_on_bad_input(broken, tmp_path):
@@ -304,6 +355,14 @@ def test_masks_and_crops_are_told_apart_by_content():
   np.testing.assert_array_equal(examples.lesion_box(mask), [10, 5, 20, 15])
   crop = np.random.default_rng(0).integers(40, 200, size=(12, 12)).astype(np.uint8)
   assert not examples.is_mask(crop)
+  # A Kaggle JPEG of a mask is not exactly binary: ringing at its edges stays within the tolerance.
+  buffer = io.BytesIO()
+  Image.fromarray(mask).save(buffer, format="JPEG", quality=95)
+  jpeg = np.asarray(Image.open(buffer))
+  assert set(np.unique(jpeg)) - {0, 255} and examples.is_mask(jpeg)
+  # A crop of a mass that is bright at the centre and dark around is still no mask.
+  yy, xx = np.mgrid[0:40, 0:40]
+  assert not examples.is_mask(np.clip(255 - 6 * np.hypot(yy - 20, xx - 20), 0, 255).astype(np.uint8))
 
 
 def test_film_on_black_leaves_images_on_black_untouched():
@@ -314,9 +373,10 @@ def test_film_on_black_leaves_images_on_black_untouched():
 
 
 def test_written_films_are_scanned_films():
-  film = dataclasses.replace(write_cbis.plan(1, SEED)[0], label_touches=True)
-  pixels, masks, _ = write_cbis.film_pixels(SEED, film, SHAPE)
+  film = dataclasses.replace(write_cbis.plan(1, SEED)[0], label_touches=True, strips=("top", "near"))
+  pixels, masks, chest_wall, _, _ = write_cbis.film_pixels(SEED, film, SHAPE)
   eight = np.rint(pixels / pixels.max() * 255).astype(np.uint8)
   assert imaging.film_background(eight) is not None  # grey, noisy background
-  assert (eight[:3] > 200).mean() > 0.5 or (eight[-3:] > 200).mean() > 0.5 or (eight[:, -3:] > 200).mean() > 0.5
+  near = eight[:, :2] if chest_wall == "left" else eight[:, -2:]
+  assert (eight[:2] > 200).mean() > 0.8 and (near > 200).mean() > 0.8  # strips along the edge (a ruler may lie on one)
   assert masks

@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 from mammo_tfds import builder_configs, skips, sources
 from mammo_tfds.cmmd import cmmd_dataset_builder as cmmd
 from mammo_tfds.cmmd import examples
+from mammo_tfds.reasons import Reason
 from tools import write_cmmd
 
 SEED = 3
@@ -129,11 +130,15 @@ def test_bad_files_are_skipped_and_counted(tree, built):
   _, written, bad = tree
   builder, _ = built
   skipped = builder.info.metadata["skipped"]
-  assert sorted(skipped[examples.UNUSABLE]) == sorted([bad["corrupt"], bad["truncated"], bad["untagged"]])
+  # Each file under the code its reader raised, not one catch-all phrase.
+  assert skipped[Reason.unreadable] == [bad["corrupt"]]
+  assert skipped[Reason.undecodable] == [bad["truncated"]]
+  assert skipped[Reason.no_laterality] == [bad["untagged"]]
   # Each breast that lost a file (truncated, untagged, deleted) is a sheet row short of images.
-  assert len(skipped[examples.ROW_WITHOUT_IMAGES]) == 3
-  assert all(re.fullmatch(r"CMMD_clinicaldata_revision\.xlsx row \d+", r) for r in skipped[examples.ROW_WITHOUT_IMAGES])
-  assert "skipped 6: 3 sheet row missing images, 3 unusable DICOM" in builder.info.metadata["summary"]
+  assert len(skipped[Reason.missing_images]) == 3
+  assert all(re.fullmatch(r"CMMD_clinicaldata_revision\.xlsx row \d+", r) for r in skipped[Reason.missing_images])
+  assert ("skipped 6: 3 missing_images, 1 no_laterality, 1 undecodable, 1 unreadable"
+          in builder.info.metadata["summary"])
   assert bad["deleted"] in written
 
 

@@ -1,11 +1,13 @@
 """Frozen-backbone training on cached features: same outputs, right invalidation."""
 import dataclasses
+import json
 import os
 
 import keras
 import numpy as np
 import pytest
 
+from mammo_train.inference import runtimes
 from mammo_train.inputs import data, feature_cache
 from mammo_train.models import classifiers
 
@@ -84,9 +86,12 @@ def test_frozen_backbone_run_trains_the_head_on_cached_features(tiny_data_dir, t
           "--fine_tune_layers=0", "--epochs=3", "--cache_views=2", "--oversample"]
   status, err = run_main(argv, capsys, monkeypatch)
   assert status == 0, err
-  caches = os.listdir(workdir / "feature_cache")
+  caches = [name for name in os.listdir(workdir / "feature_cache") if name != "runtimes"]  # converted backbones
   assert len(caches) == 1 and os.path.exists(workdir / "feature_cache" / caches[0] / feature_cache.KEY_FILE)
   assert len(history(workdir)) == 3
+  ran_on = json.loads((workdir / "run.json").read_text())["backbone_runtime"]
+  assert ran_on == runtimes.resolve("auto", "float32", accelerator=False)  # what auto is here, recorded
+  assert json.loads((workdir / "feature_cache" / caches[0] / feature_cache.KEY_FILE).read_text())["runtime"] == ran_on
   best = keras.models.load_model(workdir / "best.keras")
   assert best.input.shape[1:] == (SIZE, SIZE, 1), "best.keras is the whole model, not the head"
   final = keras.models.load_model(workdir / "final.keras")

@@ -111,3 +111,21 @@ def test_output_to_source_refuses_a_bad_map_or_box():
     imaging.output_to_source(np.zeros((4, 5)), [0, 0, 10, 10], False, (10, 10))
   with pytest.raises(ValueError, match="does not fit a source of shape"):
     imaging.output_to_source(np.zeros((4, 4)), [0, 0, 20, 10], False, (10, 10))
+
+
+def test_real_mias_films_are_not_treated_as_scanned_films(shared_data, tmp_path):
+  """The scanned-film path (`film_on_black`) must leave every real mini-MIAS film as it is: their
+  background is black, so their crop stays the plain low-threshold one (DESIGN.md, mdb212 / mdb214)."""
+  import tarfile  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  archive = shared_data / "mias" / "all-mias.tar.gz"
+  if not archive.is_file():
+    pytest.skip(f"{archive} not found")
+  with tarfile.open(archive) as tar:
+    tar.extractall(tmp_path, filter="data")
+  films = sorted(tmp_path.rglob("*.pgm"))
+  assert len(films) == 322
+  for path in films:
+    pixels = np.asarray(Image.open(path))
+    assert imaging.film_background(pixels) is None, path.name
+    assert imaging.film_on_black(pixels) is pixels, path.name

@@ -8,6 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from mammo_tfds import builder_configs, sources
+from mammo_tfds.reasons import Reason
 from mammo_tfds.manifest import examples, manifest_dataset_builder as manifest
 from tools import write_manifest
 
@@ -62,9 +63,9 @@ def test_every_format_is_read_and_bad_rows_are_skipped(folder, built):
     assert "LR"[example["laterality"]] == image.laterality  # DICOM rows: from the tags
     assert ("CC", "MLO")[example["view"]] == image.view
     assert bool(example["flipped"]) == (image.laterality == "R"), image.path
-  assert builder.skip_log.skipped == {examples.MISSING: ["manifest.csv line 18 (images/missing/cc.png)"],
-                                      examples.UNREADABLE: ["manifest.csv line 19 (images/corrupt/mlo.png)"]}
-  assert "kept 16 images; skipped 2: 1 file missing, 1 unreadable file" in builder.info.metadata["summary"]
+  assert builder.skip_log.skipped == {Reason.not_found: ["manifest.csv line 18 (images/missing/cc.png)"],
+                                      Reason.unreadable: ["manifest.csv line 19 (images/corrupt/mlo.png)"]}
+  assert "kept 16 images; skipped 2: 1 not_found, 1 unreadable" in builder.info.metadata["summary"]
 
 
 def test_other_columns_are_kept_as_json_metadata(built):

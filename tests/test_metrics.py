@@ -144,3 +144,25 @@ def test_compare_is_paired():
   against_constant = metrics.compare(labels, groups, model, constant, NAMES, n_resamples=100)
   assert against_constant["roc_auc"]["beats"]
   assert against_constant["roc_auc"]["difference"] == pytest.approx(skm.roc_auc_score(labels, scores) - 0.5)
+
+
+def test_probabilistic_f1_by_hand_and_under_resampling():
+  """pTP = 0.9 + 0.4, pFP = 0.2 + 0.5; precision 1.3 / 2.0, recall 1.3 / 2: pF1 = 0.65."""
+  labels, scores = np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.2, 0.5])
+  assert metrics.probabilistic_f1(labels, scores) == pytest.approx(0.65)
+  # A perfect but unconfident model has AUC 1 and a poor pF1; thresholded F1 would not tell them apart.
+  assert metrics.probabilistic_f1(labels, np.array([0.3, 0.3, 0.1, 0.1])) == pytest.approx(2 * 0.75 * 0.3 / 1.05)
+  assert np.isnan(metrics.probabilistic_f1([0, 0], [0.2, 0.4]))
+  # A weight counts an example that many times.
+  weights = np.array([[2, 1, 0, 1], [1, 1, 1, 1]])
+  repeated = metrics.probabilistic_f1([1, 1, 1, 0], [0.9, 0.9, 0.4, 0.5])
+  np.testing.assert_allclose(metrics.probabilistic_f1(labels, scores, weights), [repeated, 0.65])
+
+
+def test_binary_reports_carry_pf1_with_a_patient_interval():
+  labels, scores = _binary_case(seed=3, n=100)
+  result = metrics.with_intervals(labels, scores, metrics.threshold_decisions(scores, 0.5), np.arange(100) // 2,
+                                  NAMES, n_resamples=200)
+  assert result["pf1"] == pytest.approx(metrics.probabilistic_f1(labels, scores))
+  low, high = result["ci"]["pf1"]
+  assert low < result["pf1"] < high

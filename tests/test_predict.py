@@ -15,10 +15,10 @@ from PIL import Image
 from mammo_tfds import builder_configs, imaging, sources
 from mammo_tfds.cmmd import cmmd_dataset_builder as cmmd
 from mammo_tfds.mias import mias_dataset_builder as mias
-from mammo_train import predict
+from mammo_tfds.reasons import Reason
+from mammo_train import predict, run_folder
 from mammo_train.evaluation import evaluator
-from mammo_train.inference import predictor
-from mammo_train.inference import discovery
+from mammo_train.inference import discovery, predictor, reading, runtimes
 from mammo_train.inputs import data
 from tests.test_explain import SQUARE, film_with_square, square_detector
 from tools import write_cmmd
@@ -48,17 +48,24 @@ def cmmd_tree(tmp_path_factory):
 
 @pytest.fixture()
 def mixed(tmp_path, shared_data, cmmd_tree):
-  """A folder with CMMD-style DICOMs, NYU's four PNGs, a broken file, a CT slice and a For Processing header."""
+  """CMMD-style DICOMs, NYU's four PNGs, a broken file, a CT slice and a For Processing header.
+
+  NYU's left breast is named as GMIC names it (`0_L-CC.png`), the right one as
+  breast_cancer_classifier does (`0_R_CC.png`): both must group into breasts.
+  """
   folder = tmp_path / "in"
   shutil.copytree(cmmd_tree[0] / "CMMD", folder / "cmmd")
   real = shared_data / "real-mammograms"
   (folder / "nyu").mkdir()
   for view in ("L-CC", "L-MLO", "R-CC", "R-MLO"):
-    shutil.copy(real / f"nyu_gmic_0_{view}.png", folder / "nyu" / f"0_{view}.png")
+    shutil.copy(real / f"nyu_gmic_0_{view}.png", folder / "nyu" / f"0_{view.replace('R-', 'R_')}.png")
   shutil.copy(real / "openrem_MG-Im-GE_Seno_1_ForProcessing.dcm", folder / "raw.dcm")
   (folder / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"garbage")
   ct = pydicom.dcmread(next((folder / "cmmd").rglob("*.dcm")))
   ct.Modality, ct.SOPClassUID = "CT", "1.2.840.10008.5.1.4.1.1.2"
+  # A body part BREAST or a mammography view code, with a laterality, would make it a mammogram.
+  ct.BodyPartExamined = "CHEST"
+  del ct.ViewCodeSequence
   ct.save_as(folder / "ct.dcm")
   (folder / "notes.txt").write_text("not an image")
   return folder
@@ -83,7 +90,8 @@ def test_mixed_folder_scores_breasts_and_skips_bad_files_with_one_line_each(mixe
   result = predictor.predict_files(brightness, files, stored_size=STORED, image_size=STORED, batch_size=5,
                                  workers=2, save_inputs=str(tmp_path / "inputs"))
   reasons = {f.path.rsplit("/", 1)[-1]: f.reason for f in result.failures}
-  assert reasons == {"broken.dcm": "unreadable", "ct.dcm": "not a mammogram", "raw.dcm": "For Processing"}
+  assert reasons == {"broken.dcm": Reason.unreadable, "ct.dcm": Reason.not_mammogram,
+                     "raw.dcm": Reason.for_processing}
   image_rows, breast_rows = predictor.rows(result, THRESHOLDS, calibrate=lambda level, s: 1 - s)
   assert len(image_rows) == len(files) - 3
   for row in image_rows:  # each score is the model on exactly what read + preprocess give
@@ -103,7 +111,7 @@ def test_mixed_folder_scores_breasts_and_skips_bad_files_with_one_line_each(mixe
   assert all(row["placed_by"] == "DICOM tags" for row in breast_rows if row not in nyu)
   assert len(list((tmp_path / "inputs").glob("*.png"))) == len(image_rows)
   line = predictor.summary(result, image_rows, breast_rows)
-  assert line.endswith("skipped 3: 1 For Processing, 1 not a mammogram, 1 unreadable")
+  assert line.endswith("skipped 3: 1 for_processing, 1 not_mammogram, 1 unreadable")
   csv_path, json_path = predictor.write(tmp_path / "out", {"dataset": "cmmd/600:1.0.0", "model": "best.keras"},
                                       result, image_rows, breast_rows)
   with open(csv_path) as file:
@@ -111,6 +119,9 @@ def test_mixed_folder_scores_breasts_and_skips_bad_files_with_one_line_each(mixe
   assert len(table) == len(image_rows) + len(breast_rows) and {r["dataset"] for r in table} == {"cmmd/600:1.0.0"}
   stored = json.loads(json_path.read_text())
   assert stored["run"]["model"] == "best.keras" and len(stored["skipped"]) == 3 and stored["summary"] == line
+  assert stored["skipped_by_reason"] == {"for_processing": 1, "not_mammogram": 1, "unreadable": 1}
+  assert {row["source"].rsplit("/", 1)[-1]: row["reason"] for row in stored["skipped"]}["ct.dcm"] == "not_mammogram"
+  assert {r["admitted_by"] for r in table if r["level"] == "image"} == {"modality MG", "raster file"}
 
 
 def test_parallel_and_serial_reading_give_the_same_scores(cmmd_tree):
@@ -130,9 +141,9 @@ def test_stream_keeps_at_most_a_window_of_files_in_flight(cmmd_tree):
       yield path
 
   taken = 0
-  for outcome in predictor.prepared_stream(feed(), STORED, workers=2, window=3):
+  for outcome in reading.prepared_stream(feed(), STORED, workers=2, window=3):
     taken += 1
-    assert len(pulled) - taken <= 3 and isinstance(outcome, predictor.Prepared)
+    assert len(pulled) - taken <= 3 and isinstance(outcome, reading.Prepared)
   assert taken == len(files)
 
 
@@ -141,7 +152,7 @@ def test_unplaced_images_are_scored_per_image_only(tmp_path, shared_data):
   files = [str(tmp_path / "scan.png")]
   result = predictor.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1)
   image_rows, breast_rows = predictor.rows(result, THRESHOLDS)
-  assert breast_rows == [] and image_rows[0]["not_placed"] == "no manifest row or <exam>_<L|R>-<CC|MLO> name"
+  assert breast_rows == [] and image_rows[0]["not_placed"] == "no manifest row or <exam>_<L|R>[-_]<CC|MLO> name"
   manifest = tmp_path / "manifest.csv"
   manifest.write_text("path,patient_id,laterality,view\nscan.png,P7,L,CC\n")
   placed = predictor.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1,
@@ -162,7 +173,7 @@ def test_bad_manifest_rows_name_the_row(tmp_path):
 
 def test_summary_counts_orientation_disagreements():
   tags = sources.SourceImage(np.zeros((0, 0), np.uint8), "a.png", "png", None, None, None, None, None)
-  images = [predictor.Scored(predictor.Prepared(f"{i}.png", np.zeros((0, 0, 1)), tags, np.zeros(4), False, how), None,
+  images = [predictor.Scored(reading.Prepared(f"{i}.png", np.zeros((0, 0, 1)), tags, np.zeros(4), False, how), None,
                            0.5, "no name") for i, how in enumerate(["pixels", "tags, pixels disagree", "tags"])]
   result = predictor.Result(images, [])
   image_rows, breast_rows = predictor.rows(result, THRESHOLDS)
@@ -233,7 +244,7 @@ def test_an_unexpected_error_in_one_file_loses_only_that_file(cmmd_tree, monkeyp
   result = predictor.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1)
   assert [i.prepared.path for i in result.images] == [files[0], files[2]]
   assert [(f.path, f.reason, f.detail) for f in result.failures] == [
-      (files[1], "unexpected error", "RuntimeError: decoder crashed")]
+      (files[1], Reason.unexpected_error, "RuntimeError: decoder crashed")]
 
 
 # --- The command line, on a real training run. -------------------------------------------------------------
@@ -363,3 +374,59 @@ def test_command_line_explain_refuses_a_model_without_a_known_grad_cam_layer(tra
                                  capsys, monkeypatch)
   lines = printed.err.splitlines()
   assert status == 2 and len(lines) == 1 and "--explain: no Grad-CAM layer is known" in lines[0], printed.err
+
+
+def _scores_by_file(out) -> dict:
+  with open(out / "predictions.csv") as f:
+    return {row["source"]: row for row in csv.DictReader(f) if row["level"] == "image"}
+
+
+@pytest.mark.skipif(not runtimes.installed("onnxruntime"), reason="onnxruntime is not installed")
+def test_command_line_runtime_is_recorded_and_scores_as_keras(trained_run, shared_data, tmp_path, capsys,
+                                                              monkeypatch):
+  nyu = sorted(str(p) for p in (shared_data / "real-mammograms").glob("nyu_gmic_0_*.png"))
+  rows = {}
+  for name in ("keras", "onnxruntime"):
+    status, printed = _predict_cli([f"--run={trained_run}", f"--out={tmp_path / name}", f"--runtime={name}", *nyu],
+                                   capsys, monkeypatch)
+    assert status == 0, printed.err
+    rows[name] = _scores_by_file(tmp_path / name)
+  assert {row["runtime"] for row in rows["onnxruntime"].values()} == {"onnxruntime"}
+  assert {row["runtime"] for row in rows["keras"].values()} == {"keras"}
+  for source, row in rows["keras"].items():
+    assert float(rows["onnxruntime"][source]["score"]) == pytest.approx(float(row["score"]), rel=1e-4, abs=1e-6)
+  assert list((trained_run / "runtimes").glob("*.onnx")), "converted beside the run's model"
+
+
+@pytest.mark.skipif(not runtimes.installed("onnxruntime"), reason="onnxruntime is not installed")
+def test_command_line_stops_in_one_line_when_the_converted_model_disagrees(trained_run, shared_data, tmp_path,
+                                                                         capsys, monkeypatch):
+  import onnx  # pylint: disable=import-outside-toplevel
+  from onnx import numpy_helper  # pylint: disable=import-outside-toplevel
+  run = tmp_path / "run"
+  shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("runtimes"))
+  path = runtimes.onnx_file(run_folder.load(str(run)).model, str(run / "runtimes"))
+  graph = onnx.load(path)
+  for tensor in graph.graph.initializer:  # every weight 5% off: the file still answers for the run's weights
+    if numpy_helper.to_array(tensor).dtype == np.float32 and numpy_helper.to_array(tensor).size > 1:
+      tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * 1.05, tensor.name))
+  onnx.save(graph, path)
+  nyu = sorted(str(p) for p in (shared_data / "real-mammograms").glob("nyu_gmic_0_*.png"))
+  status, printed = _predict_cli([f"--run={run}", f"--out={tmp_path / 'out'}", "--runtime=onnxruntime", *nyu],
+                                 capsys, monkeypatch)
+  lines = printed.err.splitlines()
+  assert status == 2 and len(lines) == 1, printed.err
+  assert "--runtime=onnxruntime: outputs on 4 check images differ from Keras's by" in lines[0]
+  assert "above the tolerance 0.0001" in lines[0]
+
+
+def test_command_line_names_a_damaged_converted_model_in_one_line(trained_run, shared_data, tmp_path, capsys,
+                                                                  monkeypatch):
+  run = tmp_path / "run"
+  shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("runtimes"))
+  path = runtimes.onnx_file(run_folder.load(str(run)).model, str(run / "runtimes"))
+  pathlib.Path(path).write_bytes(pathlib.Path(path).read_bytes()[:1000])  # a truncated copy
+  status, printed = _predict_cli([f"--run={run}", f"--out={tmp_path / 'out'}", "--runtime=onnxruntime",
+                                  str(shared_data / "real-mammograms" / "nyu_gmic_0_L-CC.png")], capsys, monkeypatch)
+  lines = printed.err.splitlines()
+  assert status == 2 and len(lines) == 1 and f"{path}: onnxruntime cannot load it" in lines[0], printed.err

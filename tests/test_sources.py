@@ -10,6 +10,7 @@ from pydicom import encaps, uid
 import pytest
 
 from mammo_tfds import imaging, phantom, sources
+from mammo_tfds.reasons import Reason
 
 MAMMOGRAPHY = "1.2.840.10008.5.1.4.1.1.1.2"
 MAMMOGRAPHY_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.2.1"
@@ -37,7 +38,7 @@ def test_ge_jpeg_lossless_decodes_through_its_first_sigmoid_window(real):
   stored = pydicom.dcmread(path).pixel_array
   assert image.format == "dicom" and image.pixels.dtype == np.uint8 and image.pixels.shape == (3062, 2394)
   assert (image.laterality, image.view, image.chest_wall) == ("R", "MLO", "right")
-  assert image.grayscale == "window 1 of 3 SIGMOID centre 2653 width 900"
+  assert image.grayscale == "window 1 of 3 SIGMOID centre 2653 width 900, padding black"  # PixelPaddingValue 0
   sample = stored[::37, ::41]
   np.testing.assert_array_equal(image.pixels[::37, ::41], _sigmoid(sample, 2653, 900))
   # Bright = dense: background (stored 0) black, fatty tissue above the breast threshold, dense tissue bright.
@@ -205,14 +206,15 @@ def test_cmmd_full_range_sigmoid_window_keeps_8_bit_pixels_as_stored(tmp_path):
   assert "whole 8-bit range: stored values shown" in image.grayscale
 
 
-def test_contradicting_intensity_sign_is_honoured(tmp_path):
-  # MONOCHROME2, but sign +1: lower stored values are less X-ray, i.e. denser, so they must come out bright.
+def test_contradicting_intensity_sign_is_noted_not_followed(tmp_path):
+  # MONOCHROME2 with sign +1 (RSNA's For Presentation files): the display chain decides, the sign is only noted.
   ds = _dataset(RAMP12, bits=12, PixelIntensityRelationship="LOG", PixelIntensityRelationshipSign=1)
   image = sources.read(_write(tmp_path, ds))
-  assert image.pixels.flat[0] == 255 and image.pixels.flat[-1] == 0
-  assert "PixelIntensityRelationshipSign +1" in image.grayscale
+  assert image.pixels.flat[0] == 0 and image.pixels.flat[-1] == 255
+  assert image.polarity_note.startswith("PixelIntensityRelationship LOG sign +1 contradicts MONOCHROME2")
   consistent = _dataset(RAMP12, bits=12, PixelIntensityRelationship="LOG", PixelIntensityRelationshipSign=-1)
-  assert sources.read(_write(tmp_path, consistent, "consistent.dcm")).pixels.flat[0] == 0
+  image = sources.read(_write(tmp_path, consistent, "consistent.dcm"))
+  assert image.pixels.flat[0] == 0 and image.polarity_note == ""
 
 
 @pytest.mark.parametrize("syntax", [uid.RLELossless, uid.JPEGLSLossless, uid.JPEG2000Lossless,
@@ -256,12 +258,15 @@ def test_multi_frame_file_is_refused(tmp_path):
 
 
 def test_ct_image_is_refused_unless_allowed(tmp_path):
-  ds = _dataset(RAMP12, sop_class=CT, modality="CT", bits=12, RescaleSlope=1, RescaleIntercept=-1024)
+  ds = _dataset(RAMP12, sop_class=CT, modality="CT", bits=12, RescaleSlope=1, RescaleIntercept=-1024,
+                BodyPartExamined="CHEST")
   path = _write(tmp_path, ds)
-  with pytest.raises(sources.SourceError, match="not a mammogram: Modality CT, CT Image Storage "
-                     r"\(pass allow_non_mammogram=True"):
+  with pytest.raises(sources.SourceError, match="not a mammogram: Modality CT, CT Image Storage, BodyPartExamined "
+                     r"CHEST, a laterality \(pass allow_non_mammogram=True") as refused:
     sources.read(path)
+  assert refused.value.code == Reason.not_mammogram
   image = sources.read(path, allow_non_mammogram=True)
+  assert image.admitted_by == "allow_non_mammogram"
   # Rescaled to -1024..3071, no window: scaled from the lowest value to the highest.
   np.testing.assert_array_equal(image.pixels, np.rint(RAMP * 255 / 4095))
 

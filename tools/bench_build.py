@@ -1,9 +1,12 @@
-"""Build benchmark: CMMD or CBIS-DDSM builds at the real image size, N vs 4N patients, 1 vs 2 workers.
+"""Build benchmark: CMMD, CBIS-DDSM or RSNA builds at the real image size, N vs 4N patients, 1 vs 2 workers.
 
 Writes trees (once, kept in --tree_dir for reruns): `--dataset=cmmd`, CMMD
 layout, 2294x1914 8-bit DICOMs (tools/write_cmmd.py); `--dataset=cbis_ddsm`,
 TCIA classic layout, scanned films of --film_size (default 5000x3000, 16-bit,
-with an ROI mask and a cropped image per abnormality; tools/write_cbis.py).
+with an ROI mask and a cropped image per abnormality; tools/write_cbis.py);
+`--dataset=rsna_screening`, the Kaggle layout, 12/16-bit JPEG 2000 and
+uncompressed DICOMs at --rsna_scale of the real sizes (about 2,800 x 2,100 and
+5,400 x 4,900; tools/write_rsna.py).
 Then it builds each in a fresh process and
 reports images per second of the build (download_and_prepare only, not TF's
 start-up) and, in a separate build of each case, the peak memory (PSS) of the
@@ -22,6 +25,7 @@ cores (>= 1.7x from 1 to 2 workers).
 
   python tools/bench_build.py [--dataset=cmmd] [--patients=8] [--repeats=3] [--tree_dir=DIR] [--json]
   python tools/bench_build.py --dataset=cbis_ddsm --patients=1 --repeats=1   # film size: ~10 s to write a film
+  python tools/bench_build.py --dataset=rsna_screening --patients=2 --rsna_scale=0.25 --repeats=1
 
 For CBIS-DDSM "images" are films (examples); each also reads its masks.
 """
@@ -39,11 +43,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench_common  # pylint: disable=wrong-import-position
 
 
-def ensure_tree(folder: pathlib.Path, patients: int, dataset: str, film_size=(5000, 3000)) -> int:
+def ensure_tree(folder: pathlib.Path, patients: int, dataset: str, film_size=(5000, 3000), rsna_scale=1.0) -> int:
   """Writes the tree once; returns the number of images its build makes examples of (or reads, for CMMD)."""
   marker = folder / "complete"
   if not marker.exists():
-    if dataset == "cmmd":
+    if dataset == "rsna_screening":
+      from tools import write_rsna  # pylint: disable=import-outside-toplevel
+      print(f"writing {patients} RSNA patients at {rsna_scale:g} x the real sizes into {folder} ...", flush=True)
+      write_rsna.write_tree(folder, patients, seed=patients, scale=rsna_scale, specials=False, test_patients=0)
+    elif dataset == "cmmd":
       from tools import write_cmmd  # pylint: disable=import-outside-toplevel
       print(f"writing {patients} patients at 2294x1914 into {folder} (about 1.5 s per image) ...", flush=True)
       write_cmmd.write_tree(folder, patients, seed=patients)
@@ -53,7 +61,7 @@ def ensure_tree(folder: pathlib.Path, patients: int, dataset: str, film_size=(50
       films = write_cbis.write_tree(folder, patients, "classic", seed=patients, shape=film_size)
       (folder / "films").write_text(str(len(films)))
     marker.write_text("")
-  if dataset == "cmmd":
+  if dataset in ("cmmd", "rsna_screening"):
     return sum(1 for _ in folder.rglob("*.dcm"))
   return int((folder / "films").read_text())
 
@@ -64,6 +72,14 @@ def per_image_work(manual_dir: str, dataset: str = "cmmd") -> float:
   from mammo_tfds import generation, imaging  # pylint: disable=import-outside-toplevel
   generation.keep_freed_memory()  # as a build does
   root = epath.Path(manual_dir)
+  if dataset == "rsna_screening":
+    from mammo_tfds.rsna_screening import examples as rsna  # pylint: disable=import-outside-toplevel
+    os.environ["MAMMO_BUILD_WORKERS"] = "1"  # the pixel-data scan in this process, as the per-image work is
+    start = time.perf_counter()
+    items, _ = rsna.scan(str(root), rsna.plan(root).rows)
+    for item in items:
+      rsna.image_example(str(root), imaging.DEFAULT_SIZE, item)
+    return time.perf_counter() - start
   if dataset == "cbis_ddsm":
     from mammo_tfds.cbis_ddsm import cases, examples as cbis, layouts  # pylint: disable=import-outside-toplevel
     os.environ["MAMMO_BUILD_WORKERS"] = "1"  # the header scan in this process, as the per-image work is
@@ -109,6 +125,8 @@ def build_once(manual_dir: str, data_dir: str, dataset: str) -> dict:
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   if dataset == "cmmd":
     from mammo_tfds.cmmd import cmmd_dataset_builder as module  # pylint: disable=import-outside-toplevel
+  elif dataset == "rsna_screening":
+    from mammo_tfds.rsna_screening import rsna_screening_dataset_builder as module  # pylint: disable=import-outside-toplevel
   else:
     from mammo_tfds.cbis_ddsm import cbis_ddsm_dataset_builder as module  # pylint: disable=import-outside-toplevel
   builder = module.Builder(data_dir=data_dir)
@@ -149,10 +167,12 @@ def measure(manual_dir: pathlib.Path, workers: int, sample_memory: bool, dataset
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--dataset", choices=("cmmd", "cbis_ddsm"), default="cmmd")
+  parser.add_argument("--dataset", choices=("cmmd", "cbis_ddsm", "rsna_screening"), default="cmmd")
   parser.add_argument("--patients", type=int, default=8, help="N: patients of the small tree (4N for the large)")
   parser.add_argument("--film_size", type=int, nargs=2, default=(5000, 3000), metavar=("ROWS", "COLS"),
                       help="cbis_ddsm: film size (the real films are about 5000 x 3000)")
+  parser.add_argument("--rsna_scale", type=float, default=1.0,
+                      help="rsna_screening: image size as a share of the real sizes (1 = real)")
   parser.add_argument("--repeats", type=int, default=3, help="builds of each tree and worker count; the fastest counts")
   parser.add_argument("--tree_dir", default=None, help="default: <tmp>/mammo_bench_<dataset>")
   parser.add_argument("--json", action="store_true")
@@ -166,10 +186,12 @@ def main():
   tree_dir = pathlib.Path(args.tree_dir or os.path.join(tempfile.gettempdir(), f"mammo_bench_{dataset}"))
   if dataset == "cbis_ddsm":
     tree_dir = tree_dir / f"{args.film_size[0]}x{args.film_size[1]}"
+  if dataset == "rsna_screening":
+    tree_dir = tree_dir / f"scale_{args.rsna_scale:g}"
   rows, runs, images = [], {}, {}
   for scale in (1, 4):
     tree = tree_dir / f"patients_{scale * args.patients}"
-    images[scale] = ensure_tree(tree, scale * args.patients, dataset, tuple(args.film_size))
+    images[scale] = ensure_tree(tree, scale * args.patients, dataset, tuple(args.film_size), args.rsna_scale)
   peaks = {}
   for scale in (1, 4):
     for workers in (1, 2):
@@ -180,7 +202,7 @@ def main():
       for workers in (1, 2):
         tree = tree_dir / f"patients_{scale * args.patients}"
         runs.setdefault((scale, workers), []).append(measure(tree, workers, False, dataset))
-  unit = "DICOMs" if dataset == "cmmd" else "films"
+  unit = "films" if dataset == "cbis_ddsm" else "DICOMs"
   results = {case: {"seconds": min(run["seconds"] for run in case_runs),
                     "peak_mb": peaks[case],
                     "kept": case_runs[0]["kept"],
@@ -205,9 +227,12 @@ def main():
                 for _ in range(args.repeats))
   rows.append(["machine limit: per-image work, 2 processes / 1", ceiling,
                "the most 2 workers could give here (no TFDS, no pool)"])
+  rows.append(["speed-up as a share of the machine limit", (steady[2] / steady[1]) / ceiling,
+               "steady-state speed-up / machine limit: ~1 = the build scales as far as this machine lets it"])
   rows.append(["peak memory 4N / N (2 workers)", results[(4, 2)]["peak_mb"] / results[(1, 2)]["peak_mb"],
                "target ~1: does not grow with N"])
-  size = "2294x1914" if dataset == "cmmd" else f"{args.film_size[0]}x{args.film_size[1]} 16-bit films"
+  size = {"cmmd": "2294x1914", "cbis_ddsm": f"{args.film_size[0]}x{args.film_size[1]} 16-bit films",
+          "rsna_screening": f"{args.rsna_scale:g} x the real sizes (2800x2100, 5400x4900)"}[dataset]
   bench_common.emit(f"bench_build: {dataset} build at {size}, best of {args.repeats}", rows, args.json)
 
 

@@ -98,7 +98,7 @@ def bench_model(name: str, size: int, budget_s: float) -> tuple[list, dict]:
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--models", default="cnn:600,resnet50:160",
-                      help="comma-separated MODEL:SIZE (models of mammo_train.models, weights none)")
+                      help="comma-separated MODEL:SIZE (models of mammo_train.models.classifiers, weights none)")
   parser.add_argument("--budget", type=float, default=3.0, help="seconds timed per runtime and batch size")
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args()

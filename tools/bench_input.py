@@ -5,7 +5,7 @@ all measured in one run on one machine, so the ratios hold even where the
 absolute figures are noisy:
 
   decode limit, 1 thread / all cores  bare TFRecord read + PNG decode
-  trainer, flips only / full aug      mammo_train.data.train_batches, not cached
+  trainer, flips only / full aug      mammo_train.inputs.data.train_batches, not cached
   naive, full aug                     per-image PNG files read with Pillow,
                                       augmented with scipy.ndimage, stacked
 

@@ -3,13 +3,17 @@
 Writes a CMMD-layout tree once (tools/write_cmmd.py, 2294x1914 8-bit DICOMs,
 kept in --tree_dir for reruns), then times, on this machine:
 
-- decode + preprocess alone: `predict.prepared_stream` over every file, at
+- decode + preprocess alone: `reading.prepared_stream` over every file, at
   the stored size (600), with 1 and 2 worker processes;
 - each model alone: its scores on the prepared images from memory, batch by
   batch, as `predict_files` calls it (resize to the input size included);
-- end to end: `predict.expand_paths` -> `predict.predict_files` -> `predict.rows`,
+- end to end: `discovery.expand_paths` -> `predictor.predict_files` -> `predictor.rows`,
   with 1 and 2 workers, for the cnn and ResNet50 (weights none: speed does
-  not depend on them) at 600 px, float32.
+  not depend on them) at 600 px, float32;
+- each of the above per runtime of the model stage (--runtimes: keras and
+  every installed one of `mammo_train.inference.runtimes`, converted before
+  any timing, as `predict --runtime` does), with its ratio to Keras's in
+  the same run (target for ResNet50 end to end: 1.8x).
 
 Each end-to-end figure is also given as ratios, measured in the same run, to
 decode alone, to the model alone, and to the two in turn (1 / (1/decode +
@@ -28,6 +32,7 @@ only (MODEL:FILES).
   python tools/bench_predict.py                          # 24 files; cnn on all, resnet50 on 6: ~1.5 min on 2 busy
                                                          # cores (+40 s to write the files once)
   python tools/bench_predict.py --models=cnn --files=48 --repeats=3 --json
+  python tools/bench_predict.py --models=resnet50 --files=6 --runtimes=keras,openvino --repeats=2
 """
 import argparse
 import multiprocessing
@@ -36,6 +41,8 @@ import pathlib
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -50,8 +57,7 @@ WARMUP_CALLS = 2
 
 def ensure_tree(folder: pathlib.Path, files: int) -> list:
   """The first `files` DICOMs (in expand_paths order) of a tree written once with enough patients."""
-  from mammo_train.inference import predictor  # pylint: disable=import-outside-toplevel
-  from mammo_train.inference import discovery
+  from mammo_train.inference import discovery  # pylint: disable=import-outside-toplevel
   marker = folder / "complete"
   if not marker.exists():
     from tools import write_cmmd  # pylint: disable=import-outside-toplevel
@@ -70,35 +76,38 @@ def ensure_tree(folder: pathlib.Path, files: int) -> list:
 
 
 def decode_alone(files: list, workers: int = 1) -> None:
-  from mammo_train.inference import predictor  # pylint: disable=import-outside-toplevel
-  outcomes = list(predictor.prepared_stream(files, STORED_SIZE, workers=workers))
-  failed = [o for o in outcomes if isinstance(o, predictor.Failure)]
+  from mammo_train.inference import reading  # pylint: disable=import-outside-toplevel
+  outcomes = list(reading.prepared_stream(files, STORED_SIZE, workers=workers))
+  failed = [o for o in outcomes if isinstance(o, reading.Failure)]
   if failed:
     raise SystemExit(f"{failed[0].path}: {failed[0].detail}")
 
 
-def end_to_end(model, files: list, workers: int) -> None:
-  from mammo_train.inference import predictor  # pylint: disable=import-outside-toplevel
+def end_to_end(model, forward, files: list, workers: int) -> None:
+  from mammo_train.inference import discovery, predictor  # pylint: disable=import-outside-toplevel
   result = predictor.predict_files(model, discovery.expand_paths(files), stored_size=STORED_SIZE,
-                                 image_size=IMAGE_SIZE, batch_size=BATCH_SIZE, workers=workers)
+                                   image_size=IMAGE_SIZE, batch_size=BATCH_SIZE, workers=workers, score_with=forward)
   image_rows, _ = predictor.rows(result, THRESHOLDS)
   if len(image_rows) != len(files):
     raise SystemExit(f"scored {len(image_rows)} of {len(files)} files: {result.failures[:1]}")
 
 
-def model_alone(model, images) -> None:
-  from mammo_train.inference import predictor  # pylint: disable=import-outside-toplevel
+def model_alone(forward, images) -> None:
+  """The model stage as predict_files runs it: batches of stored images resized to the input (a no-op at 600)."""
+  from mammo_train.inputs import data  # pylint: disable=import-outside-toplevel
   for start in range(0, len(images), BATCH_SIZE):
-    predictor._scores(model, images[start:start + BATCH_SIZE], IMAGE_SIZE)  # pylint: disable=protected-access
+    forward(np.asarray(data.resize(images[start:start + BATCH_SIZE], IMAGE_SIZE)))
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--files", type=int, default=24, help="DICOMs read (decode alone, and models without :FILES)")
   parser.add_argument("--models", default="cnn,resnet50:6",
-                      help="comma-separated MODEL[:FILES] of mammo_train.models (weights none), at 600 px; "
+                      help="comma-separated MODEL[:FILES] of mammo_train.models.classifiers (weights none), at 600 px; "
                            "FILES: score only the first FILES files (default --files)")
   parser.add_argument("--repeats", type=int, default=3, help="runs of each case; the fastest counts")
+  parser.add_argument("--runtimes", default=None,
+                      help="comma-separated runtimes of the model stage (default: keras and every installed one)")
   parser.add_argument("--tree_dir", default=os.path.join(tempfile.gettempdir(), "mammo_bench_predict"))
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args()
@@ -113,28 +122,41 @@ def main():
     specs.append((name, int(count) if count else args.files))
   if args.files < 1 or args.repeats < 1:
     parser.error("--files and --repeats must be at least 1")
+  from mammo_train.inference import runtimes  # pylint: disable=import-outside-toplevel
+  names = (args.runtimes.split(",") if args.runtimes else
+           [name for name in config.RUNTIMES[1:] if runtimes.installed(name)])
+  for name in names:
+    if name not in config.RUNTIMES[1:] or not runtimes.installed(name):
+      parser.error(f"--runtimes: {name!r} is not an installed runtime (installed: "
+                   f"{', '.join(n for n in config.RUNTIMES[1:] if runtimes.installed(n))})")
+  names = ["keras"] + [name for name in names if name != "keras"]  # every ratio is to Keras in the same run
 
   import keras  # pylint: disable=import-outside-toplevel
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  from mammo_train.inference import predictor  # pylint: disable=import-outside-toplevel
+  from mammo_train.inference import reading  # pylint: disable=import-outside-toplevel
   from mammo_train.models import classifiers  # pylint: disable=import-outside-toplevel
 
   files = ensure_tree(pathlib.Path(args.tree_dir) / f"files_{args.files}", args.files)
   decode_alone(files, 1)  # warms the page cache and the imports: every case then reads from memory
-  images = np.stack([p.image for p in predictor.prepared_stream(files, STORED_SIZE, workers=1)])
-  built = {}
+  images = np.stack([p.image for p in reading.prepared_stream(files, STORED_SIZE, workers=1)])
+  built, forwards = {}, {}
+  conversions = tempfile.mkdtemp(prefix="mammo_bench_predict_onnx")
   for name, count in specs:
     keras.utils.set_random_seed(0)
     built[name] = classifiers.build(name, IMAGE_SIZE, 2, "none", 0.0, 0.0)
-    for _ in range(WARMUP_CALLS):  # tracing and oneDNN's first calls, for every batch shape timed
-      model_alone(built[name], images[:count])
+    for runtime in names:  # converted and checked against Keras before any timing
+      forwards[(name, runtime)] = runtimes.checked_forward(built[name], runtime, conversions)
+      for _ in range(WARMUP_CALLS):  # tracing and oneDNN's first calls, for every batch shape timed
+        model_alone(forwards[(name, runtime)], images[:count])
   # Each case once per repeat, interleaved, so a slow spell of the shared machine hits every case alike.
   cases = {("decode", 1): lambda: decode_alone(files, 1), ("decode", 2): lambda: decode_alone(files, 2),
            ("pool", 2): lambda: decode_alone([], 2)}
   for name, count in specs:
-    cases[(name, "alone")] = lambda m=built[name], c=count: model_alone(m, images[:c])
-    for workers in (1, 2):
-      cases[(name, workers)] = lambda m=built[name], c=count, w=workers: end_to_end(m, files[:c], w)
+    for runtime in names:
+      forward = forwards[(name, runtime)]
+      cases[(name, runtime, "alone")] = lambda f=forward, c=count: model_alone(f, images[:c])
+      for workers in (1, 2):
+        cases[(name, runtime, workers)] = lambda m=built[name], f=forward, c=count, w=workers: end_to_end(
+            m, f, files[:c], w)
   # The machine's own limit: the files read in 2 processes at once, each all of them, vs 1 process once.
   pool = multiprocessing.get_context("fork").Pool(2)
   cases[("machine", 2)] = lambda: pool.map(decode_alone, [files, files], chunksize=1)
@@ -154,19 +176,24 @@ def main():
           ["machine limit: decode in 2 processes / 1", 2 * seconds[("decode", 1)] / seconds[("machine", 2)],
            "the most 2 workers could give here (each process reads every file; no pool overhead)"]]
   for name, count in specs:
-    alone = count / seconds[(name, "alone")]
-    rows.append([f"{name} {IMAGE_SIZE}px alone", alone, f"img/s from memory ({count} images, batch {BATCH_SIZE})"])
-    full = {}
-    for workers in (1, 2):
-      full[workers] = count / seconds[(name, workers)]
-      in_turn = 1 / (1 / decode[workers] + 1 / alone)
-      rows.append([f"{name} {IMAGE_SIZE}px end to end, {workers} worker{'s' if workers > 1 else ''}", full[workers],
-                   f"files/s ({count} files); x{full[workers] / decode[workers]:.2f} decode alone, "
-                   f"x{full[workers] / alone:.2f} model alone, x{full[workers] / in_turn:.2f} the two in turn"])
-    rows.append([f"{name} speed-up 1 -> 2 workers, end to end", full[2] / full[1], ""])
+    for runtime in names:
+      alone = count / seconds[(name, runtime, "alone")]
+      keras_alone = count / seconds[(name, "keras", "alone")]
+      rows.append([f"{name} {IMAGE_SIZE}px {runtime} alone", alone,
+                   f"img/s from memory ({count} images, batch {BATCH_SIZE}); x{alone / keras_alone:.2f} keras"])
+      full = {}
+      for workers in (1, 2):
+        full[workers] = count / seconds[(name, runtime, workers)]
+        in_turn = 1 / (1 / decode[workers] + 1 / alone)
+        keras_full = count / seconds[(name, "keras", workers)]
+        rows.append([f"{name} {IMAGE_SIZE}px {runtime} end to end, {workers} worker{'s' if workers > 1 else ''}",
+                     full[workers], f"files/s ({count} files); x{full[workers] / keras_full:.2f} keras, "
+                     f"x{full[workers] / decode[workers]:.2f} decode alone, x{full[workers] / alone:.2f} model "
+                     f"alone, x{full[workers] / in_turn:.2f} the two in turn"])
+      rows.append([f"{name} {runtime} speed-up 1 -> 2 workers, end to end", full[2] / full[1], ""])
   bench_common.emit(f"bench_predict: CMMD-size DICOMs (2294x1914) to scores, stored at {STORED_SIZE}, "
                     f"best of {args.repeats}", rows, args.json,
-                    {"files": args.files, "models": dict(specs), "batch_size": BATCH_SIZE})
+                    {"files": args.files, "models": dict(specs), "runtimes": names, "batch_size": BATCH_SIZE})
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """Training-step benchmark: images per second per model, size and precision policy.
 
 For each model at each size and dtype policy, trains a few steps twice: fed by
-the trainer's real input pipeline (mammo_train.data.train_batches, full
+the trainer's real input pipeline (mammo_train.inputs.data.train_batches, full
 augmentation) and by one batch repeated from memory. Their ratio says whether
 the input pipeline is the bottleneck (it must not be: ratio ~1). Runs on CPU
 or GPU; on a GPU, mixed_float16 is the one that matters.
 
   python tools/bench_train.py            # every model, size and policy: hours on 2 cores (emulated
-                                         # mixed precision); README's CPU table took 47 min without
+                                         # mixed precision); docs/performance.md's CPU table took 47 min without
                                          # VGG16 / InceptionV3 at 600 px mixed
   python tools/bench_train.py --models=cnn,resnet50 --sizes=224 --policies=float32,mixed_bfloat16
 """
@@ -95,7 +95,8 @@ def measure(builder, model_name: str, size: int, policy: str, args) -> dict:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--data_dir", help="TFDS data dir with synthetic/600 (built there if missing)")
+  parser.add_argument("--data_dir", help="TFDS data dir with synthetic/CONFIG (built there if missing)")
+  parser.add_argument("--config", default="600", help="synthetic config the images come from (tiny: a smoke run)")
   parser.add_argument("--models", default="cnn,resnet50,vgg16,inceptionv3")
   parser.add_argument("--sizes", default="224,600")
   parser.add_argument("--policies", default="float32,mixed_float16,mixed_bfloat16")
@@ -108,7 +109,7 @@ def main():
   args = parser.parse_args()
 
   from mammo_train.inputs import data  # pylint: disable=import-outside-toplevel
-  builder = data.load_builder("synthetic", bench_common.ensure_synthetic(args.data_dir))
+  builder = data.load_builder(f"synthetic/{args.config}", bench_common.ensure_synthetic(args.data_dir, args.config))
   rows, results = [], []
   for model_name in args.models.split(","):
     for size in (int(s) for s in args.sizes.split(",")):

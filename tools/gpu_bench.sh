@@ -5,6 +5,10 @@
 # wheel mirror): it installs the package and tensorflow[and-cuda].
 #   bash tools/gpu_bench.sh [DATA_DIR]
 set -euo pipefail
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  echo "gpu_bench.sh: no NVIDIA GPU here (nvidia-smi lists none): run it on a GPU machine" >&2
+  exit 2
+fi
 cd "$(dirname "$0")/.."
 data_dir=${1:-/tmp/mammo_bench_data}
 if [ ! -x .venv/bin/python ]; then

@@ -5,11 +5,15 @@ run the builder on trees written here. They copy what the builder must cope
 with in the real download (DESIGN.md, CBIS-DDSM):
 
 - scanned-film pixels: a non-black, noisy background with scanner shading,
-  bright unexposed film borders, a film label with dark text (sometimes
-  touching the breast) and a ruler in the background; some films scanned the
-  other way round (chest wall away from the side its laterality says);
+  bright unexposed strips along any film edge, a film label with dark text
+  against every edge and corner, and a ruler along every edge, each touching
+  the breast or not; the breast at the film's edge or with a margin of bare
+  film; some films scanned the other way round (chest wall away from the side
+  its laterality says);
 - per abnormality an ROI mask (binary, full film size) and a cropped lesion
   image, in one series or two, their file names in no consistent order;
+  with --realistic about a quarter of ROI series described the other way
+  round (the CSV's "cropped image" is the mask) and some ROI files missing;
 - headers as in the real files: Secondary Capture, Modality MG, 16 bits,
   MONOCHROME2, `Laterality` (0020,0060) but no ImageLaterality, no
   ViewPosition or View Code Sequence, PatientOrientation holding the VIEW,
@@ -25,9 +29,11 @@ with in the real download (DESIGN.md, CBIS-DDSM):
   and Kaggle (`jpeg/<SeriesUID>/1-NNN.jpg`, `csv/dicom_info.csv`, the case CSVs in `csv/`).
 
   python tools/write_cbis.py /tmp/cbis --patients 6 --layout classic
+  python tools/write_cbis.py /tmp/cbis_real --patients 25 --realistic   # ~50 films, swapped / missing ROIs
   python tools/write_cbis.py /tmp/cbis_film --patients 4 --height 5000 --width 3000   # film size
 """
 import argparse
+import collections
 import csv
 import dataclasses
 import hashlib
@@ -48,6 +54,11 @@ from mammo_tfds import phantom  # pylint: disable=wrong-import-position
 from tools import write_cmmd  # pylint: disable=wrong-import-position
 
 LAYOUTS = ("classic", "descriptive", "kaggle")
+# Film edges, the breast drawn with its chest wall on the "near" side; and the edges and corners a label goes against.
+EDGES = ("top", "bottom", "far", "near")
+PLACES = ("top-near", "top", "top-far", "far", "bottom-far", "bottom", "bottom-near", "near")
+# A realistic tree (--realistic): this share of ROI series written the other way round, and of rows without ROI files.
+SWAPPED_SHARE, ROI_MISSING_SHARE = 0.25, 0.03
 FILM_SHAPE = (5000, 3000)  # rows, columns: DDSM films are about 3000 x 5000 at 50 um
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 UID_PREFIX = "1.3.6.1.4.1.9590.100.1.2."
@@ -83,6 +94,8 @@ class Abnormality:
   shape: str  # mass shape, or calc type
   margins: str  # mass margins, or calc distribution
   mask_apart: bool  # mask and cropped image in two series (104 of 3,568 real rows)
+  swapped: bool = False  # the CSV paths and descriptions call the mask the cropped image and vice versa
+  roi_missing: bool = False  # the ROI files are not in the download
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +109,11 @@ class Film:
   official: Tuple[Tuple[str, str], ...]  # (kind, train|test) for each kind on the film
   reversed: bool = False  # scanned the other way round: chest wall on the side opposite its laterality
   label_touches: bool = False  # the film label touches the breast
+  label_at: str = "top-far"  # a PLACES entry: the film edge or corner the label is put against
+  ruler_at: str = "far"  # an EDGES entry: the film edge the ruler lies along
+  ruler_touches: bool = False
+  strips: Tuple[str, ...] = ("top", "bottom", "far")  # EDGES with a bright unexposed strip
+  margin: float = 0.0  # film between the chest-wall edge and the breast, as a share of the width
 
   @property
   def kinds(self):
@@ -113,15 +131,24 @@ class WrittenFilm:
   boxes: Tuple[Tuple[str, int, Tuple[int, int, int, int]], ...]  # (kind, id, (y0, x0, y1, x1)) source pixels
   chest_wall: str  # "left" | "right": where it really is in the written pixels
   shape: Tuple[int, int]
+  breast_box: Tuple[int, int, int, int] = (0, 0, 0, 0)  # y0, x0, y1, x1 of the breast in the written pixels
+  artefacts: Tuple[Tuple[int, int, int, int], ...] = ()  # boxes of the label and the ruler, written pixels
+  roi_outcomes: Tuple[Tuple[str, int, str], ...] = ()  # (kind, id, what the builder must find: found, roi_swapped, ...)
 
 
-def plan(num_patients: int, seed: int = 0) -> List[Film]:
+def plan(num_patients: int, seed: int = 0, realistic: bool = False) -> List[Film]:
   """Films of `num_patients` patients with the real data's mix of cases.
 
   Patient 1 has a breast with both a mass and a calcification (a film in both
   CSVs), patient 2 is in both official sets (mass in train, calcification in
   test), patient 3 has two abnormalities on one breast; every fourth film is
-  scanned the other way round and every third has its label touching the breast.
+  scanned the other way round. Film n's label goes against PLACES[n % 8],
+  touching the breast on every other round of eight; its ruler along
+  EDGES[n // 2 % 4], touching unless n % 3 == 0; its strips are the edges of
+  bit mask n % 16; every third film has a margin between breast and film edge.
+  `realistic`: about SWAPPED_SHARE of ROI series are written the other way
+  round (the first abnormality always is) and ROI_MISSING_SHARE of rows lack
+  their ROI files (the second film's always do).
   """
   rng = np.random.default_rng(seed)
   films = []
@@ -144,13 +171,21 @@ def plan(num_patients: int, seed: int = 0) -> List[Film]:
         for number in range(1, (3 if index == 2 else 2)):
           pathology = str(rng.choice(PATHOLOGIES, p=np.array(PATHOLOGY_SHARES) / sum(PATHOLOGY_SHARES)))
           shapes, margins = (MASS_SHAPES, MASS_MARGINS) if kind == "mass" else (CALC_TYPES, CALC_DISTRIBUTIONS)
+          roll = _number(seed, patient, side, kind, number) % 1000 / 1000
           abnormalities.append(Abnormality(
               number, kind, pathology, int(rng.integers(0, 6)), int(rng.integers(1, 6)),
-              str(rng.choice(shapes)), str(rng.choice(margins)), mask_apart=bool(rng.random() < 0.2)))
+              str(rng.choice(shapes)), str(rng.choice(margins)), mask_apart=bool(rng.random() < 0.2),
+              swapped=realistic and (roll < SWAPPED_SHARE or not films),
+              roi_missing=realistic and not (roll < SWAPPED_SHARE or not films) and (
+                  roll > 1 - ROI_MISSING_SHARE or index == 1)))
       for view in ("CC", "MLO"):
+        n = len(films)
         films.append(Film(patient, side, view, density, tuple(abnormalities),
                           tuple((kind, official_of[kind]) for kind in sorted(set(kinds))),
-                          reversed=len(films) % 4 == 3, label_touches=len(films) % 3 == 2))
+                          reversed=n % 4 == 3, label_touches=n // 8 % 2 == 1, label_at=PLACES[n % 8],
+                          ruler_at=EDGES[n // 2 % 4], ruler_touches=n % 3 != 0,
+                          strips=tuple(edge for bit, edge in enumerate(EDGES) if n % 16 >> bit & 1),
+                          margin=0.08 if n % 3 == 1 else 0.0))
   return films
 
 
@@ -180,15 +215,16 @@ def film_pixels(seed: int, film: Film, shape=FILM_SHAPE):
   depth = width * rng.uniform(0.5, 0.68)
   half_height = height * rng.uniform(0.3, 0.38)
   centre_y = height * rng.uniform(0.46, 0.54)
-  radial = np.hypot(xx / depth, (yy - centre_y) / half_height) * (
+  near_x = width * film.margin  # the chest wall's column: 0, or a margin of bare film before the breast
+  radial = np.hypot((xx - near_x) / depth, (yy - centre_y) / half_height) * (
       1 + 0.025 * phantom.smooth_noise(rng, shape, height / 25))
-  breast = radial < 1.0
+  breast = (radial < 1.0) & (xx >= near_x)
   tissue = (0.42 + 0.2 * rng.uniform(0, 1) + 0.06 * phantom.smooth_noise(rng, shape, height / 40)
             + 0.03 * phantom.smooth_noise(rng, shape, height / 150))
-  fade = np.clip(1.15 - 0.75 * radial ** 3, 0.45, 1.0)
+  fade = np.clip(1.15 - 0.95 * radial ** 4, 0.2, 1.0)  # the skin fades as the compressed breast thins
   value = background + (tissue - background) * fade
   if film.view == "MLO":
-    muscle = xx / (width * rng.uniform(0.18, 0.3)) + yy / (height * rng.uniform(0.3, 0.45)) < 1
+    muscle = (xx - near_x) / (width * rng.uniform(0.18, 0.3)) + yy / (height * rng.uniform(0.3, 0.45)) < 1
     value = np.where(muscle, value + 0.12, value)
   image = np.where(breast, value + rng.normal(0, 0.012, size=shape).astype(np.float32), image)
   masks = []
@@ -201,8 +237,8 @@ def film_pixels(seed: int, film: Film, shape=FILM_SHAPE):
     radius_frac = breast_rng.uniform(0.02, 0.04)
     r = breast_rng.uniform(*reach)
     cy = centre_y + r * half_height * np.sin(angle)
-    cx = max(r * depth * np.cos(angle), radius_frac * height * 1.2) if place != "chest" else (
-        radius_frac * height * breast_rng.uniform(1.05, 2.0))
+    cx = near_x + (max(r * depth * np.cos(angle), radius_frac * height * 1.2) if place != "chest" else (
+        radius_frac * height * breast_rng.uniform(1.05, 2.0)))
     radius = radius_frac * height
     lesion = np.hypot((yy - cy) / radius, (xx - cx) / (radius * rng.uniform(0.75, 1.0))) < 1.0
     if abnormality.kind == "mass":
@@ -212,55 +248,68 @@ def film_pixels(seed: int, film: Film, shape=FILM_SHAPE):
       image = np.where(ndimage.binary_dilation(dots, iterations=max(1, height // 800)), image + 0.25, image)
     masks.append((abnormality.kind, abnormality.number, lesion))
   hidden = np.zeros(shape, bool)  # what borders, ruler and label cover: no lesion can be outlined there
-  # Bright unexposed film borders: along the top and bottom and the far (nipple-side) edge, and
-  # sometimes a thin one at the chest wall, where the breast runs into it.
-  for edge, chance in (("top", 0.75), ("bottom", 0.75), ("far", 0.75), ("near", 0.25)):
-    if rng.random() < chance:
-      across = width if edge in ("top", "bottom") else height
-      thickness = max(2, int((height if edge in ("top", "bottom") else width) * rng.uniform(0.012, 0.035)))
-      if edge == "near":
-        thickness = max(2, thickness // 2)
-      ragged = thickness + (2 * phantom.smooth_noise(rng, (1, across), 30)[0]).astype(int)
-      level = rng.uniform(0.9, 0.98)
-      if edge == "top":
-        strip = yy < ragged[None, :]
-      elif edge == "bottom":
-        strip = yy >= height - ragged[None, :]
-      elif edge == "far":
-        strip = xx >= width - ragged[:, None]
-      else:
-        strip = xx < ragged[:, None]
-      image = np.where(strip, level, image)
-      hidden |= strip
-  # Ruler: a bright strip with dark ticks, in the background on the far side.
-  ruler_x = int(width * rng.uniform(0.8, 0.9))
-  ruler_w = max(2, width // 90)
-  top, length = int(height * (0.55 if film.label_touches else 0.1)), int(height * 0.3)  # apart from the label
-  image[top:top + length, ruler_x:ruler_x + ruler_w] = 0.85
-  hidden[top:top + length, ruler_x:ruler_x + ruler_w] = True
-  image[top:top + length:max(2, height // 100), ruler_x:ruler_x + ruler_w // 2] = 0.3
-  # Film label: a near-white block with dark text; sometimes touching the breast.
-  label_h, label_w = int(height * 0.07), int(width * 0.25)
-  if film.label_touches:
-    row = int(centre_y - half_height * 0.2)
-    right_edge = np.nonzero(breast[row])[0]
-    left = (int(right_edge.max()) - label_w // 6) if right_edge.size else int(width * 0.5)
-    top = row - label_h // 2
+  # Bright unexposed film borders along the edges the plan names (at the chest wall the breast runs into one).
+  for edge in film.strips:
+    across = width if edge in ("top", "bottom") else height
+    thickness = max(2, int((height if edge in ("top", "bottom") else width) * rng.uniform(0.012, 0.035)))
+    # Ragged, but along the whole edge: the film outside the exposure field.
+    ragged = np.maximum(thickness // 2 + 1, thickness + (2 * phantom.smooth_noise(rng, (1, across), 30)[0]).astype(int))
+    if edge in ("top", "bottom"):
+      strip = yy < ragged[None, :] if edge == "top" else yy >= height - ragged[None, :]
+    else:
+      strip = xx < ragged[:, None] if edge == "near" else xx >= width - ragged[:, None]
+    image = np.where(strip, rng.uniform(0.9, 0.98), image)
+    hidden |= strip
+  artefacts = []
+  # Ruler: a bright bar with dark ticks along one edge, at the edge or against the breast.
+  along = film.ruler_at in ("top", "bottom")
+  ruler_h, ruler_w = (max(2, height // 90), int(width * 0.4)) if along else (int(height * 0.3), max(2, width // 90))
+  top, left = _place(breast, ruler_h, ruler_w, film.ruler_at, film.ruler_touches, rng)
+  image[top:top + ruler_h, left:left + ruler_w] = 0.85
+  ticks = max(2, max(height, width) // 100)
+  if along:
+    image[top:top + ruler_h // 2, left:left + ruler_w:ticks] = 0.3
   else:
-    top = int(height * (0.06 if rng.random() < 0.5 else 0.86))
-    left = int(width * 0.7)
-  left = min(max(left, 0), width - label_w)
+    image[top:top + ruler_h:ticks, left:left + ruler_w // 2] = 0.3
+  hidden[top:top + ruler_h, left:left + ruler_w] = True
+  artefacts.append((top, left, top + ruler_h, left + ruler_w))
+  # Film label: a near-white block with dark text against an edge or corner, or against the breast.
+  label_h, label_w = int(height * 0.07), int(width * 0.25)
+  top, left = _place(breast & ~hidden, label_h, label_w, film.label_at, film.label_touches, rng)
   image[top:top + label_h, left:left + label_w] = 0.95
   hidden[top:top + label_h, left:left + label_w] = True
   image[top + label_h // 3:top + 2 * label_h // 3, left + label_w // 8:left + 7 * label_w // 8:4] = 0.2
+  artefacts.append((top, left, top + label_h, left + label_w))
   # An ROI is outlined on what the film shows: not under a border strip or the label.
   masks = [(kind, number, mask & ~hidden if (mask & ~hidden).any() else mask) for kind, number, mask in masks]
   pixels = np.rint(np.clip(image, 0, 1) * 65535).astype(np.uint16)
+  visible = breast & ~hidden
   mirror = (film.side == "RIGHT") != film.reversed
   if mirror:
-    pixels = pixels[:, ::-1]
+    pixels, visible = pixels[:, ::-1], visible[:, ::-1]
     masks = [(kind, number, mask[:, ::-1]) for kind, number, mask in masks]
-  return np.ascontiguousarray(pixels), masks, ("right" if mirror else "left")
+    artefacts = [(y0, width - x1, y1, width - x0) for y0, x0, y1, x1 in artefacts]
+  return np.ascontiguousarray(pixels), masks, ("right" if mirror else "left"), mask_box(visible), tuple(artefacts)
+
+
+def _place(breast: np.ndarray, rect_h: int, rect_w: int, place: str, touching: bool, rng):
+  """(top, left) of a rect_h x rect_w block against a film edge or corner (`place`, chest wall "near" =
+  column 0), moved from there toward the breast's centre until it overlaps the breast's outline if
+  `touching`; else left at the edge (it touches the breast there only where the breast fills the edge)."""
+  height, width = breast.shape
+  row_of = {"top": 0.0, "bottom": 1.0}
+  col_of = {"near": 0.0, "far": 1.0}
+  parts = place.split("-")
+  row = next((row_of[p] for p in parts if p in row_of), rng.uniform(0.25, 0.75))
+  col = next((col_of[p] for p in parts if p in col_of), rng.uniform(0.3, 0.7))
+  start = np.array([row * (height - rect_h), col * (width - rect_w)])
+  rows, cols = np.nonzero(breast)
+  centre = np.array([rows.mean() - rect_h / 2, cols.mean() - rect_w / 2]) if rows.size else start
+  for t in np.linspace(0, 1, 60) if touching else (0.0,):
+    top, left = (int(v) for v in np.clip(start + t * (centre - start), 0, [height - rect_h, width - rect_w]))
+    if breast[top:top + rect_h, left:left + rect_w].any():
+      break
+  return top, left
 
 
 def mask_box(mask: np.ndarray) -> Tuple[int, int, int, int]:
@@ -347,8 +396,8 @@ def write(root, films: Sequence[Film], layout: str = "classic", seed: int = 0, s
   rows = {name: [] for name in CSV_NAMES.values()}
   written = []
   for film in films:
-    pixels, masks, chest_wall = film_pixels(seed, film, shape)
-    sources_, boxes = [], []
+    pixels, masks, chest_wall, breast_box, artefacts = film_pixels(seed, film, shape)
+    sources_, boxes, outcomes = [], [], []
     for kind in film.kinds:
       official = film.official_set(kind)
       folder = f"{KINDS[kind]}-{SETS[official]}_{film.patient}_{film.side}_{film.view}"
@@ -358,24 +407,14 @@ def write(root, films: Sequence[Film], layout: str = "classic", seed: int = 0, s
       for abnormality in [a for a in film.abnormalities if a.kind == kind]:
         mask = next(m for k, n, m in masks if k == kind and n == abnormality.number)
         box = mask_box(mask)
-        boxes.append((kind, abnormality.number, box))
-        y0, x0, y1, x1 = box
-        margin_y, margin_x = (y1 - y0) // 8 + 1, (x1 - x0) // 8 + 1
-        crop = pixels[max(0, y0 - margin_y):y1 + margin_y, max(0, x0 - margin_x):x1 + margin_x]
+        outcome = "roi_missing" if abnormality.roi_missing else "roi_swapped" if abnormality.swapped else "found"
+        boxes.append((kind, abnormality.number, (0, 0, 0, 0) if abnormality.roi_missing else box))
+        outcomes.append((kind, abnormality.number, outcome))
         roi_folder = f"{folder}_{abnormality.number}"
-        roi_study = _uid(seed, roi_folder, "study")
-        order = _number(seed, roi_folder) % 2  # which of the two files is the mask: no fixed order
-        mask_series = _uid(seed, roi_folder, "series")
-        crop_series = _uid(seed, roi_folder, "crop series") if abnormality.mask_apart else mask_series
-        mask_index = 0 if abnormality.mask_apart else order
-        crop_index = 0 if abnormality.mask_apart else 1 - order
-        # A shared series is named after the mask in the descriptive layout; each file keeps its own description.
-        mask_path, _ = writer.write(mask.astype(np.uint8) * 255, roi_folder, film, MASK, roi_study, mask_series,
-                                 mask_index, folder_description=MASK)
-        crop_path, _ = writer.write(crop, roi_folder, film, CROP, roi_study, crop_series, crop_index,
-                                 folder_description=CROP if abnormality.mask_apart else MASK)
+        mask_path, crop_path = _write_roi(writer, film, abnormality, pixels, mask, roi_folder)
         rows[CSV_NAMES[(kind, official)]].append(_csv_row(film, abnormality, full_path, crop_path, mask_path))
-    written.append(WrittenFilm(film, tuple(sources_), tuple(boxes), chest_wall, tuple(pixels.shape)))
+    written.append(WrittenFilm(film, tuple(sources_), tuple(boxes), chest_wall, tuple(pixels.shape), breast_box,
+                               artefacts, tuple(outcomes)))
   csv_dir = root / "csv" if layout == "kaggle" else root
   csv_dir.mkdir(parents=True, exist_ok=True)
   for (kind, _), name in CSV_NAMES.items():
@@ -383,6 +422,35 @@ def write(root, films: Sequence[Film], layout: str = "classic", seed: int = 0, s
   if layout == "kaggle":
     _write_dicom_info(csv_dir / "dicom_info.csv", writer.info_rows)
   return written
+
+
+def _write_roi(writer: _Writer, film: Film, abnormality: Abnormality, pixels, mask, roi_folder: str):
+  """Writes an abnormality's ROI mask and cropped image; returns the (mask, crop) paths its CSV row gives.
+
+  In one series (their file order drawn per row) or two (`mask_apart`). A
+  `swapped` row has the descriptions and the CSV paths the other way round,
+  as the real CSVs sometimes do; a `roi_missing` row's files are not written.
+  """
+  y0, x0, y1, x1 = mask_box(mask)
+  margin_y, margin_x = (y1 - y0) // 8 + 1, (x1 - x0) // 8 + 1
+  crop = pixels[max(0, y0 - margin_y):y1 + margin_y, max(0, x0 - margin_x):x1 + margin_x]
+  seed = writer.seed
+  roi_study = _uid(seed, roi_folder, "study")
+  order = _number(seed, roi_folder) % 2  # which of the two files is the mask: no fixed order
+  mask_series = _uid(seed, roi_folder, "series")
+  crop_series = _uid(seed, roi_folder, "crop series") if abnormality.mask_apart else mask_series
+  mask_index = 0 if abnormality.mask_apart else order
+  crop_index = 0 if abnormality.mask_apart else 1 - order
+  if abnormality.roi_missing:
+    return (f"{roi_folder}/{roi_study}/{mask_series}/{mask_index:06d}.dcm",
+            f"{roi_folder}/{roi_study}/{crop_series}/{crop_index:06d}.dcm")
+  said_mask, said_crop = (CROP, MASK) if abnormality.swapped else (MASK, CROP)
+  # A shared series is named after the mask in the descriptive layout; each file keeps its own description.
+  mask_path, _ = writer.write(mask.astype(np.uint8) * 255, roi_folder, film, said_mask, roi_study, mask_series,
+                              mask_index, folder_description=said_mask if abnormality.mask_apart else MASK)
+  crop_path, _ = writer.write(crop, roi_folder, film, said_crop, roi_study, crop_series, crop_index,
+                              folder_description=said_crop if abnormality.mask_apart else MASK)
+  return (crop_path, mask_path) if abnormality.swapped else (mask_path, crop_path)
 
 
 def _csv_row(film: Film, abnormality: Abnormality, full_path: str, crop_path: str, mask_path: str) -> list:
@@ -411,7 +479,8 @@ def _write_dicom_info(path: pathlib.Path, rows: list):
     writer.writerows(rows)
 
 
-def write_tree(root, num_patients: int, layout: str = "classic", seed: int = 0, shape=(300, 180)) -> List[WrittenFilm]:
+def write_tree(root, num_patients: int, layout: str = "classic", seed: int = 0, shape=(300, 180),
+               realistic: bool = False) -> List[WrittenFilm]:
   """Plans and writes a CBIS-DDSM tree of `num_patients` patients under `root` (the builder's manual dir).
 
   Args:
@@ -420,8 +489,9 @@ def write_tree(root, num_patients: int, layout: str = "classic", seed: int = 0, 
     layout: classic | descriptive (TCIA, NBIA Data Retriever) | kaggle (JPEGs + dicom_info.csv).
     seed: fixes the plan, UIDs and pixels; the same seed in another layout gives the same films.
     shape: (rows, columns) of every film; the real films are about 5000 x 3000 (FILM_SHAPE).
+    realistic: about a quarter of ROI series swapped and some ROI files missing (`plan`).
   """
-  return write(root, plan(num_patients, seed), layout, seed, shape)
+  return write(root, plan(num_patients, seed, realistic), layout, seed, shape)
 
 
 def main(argv=None):
@@ -432,10 +502,16 @@ def main(argv=None):
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--height", type=int, default=300)
   parser.add_argument("--width", type=int, default=180)
+  parser.add_argument("--realistic", action="store_true",
+                      help=f"write about {SWAPPED_SHARE:.0%} of ROI series the other way round (CSV paths and "
+                      f"descriptions naming the mask the cropped image) and leave {ROI_MISSING_SHARE:.0%} of rows "
+                      "without their ROI files, as in the real download")
   args = parser.parse_args(argv)
-  written = write_tree(args.root, args.patients, args.layout, args.seed, (args.height, args.width))
+  written = write_tree(args.root, args.patients, args.layout, args.seed, (args.height, args.width), args.realistic)
+  outcomes = collections.Counter(outcome for w in written for _, _, outcome in w.roi_outcomes)
   print(f"wrote {len(written)} films ({sum(len(w.sources) for w in written)} full-mammogram series) "
-        f"of {args.patients} patients to {args.root} ({args.layout} layout)")
+        f"of {args.patients} patients to {args.root} ({args.layout} layout); ROI rows: "
+        + ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())))
 
 
 if __name__ == "__main__":

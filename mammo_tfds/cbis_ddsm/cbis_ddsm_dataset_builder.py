@@ -29,9 +29,11 @@ SUBGROUPS = {
 class Builder(generation.ParallelBuilder):
   """CBIS-DDSM scanned films, one example per film, labelled malignant if any abnormality on it is."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("1.2.0")
   RELEASE_NOTES = {"1.0.0": "First release.",
-                   "1.1.0": "Film-level `abnormality` and `subtlety` features and the subgroup declaration."}
+                   "1.1.0": "Film-level `abnormality` and `subtlety` features and the subgroup declaration.",
+                   "1.2.0": "ROI masks decided from pixels (`abnormalities/roi`); films with missing or unusable "
+                            "ROI files kept without that box; scanned-film crop robust to edge strips and margins."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   CBIS-DDSM cannot be downloaded automatically. Either
     - from https://www.cancerimagingarchive.net/collection/cbis-ddsm/ download the
@@ -47,6 +49,7 @@ class Builder(generation.ParallelBuilder):
   def __init__(self, **kwargs):
     super().__init__(**kwargs)
     self._orientations = collections.Counter()  # what decided the chest wall side -> films
+    self.roi_counts = collections.Counter()  # abnormalities by ROI outcome (examples.ROI_OUTCOMES), for the audit
 
   def _info(self) -> tfds.core.DatasetInfo:
     abnormality = {
@@ -60,7 +63,10 @@ class Builder(generation.ParallelBuilder):
         "calc_type": tfds.features.Text(doc="Calcifications; empty for masses or N/A."),
         "calc_distribution": tfds.features.Text(doc="Calcifications; empty for masses or N/A."),
         "box": tfds.features.Tensor(shape=(4,), dtype=np.int32,
-                                    doc="y0, x0, y1, x1 of the ROI mask in source pixels (end-exclusive)."),
+                                    doc="y0, x0, y1, x1 of the ROI mask in source pixels (end-exclusive); "
+                                        "all zero when `roi` is roi_missing or roi_unusable."),
+        "roi": tfds.features.Text(doc="How the box was found: " + ", ".join(examples.ROI_OUTCOMES)
+                                  + " (examples.roi_box)."),
     }
     schema = features.common(self.builder_config.image_size)
     schema.update({
@@ -106,10 +112,13 @@ class Builder(generation.ParallelBuilder):
     """Counts what decided each film's orientation as the examples pass (plain builds)."""
     for key, example in super()._record(results):
       self._orientations[example["orientation"]] += 1
+      self.roi_counts.update(abnormality["roi"] for abnormality in example["abnormalities"])
       yield key, example
 
   def _summary_line(self) -> str:
     disagree = self._orientations.get("pixels, laterality disagrees", 0)
     decided = ", ".join(f"{count} by '{how}'" for how, count in sorted(self._orientations.items()))
     return (f"{super()._summary_line()}; read the {self._layout} layout; chest wall side decided {decided}: "
-            f"the pixels overruled the laterality on {disagree} films")
+            f"the pixels overruled the laterality on {disagree} films; ROI files of {sum(self.roi_counts.values())} "
+            f"abnormalities: " + ", ".join(f"{self.roi_counts[outcome]} {outcome}" for outcome in examples.ROI_OUTCOMES)
+            + " (a swap is decided from pixels and never skips a film; missing / unusable: kept without a box)")

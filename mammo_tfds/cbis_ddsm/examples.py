@@ -10,8 +10,14 @@ path, with the abnormalities of both (each mask must fit that image). The
 label is malignant if any abnormality on the film is MALIGNANT, else benign
 (BENIGN and BENIGN_WITHOUT_CALLBACK; the pathology of each abnormality is
 kept as it is). ROI masks and cropped lesion images are never examples: only
-the series that the CSVs name as the image file are, and a file there must
-be described as a full mammogram (or not described) and not be a binary mask.
+the series that the CSVs name as the image file are.
+
+ROI files are decided from pixels (`roi_box`): the two files of an ROI series
+are not consistently ordered and the CSV paths and descriptions follow that
+order, so the CSV's "cropped image" is sometimes the mask. Each abnormality's
+`roi` says what happened: found, roi_swapped (the pixels overruled the CSV
+or description), roi_missing, roi_unusable (the last two: no box, the film
+is kept with its label); the builder counts them in its summary line.
 
 What stops the build and what is skipped:
   fails   - no case CSV, or a CSV value outside the known ones (file, row and
@@ -22,21 +28,21 @@ What stops the build and what is skipped:
             the same way round), else the DDSM convention (left breast, chest
             wall left) does. `orientation` records which; films where the
             pixels overruled the laterality are counted in the build summary.
-  skipped - a film with a CSV row whose files are missing; a file that cannot
-            be read; a mask whose size differs from its film's; an ROI series
-            with no mask, or whose descriptions contradict the contents; a
-            blank image. The whole film is skipped, since dropping one row
-            could turn a malignant film benign. Each is logged when it
-            happens and counted in the summary; MAMMO_STRICT=1 makes them errors.
+  skipped - only a film whose full mammogram is missing (FULL_MISSING) or
+            cannot be used (FULL_UNREADABLE: undecodable, a binary mask, or
+            blank); a file whose header cannot be read (layouts). Each is
+            logged when it happens and counted in the summary;
+            MAMMO_STRICT=1 makes them errors.
 """
 import collections
 import dataclasses
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
+from absl import logging
 from etils import epath
 import numpy as np
 
-from mammo_tfds import features, generation, imaging, sources, splits
+from mammo_tfds import audit, features, generation, imaging, reasons, sources, splits
 from mammo_tfds.cbis_ddsm import cases as cases_lib
 from mammo_tfds.cbis_ddsm import layouts
 
@@ -48,15 +54,17 @@ ABNORMALITY_TYPES = cases_lib.KINDS + (BOTH,)
 TRAIN_VALIDATION = (0.85, 0.15, 0.0)
 FULL, MASK, CROP = "full mammogram images", "roi mask images", "cropped images"
 
-MISSING = "CSV row missing files"
-UNREADABLE = layouts.UNREADABLE
-SIZE_MISMATCH = "mask size mismatch"
-NO_MASK = "no ROI mask"
-CONTRADICTS = "description contradicts pixels"
-NOT_FULL = "not a full mammogram"
-BLANK = "blank image"
-# A mask: below this share of pixels between the two extremes (JPEG copies ring a little at edges).
-_MASK_MIDTONES = 0.01
+# Why a film is skipped (reason codes): only its full mammogram can make it go.
+FULL_MISSING = reasons.Reason.full_mammogram_missing
+FULL_UNREADABLE = reasons.Reason.full_mammogram_unusable
+# What became of a CSV row's ROI files (the abnormality's `roi` feature; counted in the summary line).
+ROI_FOUND, ROI_SWAPPED, ROI_MISSING, ROI_UNUSABLE = "found", "roi_swapped", "roi_missing", "roi_unusable"
+ROI_OUTCOMES = (ROI_FOUND, ROI_SWAPPED, ROI_MISSING, ROI_UNUSABLE)
+NO_BOX = np.zeros(4, np.int32)  # the box of an abnormality whose mask is missing or unusable
+# A mask (JPEG tolerance): both extremes present (>= _MASK_BRIGHT, <= _MASK_DARK) and below
+# _MASK_MIDTONES of the pixels between them: the Kaggle JPEGs (quality ~95) ring a little at edges.
+_MASK_BRIGHT, _MASK_DARK, _MASK_MIDTONES = 224, 31, 0.01
+ADMITTED_BY = "matched by UID to a case CSV row as its image file"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +83,9 @@ def film_key(film) -> str:
 
 
 def plan(all_cases: List[cases_lib.Case], index: layouts.Index) -> Tuple[List[FilmItem], List[generation.Skip]]:
-  """FilmItems of every film whose files are all there; a Skip for each film with a row that lacks files."""
+  """FilmItems of every film whose full mammogram is there; a Skip for each film whose full mammogram is not.
+
+  A row's ROI files may be missing: the film is still an item (`roi_box` says ROI_MISSING)."""
   items, skipped = [], []
   for film, film_cases in sorted(cases_lib.films(all_cases).items()):
     key = film_key(film)
@@ -88,12 +98,10 @@ def plan(all_cases: List[cases_lib.Case], index: layouts.Index) -> Tuple[List[Fi
         missing.append(f"{case.where}: no file of full-mammogram series {case.full_series}")
       elif len(full) != 1:
         missing.append(f"{case.where}: series {case.full_series} has {len(full)} files described as full mammograms")
-      if not roi:
-        missing.append(f"{case.where}: no file of ROI series {case.mask_series}")
       full_files.extend(full)
       rois.append(tuple(sorted(roi.values(), key=lambda f: f.path)))
     if missing:
-      skipped.append(generation.Skip(key, MISSING, "; ".join(missing)))
+      skipped.append(generation.Skip(key, FULL_MISSING, "; ".join(missing)))
       continue
     distinct = sorted({f.path: f for f in full_files}.values(), key=lambda f: f.path)
     items.append(FilmItem(key, tuple(film_cases), distinct[0], tuple(rois), len(distinct)))
@@ -151,7 +159,7 @@ def read_pixels(path) -> np.ndarray:
 def is_mask(pixels: np.ndarray) -> bool:
   """Binary content: (almost) every pixel at one of the two extremes, and both extremes there
   (a small cropped image of dense tissue can be uniformly bright)."""
-  bright, dark = pixels >= 224, pixels <= 31
+  bright, dark = pixels >= _MASK_BRIGHT, pixels <= _MASK_DARK
   midtones = (~bright & ~dark).mean()
   return bool(bright.any()) and bool(dark.any()) and midtones < _MASK_MIDTONES
 
@@ -162,52 +170,62 @@ def lesion_box(mask: np.ndarray) -> np.ndarray:
   return np.array([rows.min(), cols.min(), rows.max() + 1, cols.max() + 1], dtype=np.int32)
 
 
-def _find_mask(root: epath.Path, files, shape, where: str):
-  """(mask pixels, None) or (None, Skip): the ROI mask among a row's ROI files.
+def _is_stated_mask(image: layouts.ImageFile, case: cases_lib.Case) -> Optional[bool]:
+  """Whether the CSV row and descriptions call `image` the mask: its description where it has one,
+  else its series where the row's mask and crop are in two series; None where nothing says."""
+  if image.description in (MASK, CROP):
+    return image.description == MASK
+  if case.mask_series != case.crop_series:
+    return image.series_uid == case.mask_series
+  return None
 
-  Told apart by description AND content. A file whose header size (tags or
-  dicom_info.csv) differs from the film's cannot be its mask: if it says it
-  is one, that is a size mismatch; otherwise it is the cropped image and is
-  not read (crops of calcifications can be a few pixels wide). Files of the
-  film's size are read: a mask must be binary and not described as a
-  cropped image, and a file described as a mask must be binary.
+
+def roi_box(root: epath.Path, case: cases_lib.Case, files, shape):
+  """(box, roi outcome, detail) of one CSV row: the ROI mask decided from pixels, whatever is said.
+
+  The mask is the binary image (`is_mask`) of the film's size among the row's
+  ROI files; anything else is the cropped image. The CSVs' paths and the
+  descriptions (SeriesDescription, or dicom_info.csv's) follow the files'
+  order in their series, which is not consistent, so they are only compared
+  with the pixels: where they named the other file, the outcome is
+  ROI_SWAPPED. A file whose header size (tags or dicom_info.csv) differs from
+  the film's cannot be the mask and is not read (crops of calcifications can
+  be a few pixels wide). No files: ROI_MISSING; no binary file of the film's
+  size among those read (unreadable, a mask of another size, none binary):
+  ROI_UNUSABLE. The box is then all zero and the film keeps its label.
   """
-  masks = []
+  if not files:
+    return NO_BOX, ROI_MISSING, f"{case.where}: no file of ROI series {case.mask_series}"
+  problems, masks = [], []
   for image in files:
     if image.shape and tuple(image.shape) != tuple(shape):
-      if image.description == MASK:
-        return None, generation.Skip(image.path, SIZE_MISMATCH, f"{where}: mask is {image.shape[1]}x"
-                                     f"{image.shape[0]}, its film {shape[1]}x{shape[0]}")
       continue
     try:
       pixels = read_pixels(root / image.path)
     except sources.SourceError as error:
-      return None, generation.Skip(image.path, UNREADABLE, error.problem)
-    binary = is_mask(pixels)
-    if image.description and (image.description == MASK) != binary:
-      return None, generation.Skip(image.path, CONTRADICTS, f"{where}: described as {image.description!r} but the "
-                                   f"pixels are {'a binary mask' if binary else 'not a binary mask'}")
-    if binary:
+      problems.append(f"{image.path}: {error.problem}")
+      continue
+    if pixels.shape != tuple(shape):
+      problems.append(f"{image.path} is {pixels.shape[1]}x{pixels.shape[0]}, its film {shape[1]}x{shape[0]}")
+    elif is_mask(pixels):
       masks.append((image, pixels))
   if not masks:
-    return None, generation.Skip(where, NO_MASK, f"none of {', '.join(f.path for f in files)} is a binary mask "
-                                 "of the film's size")
-  fitting = [pixels for _, pixels in masks if pixels.shape == shape]
-  if not fitting:
-    image, pixels = masks[0]
-    return None, generation.Skip(image.path, SIZE_MISMATCH, f"{where}: mask is {pixels.shape[1]}x{pixels.shape[0]}, "
-                                 f"its film {shape[1]}x{shape[0]}")
-  return fitting[0], None
+    problems = problems or [f"none of {', '.join(f.path for f in files)} is a binary image of the film's size"]
+    return NO_BOX, ROI_UNUSABLE, f"{case.where}: " + "; ".join(problems)
+  image, pixels = masks[0]
+  if _is_stated_mask(image, case) is False:
+    return lesion_box(pixels), ROI_SWAPPED, f"{case.where}: the mask is {image.path}, described otherwise"
+  return lesion_box(pixels), ROI_FOUND, ""
 
 
-def _abnormality(case: cases_lib.Case, box: np.ndarray) -> dict:
+def _abnormality(case: cases_lib.Case, box: np.ndarray, roi: str) -> dict:
   mass = case.kind == "mass"
   return {
       "type": case.kind, "id": case.abnormality_id, "pathology": case.pathology,
       "assessment": case.assessment, "subtlety": case.subtlety,
       "mass_shape": case.shape if mass else "", "mass_margins": case.margins if mass else "",
       "calc_type": "" if mass else case.shape, "calc_distribution": "" if mass else case.margins,
-      "box": box,
+      "box": box, "roi": roi,
   }
 
 
@@ -218,22 +236,25 @@ def film_example(manual_dir: str, image_size: int, item: FilmItem) -> list:
   try:
     pixels = read_pixels(root / source)
   except sources.SourceError as error:
-    return [generation.Skip(source, UNREADABLE, error.problem)]
+    return [generation.Skip(source, FULL_UNREADABLE, error.problem)]
   if is_mask(pixels):
-    return [generation.Skip(source, NOT_FULL, "named as a full mammogram by its CSV row, but its pixels are a mask")]
+    return [generation.Skip(source, FULL_UNREADABLE, "named as a full mammogram by its CSV row, but its pixels "
+                            "are a binary mask")]
   abnormalities = []
   for case, files in zip(item.cases, item.rois):
-    mask, skip = _find_mask(root, files, pixels.shape, case.where)
-    if skip:
-      return [skip]
-    abnormalities.append(_abnormality(case, lesion_box(mask)))
+    box, roi, detail = roi_box(root, case, files, pixels.shape)
+    if detail:
+      logging.warning("cbis_ddsm: %s: %s (%s)", item.key, roi, detail)
+    abnormalities.append(_abnormality(case, box, roi))
   first = item.cases[0]
   try:
     result = imaging.preprocess(pixels, image_size, source=source, laterality=first.laterality)
   except imaging.BlankImageError as error:
-    return [generation.Skip(source, BLANK, str(error))]
+    return [generation.Skip(source, FULL_UNREADABLE, str(error))]
   return [(item.key, features.example(
       result, image_size, label=label(item.cases), patient_id=first.patient_id, laterality=first.laterality,
       view=first.view, source=source, abnormalities=abnormalities, breast_density=first.density,
       official_split=official_split(item.cases), orientation=result.orientation,
-      abnormality=abnormality_type(item.cases), subtlety=max(case.subtlety for case in item.cases)))]
+      abnormality=abnormality_type(item.cases), subtlety=max(case.subtlety for case in item.cases))),
+          audit.seen(item.key, pixels, result, admitted_by=ADMITTED_BY,
+                     rois=[image.path for files in item.rois for image in files])]

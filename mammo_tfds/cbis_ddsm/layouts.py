@@ -21,13 +21,14 @@ from typing import Dict, List
 from etils import epath
 import pydicom
 
-from mammo_tfds import generation
+from mammo_tfds import generation, reasons
 from mammo_tfds.sources import SourceError
 
 TCIA_CLASSIC, TCIA_DESCRIPTIVE, KAGGLE = "TCIA classic", "TCIA descriptive", "Kaggle JPEG"
 DICOM_INFO = "dicom_info.csv"
 _TAGS = ["SeriesInstanceUID", "SeriesDescription", "Rows", "Columns"]
-UNREADABLE = "unreadable file"
+# Reason codes of files the index leaves out (before any is known to be a full mammogram or an ROI file).
+UNREADABLE, NOT_FOUND = reasons.Reason.unreadable, reasons.Reason.not_found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +91,7 @@ def _kaggle(root: epath.Path, info: epath.Path) -> Index:
     path = base.joinpath(*parts[parts.index("jpeg"):])
     relative = path.relative_to(root).as_posix()
     if not path.exists():
-      skipped.append(generation.Skip(relative, UNREADABLE, f"listed in {info.name} row {line} but not found"))
+      skipped.append(generation.Skip(relative, NOT_FOUND, f"listed in {info.name} row {line} but not found"))
       continue
     rows, columns = (record.get("Rows") or "").strip(), (record.get("Columns") or "").strip()
     shape = (int(float(rows)), int(float(columns))) if rows and columns else ()

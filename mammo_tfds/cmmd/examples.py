@@ -43,17 +43,16 @@ from etils import epath
 import numpy as np
 import openpyxl
 
-from mammo_tfds import features, generation, imaging, skips, sources, splits
+from mammo_tfds import audit, features, generation, imaging, skips, sources, splits
 from mammo_tfds.features import LABELS
+from mammo_tfds.reasons import Reason
 
 SHEET_COLUMNS = ("ID1", "LeftRight", "Age", "number", "abnormality", "classification", "subtype")
 CLASSIFICATIONS = {"benign": 0, "malignant": 1}  # index into LABELS
 ABNORMALITIES = ("mass", "calcification", "both")
 SPLIT_SEED = 0
 
-UNUSABLE = "unusable DICOM"
-BLANK = "blank image"
-ROW_WITHOUT_IMAGES = "sheet row missing images"
+NO_SHEET_ROW = "no clinical sheet row (by design)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,9 +218,9 @@ def _scan_one(root: str, path: str):
   try:
     return scan_file(epath.Path(path), relative)
   except imaging.BlankImageError as error:
-    return generation.Skip(relative, BLANK, str(error))
+    return generation.Skip(relative, Reason.blank, str(error))
   except sources.SourceError as error:
-    return generation.Skip(relative, UNUSABLE, error.problem)
+    return generation.Skip(relative, error.code, error.problem)
 
 
 def scan(manual_dir, skip_log: skips.SkipLog) -> Scan:
@@ -246,7 +245,7 @@ def scan(manual_dir, skip_log: skips.SkipLog) -> Scan:
   found = collections.Counter((row.patient_id, row.laterality) for _, row in labelled)
   for key, row in sorted(rows.items()):
     if found[key] < row.number:
-      skip_log.skip(f"{sheet.name} row {row.row}", ROW_WITHOUT_IMAGES,
+      skip_log.skip(f"{sheet.name} row {row.row}", Reason.missing_images,
                     f"{key[0]} {key[1]}: found {found[key]} of {row.number} images")
   return Scan(labelled, without_row, skip_log)
 
@@ -293,10 +292,10 @@ def labelled_example(manual_dir: str, image_size: int, pair) -> list:
   scanned, row = pair
   image = sources.read_dicom(epath.Path(manual_dir) / scanned.path)
   if _digest(image.pixels) != scanned.digest:
-    raise sources.SourceError(scanned.path, "file changed while the dataset was being built")
+    raise sources.SourceError(scanned.path, "file changed while the dataset was being built", Reason.changed)
   result = imaging.preprocess(image.pixels, image_size, source=scanned.path, chest_wall=image.chest_wall,
                               laterality=image.laterality)
   return [(scanned.path, features.example(
       result, image_size, label=row.label, patient_id=scanned.patient_id, laterality=scanned.laterality,
       view=scanned.view, source=scanned.path, age=row.age, abnormality=row.abnormality, subtype=row.subtype,
-      subset=scanned.patient_id.split("-")[0]))]
+      subset=scanned.patient_id.split("-")[0])), audit.seen(scanned.path, image.pixels, result, image)]

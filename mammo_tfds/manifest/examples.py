@@ -27,7 +27,9 @@ What stops the build and what is skipped:
   skipped - a row whose file is missing or cannot be read; an image whose
             laterality or view is known neither from the manifest nor from its
             tags, or whose view is not CC / MLO; a blank image. Each is logged
-            with the row and the reason and counted; MAMMO_STRICT=1 makes them errors.
+            with the row and its `Reason` code and counted; MAMMO_STRICT=1 makes
+            them errors. A row with a laterality vouches for its file being a
+            mammogram (`sources.read(evidence="manifest")`).
 """
 import collections
 import csv
@@ -41,7 +43,8 @@ from typing import Dict, List, Optional, Tuple
 from etils import epath
 import numpy as np
 
-from mammo_tfds import features, generation, imaging, sources, splits
+from mammo_tfds import audit, features, generation, imaging, sources, splits
+from mammo_tfds.reasons import Reason
 from mammo_tfds.sources import SourceError
 
 MANIFEST = "manifest.csv"
@@ -51,11 +54,6 @@ LATERALITIES = {"l": "L", "left": "L", "r": "R", "right": "R"}
 VIEWS = {"cc": "CC", "mlo": "MLO"}
 SPLIT_SEED = 0
 
-MISSING = "file missing"
-UNREADABLE = "unreadable file"
-NO_LATERALITY = "laterality unknown"
-NO_VIEW = "view unknown or not CC/MLO"
-BLANK = "blank image"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,20 +137,20 @@ def scan_row(manual_dir: str, row: Row):
   where = f"{MANIFEST} line {row.line} ({row.path})"
   path = epath.Path(manual_dir) / row.path
   if not path.exists():
-    return generation.Skip(where, MISSING, "no such file")
+    return generation.Skip(where, Reason.not_found, "no such file")
   try:
-    image = sources.read(str(path))
+    image = sources.read(str(path), evidence="manifest" if row.laterality else None)
     imaging.breast_box(imaging.film_on_black(image.pixels), row.path)
   except SourceError as error:
-    return generation.Skip(where, UNREADABLE, error.problem)
+    return generation.Skip(where, error.code, error.problem)
   except imaging.BlankImageError as error:
-    return generation.Skip(where, BLANK, str(error))
+    return generation.Skip(where, Reason.blank, str(error))
   laterality = row.laterality or image.laterality
   view = row.view or image.view
   if laterality not in ("L", "R"):
-    return generation.Skip(where, NO_LATERALITY, "no laterality column value and no laterality tag")
+    return generation.Skip(where, Reason.no_laterality, "no laterality column value and no laterality tag")
   if view not in ("CC", "MLO"):
-    return generation.Skip(where, NO_VIEW, "no view column value and no CC / MLO view in the tags")
+    return generation.Skip(where, Reason.no_view, "no view column value and no CC / MLO view in the tags")
   return Scanned(row, laterality, view, image.chest_wall, _digest(image.pixels))
 
 
@@ -201,11 +199,12 @@ def assign_splits(scanned: List[Scanned]) -> Dict[str, str]:
 def image_example(manual_dir: str, image_size: int, scanned: Scanned) -> list:
   """Second pass over one image (in a worker process): [(path, example)]."""
   row = scanned.row
-  image = sources.read(str(epath.Path(manual_dir) / row.path))
+  image = sources.read(str(epath.Path(manual_dir) / row.path), evidence="manifest" if row.laterality else None)
   if _digest(image.pixels) != scanned.digest:
-    raise SourceError(row.path, "file changed while the dataset was being built")
+    raise SourceError(row.path, "file changed while the dataset was being built", Reason.changed)
   result = imaging.preprocess(image.pixels, image_size, source=row.path, chest_wall=scanned.chest_wall,
                               laterality=scanned.laterality)
   return [(row.path, features.example(
       result, image_size, label=row.label, patient_id=row.patient_id, laterality=scanned.laterality,
-      view=scanned.view, source=row.path, metadata=row.metadata, orientation=result.orientation))]
+      view=scanned.view, source=row.path, metadata=row.metadata, orientation=result.orientation)),
+          audit.seen(row.path, image.pixels, result, image)]

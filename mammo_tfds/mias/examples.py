@@ -8,13 +8,16 @@ import io
 
 import numpy as np
 
-from mammo_tfds import features, generation, imaging, sources
+from mammo_tfds import audit, features, generation, imaging, sources
 from mammo_tfds.mias import info
+from mammo_tfds.reasons import Reason
 
 TASKS = ("abnormal", "density")
 DENSITIES = tuple(info.TISSUES.values())  # fatty, fatty-glandular, dense: F, G, D
 SEVERITIES = (info.NORMAL, info.BENIGN, info.MALIGNANT)
 FINDING_CLASSES = tuple(c for c in info.CLASSES if c != "NORM")
+ADMITTED_BY = "a row of the label table"  # every mini-MIAS film is a 1024x1024 MLO mammogram
+NORMAL_LEFT_OUT = "normal film (task: abnormal)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,14 +54,15 @@ def film_examples(item: FilmItem, task: str, image_size: int) -> list:
   try:
     pixels = sources.read_pgm(name, io.BytesIO(item.pgm))
   except sources.SourceError as error:
-    return [generation.Skip(name, "unreadable", error.problem)]
+    return [generation.Skip(name, error.code, error.problem)]
   if pixels.shape != (info.IMAGE_SIZE, info.IMAGE_SIZE):
-    return [generation.Skip(name, "not 1024x1024", f"{pixels.shape[1]}x{pixels.shape[0]}")]
+    return [generation.Skip(name, Reason.wrong_size, f"{pixels.shape[1]}x{pixels.shape[0]}, expected 1024x1024")]
   try:
     result = imaging.preprocess(pixels, image_size, source=name)
   except imaging.BlankImageError as error:
-    return [generation.Skip(name, "blank", str(error))]
+    return [generation.Skip(name, Reason.blank, str(error))]
   return [(film.refnum, features.example(
       result, image_size, label=label(film, task), patient_id=film.patient_id, laterality=film.laterality,
       view="MLO", source=name, tissue=DENSITIES.index(info.TISSUES[film.tissue]), severity=film.severity,
-      abnormality=list(film.abnormalities), findings=_findings(film)))]
+      abnormality=list(film.abnormalities), findings=_findings(film))),
+          audit.seen(film.refnum, pixels, result, admitted_by=ADMITTED_BY)]

@@ -5,7 +5,7 @@ by name.
 """
 import numpy as np
 
-from mammo_tfds import features, imaging, phantom
+from mammo_tfds import audit, features, imaging, phantom
 
 SEED = 20261126
 MALIGNANT_SHARE = 0.75
@@ -40,4 +40,5 @@ def breast_examples(breast: dict, image_size: int, source_shape: tuple):
         result, image_size, label=int(breast["malignant"]), patient_id=breast["patient_id"],
         laterality=breast["laterality"], view=view, source=f"synthetic/{key}",
         lesion_box=film.lesion_box)))
+    examples.append(audit.seen(key, film.pixels, result, admitted_by="drawn by mammo_tfds.phantom"))
   return examples

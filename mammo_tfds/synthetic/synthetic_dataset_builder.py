@@ -58,7 +58,7 @@ class Builder(generation.ParallelBuilder):
       patient_label[breast["patient_id"]] = max(patient_label.get(breast["patient_id"], 0), int(breast["malignant"]))
     assignment = splits.assign_patients(patient_label, seed=examples.SEED)
     return {
-        split: self._generate_examples([b for b in breasts if assignment[b["patient_id"]] == split])
+        split: self._generate_examples([b for b in breasts if assignment[b["patient_id"]] == split], split)
         for split in splits.SPLITS
     }
 

@@ -4,7 +4,7 @@ import os
 
 from absl import flags
 
-from mammo_train.config.shared import check, flag_names, model_file, require_positive
+from mammo_train.config.shared import check, define_runtime, flag_names, model_file, require_positive
 
 
 def define_predict_flags(values: flags.FlagValues = flags.FLAGS):
@@ -23,9 +23,13 @@ def define_predict_flags(values: flags.FlagValues = flags.FLAGS):
                        "image's pixels (float32, in [0, 1]), and .png, the source image as the reader windows it "
                        "with the heatmap over it.", **define)
   flags.DEFINE_integer("batch_size", 16, "Images per model call.", **define)
-  flags.DEFINE_boolean("allow_non_mammogram", False, "Score DICOMs that do not say they are mammograms "
-                       "(Modality other than MG, not a mammography SOP class): only for files known to be "
-                       "mammograms with wrong tags.", **define)
+  define_runtime(values, "the model stage (--explain's heatmaps always use Keras)")
+  flags.DEFINE_boolean("allow_non_mammogram", False, "Score DICOMs that no rule of mammo_tfds.sources admits "
+                       "as mammograms (Modality, SOP class, body part, view code + laterality): only for files "
+                       "known to be mammograms with wrong tags.", **define)
+  flags.DEFINE_boolean("allow_view_modifiers", False, "Score stereotactic and specimen images too (refused by "
+                       "default: a screening model was not evaluated on them); other view modifiers are always "
+                       "scored and named in the view_modifiers column.", **define)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +43,8 @@ class Predict:
   batch_size: int
   allow_non_mammogram: bool
   explain: bool
+  runtime: str
+  allow_view_modifiers: bool = False
 
 
 def predict_from_flags(values: flags.FlagValues, paths) -> Predict:
@@ -52,7 +58,8 @@ def predict_from_flags(values: flags.FlagValues, paths) -> Predict:
   require_positive(values, "batch_size")
   return Predict(run=values.run, model=values.model, out=values.out, paths=tuple(paths), manifest=values.manifest,
                  save_inputs=values.save_inputs, batch_size=values.batch_size,
-                 allow_non_mammogram=values.allow_non_mammogram, explain=values.explain)
+                 allow_non_mammogram=values.allow_non_mammogram, explain=values.explain,
+                 allow_view_modifiers=values.allow_view_modifiers, runtime=values.runtime)
 
 
 PREDICT_FLAGS = flag_names(define_predict_flags)

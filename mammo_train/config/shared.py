@@ -16,6 +16,7 @@ from mammo_train.inputs import data
 MODELS = ("cnn", "resnet50", "vgg16", "inceptionv3")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+RUNTIMES = ("auto", "keras", "onnxruntime", "openvino")  # mammo_train.inference.runtimes
 THRESHOLD_RULES = ("recall", "youden")
 BASELINES = ("majority", "prior_random", "pixel_logistic", "age_logistic", "metadata_logistic")
 EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
@@ -26,12 +27,20 @@ EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
 def define_shared(values: flags.FlagValues, *, dataset: str, batch_size: int, batch_help: str, seed_help: str):
   """The flags every command has: dataset, data dir, batch size, seed and the evaluation protocol."""
   flags.DEFINE_string("dataset", dataset, "Prepared TFDS dataset, optionally with a config: "
-                      "cmmd, mias, mias/density, cbis_ddsm, manifest, synthetic, synthetic/tiny.", flag_values=values)
+                      "cmmd, mias, mias/density, cbis_ddsm, rsna_screening, manifest, synthetic, synthetic/tiny.",
+                      flag_values=values)
   flags.DEFINE_string("data_dir", None, "TFDS data dir holding the prepared dataset (default: TFDS's own).",
                       flag_values=values)
   flags.DEFINE_integer("batch_size", batch_size, batch_help, flag_values=values)
   flags.DEFINE_integer("seed", 0, seed_help, flag_values=values)
   define_protocol(values)
+
+
+def define_runtime(values: flags.FlagValues, what: str):
+  """--runtime (the trainer's feature cache and predict): who runs a model's forward pass."""
+  flags.DEFINE_enum("runtime", "auto", RUNTIMES, f"Who runs {what}: auto = the fastest installed (openvino, "
+                    "then onnxruntime, then keras; keras on a GPU or under mixed precision). The model is "
+                    "converted once and checked against Keras on a few images before use.", flag_values=values)
 
 
 def define_protocol(values: flags.FlagValues):

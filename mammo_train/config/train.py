@@ -5,7 +5,7 @@ import os
 from absl import flags
 
 from mammo_train.config.shared import MODELS, PRECISIONS, STRATEGIES, Protocol, check, dataset_of, define_shared, \
-    flag_names, model_file, protocol_of, require_positive
+    define_runtime, flag_names, model_file, protocol_of, require_positive
 from mammo_train.inputs import data
 
 def define_train_flags(values: flags.FlagValues = flags.FLAGS):
@@ -50,6 +50,7 @@ def define_train_flags(values: flags.FlagValues = flags.FLAGS):
   flags.DEFINE_integer("cache_views", 2, "Augmented views of each training image in the feature cache "
                        "(1 with --noaugment). Computing them costs about views + 0.2 epochs of the backbone.",
                        **define)
+  define_runtime(values, "the frozen backbone's pass over every image when the feature cache is computed")
   flags.DEFINE_enum("precision", "auto", PRECISIONS, "Keras dtype policy; auto = mixed_float16 on a GPU, "
                     "the faster of float32 and mixed_bfloat16 on this CPU otherwise.", **define)
   flags.DEFINE_enum("strategy", "auto", STRATEGIES, "auto = mirrored over several GPUs, else default; "
@@ -83,6 +84,7 @@ class Train:
   cache: bool
   feature_cache: bool
   cache_views: int
+  runtime: str
   precision: str
   strategy: str
   workdir: str
@@ -136,7 +138,7 @@ def train_from_flags(values: flags.FlagValues = flags.FLAGS) -> Train:
       batch_size=values.batch_size, learning_rate=values.learning_rate, dropout=values.dropout,
       l2=values.l2, oversample=values.oversample, class_weights=values.class_weights,
       augmentation=augmentation, image_size=values.image_size, cache=values.cache,
-      feature_cache=values.feature_cache, cache_views=values.cache_views,
+      feature_cache=values.feature_cache, cache_views=values.cache_views, runtime=values.runtime,
       precision=values.precision, strategy=values.strategy, workdir=values.workdir, seed=values.seed,
       deterministic=values.deterministic, tensorboard_graph=values.tensorboard_graph,
       protocol=protocol_of(values))

@@ -131,6 +131,26 @@ def brier(labels, probs, weights=None) -> np.ndarray:
   return (weights @ errors) / weights.sum(axis=1)
 
 
+def slope_and_intercept(labels, probs, weights=None) -> np.ndarray:
+  """Calibration slope and intercept (Cox 1958) under each row of `weights`: [B, 2].
+
+  The logistic regression of the outcome on logit(probability): slope 1 and
+  intercept 0 for calibrated probabilities; slope below 1 means too extreme
+  (overfitted) scores. A resample with one class only gives NaN.
+  """
+  labels = np.asarray(labels).astype(int)
+  features = logit(probs)[:, None]
+  weights = np.ones((1, len(labels))) if weights is None else np.atleast_2d(weights)
+  result = np.full((len(weights), 2), np.nan)
+  for row, weight in enumerate(weights):
+    drawn = weight > 0
+    if len(np.unique(labels[drawn])) < 2:
+      continue
+    model = linear_model.LogisticRegression(C=np.inf).fit(features[drawn], labels[drawn], sample_weight=weight[drawn])
+    result[row] = model.coef_[0, 0], model.intercept_[0]
+  return result
+
+
 def reliability(labels, probs, bins: int = ECE_BINS) -> dict:
   """Per bin: mean probability, fraction malignant and count (empty bins left out), for the diagram."""
   labels, probs = np.asarray(labels, dtype=float), np.asarray(probs, dtype=float)

@@ -19,7 +19,8 @@ import numpy as np
 from absl import logging
 
 from mammo_train import config, run_folder
-from mammo_train.evaluation import assessment, baselines, calibration, explain, report, saliency_pictures, subgroups
+from mammo_train.evaluation import (assessment, baselines, calibration, checklist, explain, report, saliency_pictures,
+                                    subgroups)
 from mammo_train.inputs import data
 from mammo_train.models import classifiers
 
@@ -141,6 +142,8 @@ dataset records lesion locations, the pointing game (`_saliency`).
   result = {"dataset": assessment.dataset_entry(builder, split, target, class_names),
             "model": model_path or model.name, **result}
   report.write(result, curves, workdir, tb_logdir, pictures=pictures)
+  checklist.record(builder, report.plain(result), workdir, model_path, assessment.levels(target, 2) if binary
+                   else None, protocol.n_bootstrap, protocol.seed)
   write_predictions(workdir, builder, split, target, class_names)
   if operating is not None and _chooses_threshold(builder, split, threshold):
     operating.save(workdir)

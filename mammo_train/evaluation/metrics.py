@@ -120,7 +120,7 @@ def _safe(function, *args, **kwargs) -> float:
 def point_metrics(labels, scores, decisions, class_names) -> dict:
   """Accuracy, balanced accuracy, per-class P/R/F1, AUCs and the confusion matrix.
 
-  Binary tasks add PR-AUC (average precision) and sensitivity / specificity
+  Binary tasks add PR-AUC (average precision), the probabilistic F1 and sensitivity / specificity
   at the decisions' operating point; multi-class tasks report the macro
   one-vs-rest ROC-AUC.
   """
@@ -143,6 +143,7 @@ def point_metrics(labels, scores, decisions, class_names) -> dict:
   if k == 2:
     result["roc_auc"] = _safe(skm.roc_auc_score, labels, scores)
     result["pr_auc"] = _safe(skm.average_precision_score, labels, scores)
+    result["pf1"] = probabilistic_f1(labels, scores)
     result["sensitivity"] = float(recall[1])
     result["specificity"] = float(recall[0])
   else:
@@ -192,6 +193,34 @@ def weighted_average_precision(labels, scores, weights) -> np.ndarray:
   return (recall_steps * precision).sum(axis=1)
 
 
+def probabilistic_f1(labels, scores, weights=None):
+  """The probabilistic F1 (pF1) of the RSNA screening competition, optionally under rows of `weights` [B, N].
+
+  Precision and recall with each example counted by its probability rather
+  than by a thresholded decision: pTP = sum of P(positive) over positives,
+  pFP = the sum over negatives, pPrecision = pTP / (pTP + pFP), pRecall =
+  pTP / positives, pF1 their harmonic mean. It rewards confident correct
+  scores, so it needs calibrated probabilities and depends on prevalence:
+  report it beside ROC-AUC and PR-AUC, never alone. The unit is whatever
+  `labels` and `scores` are given per: the competition scored one prediction
+  per breast (patient, laterality), the evaluation's breast level (`breast_level`,
+  the mean of a breast's views).
+
+  Returns a float without `weights`, else a [B] array; NaN where there is no
+  positive or no positive probability at all.
+  """
+  positive = np.asarray(labels).astype(bool)
+  scores = np.asarray(scores, dtype=float)
+  single = weights is None
+  weights = np.ones((1, len(scores))) if single else np.atleast_2d(weights)
+  true_pos = weights @ (scores * positive)
+  false_pos = weights @ (scores * ~positive)
+  precision = _ratio(true_pos, true_pos + false_pos)
+  recall = _ratio(true_pos, weights @ positive.astype(float))
+  f1 = _ratio(2 * precision * recall, precision + recall)
+  return float(f1[0]) if single else f1
+
+
 def resampled_metrics(labels, scores, decisions, weights, class_names) -> dict:
   """Each headline metric under each row of `weights`: name -> [B] array (NaN where undefined)."""
   labels, scores, decisions = np.asarray(labels), np.asarray(scores), np.asarray(decisions, dtype=float)
@@ -213,6 +242,7 @@ def resampled_metrics(labels, scores, decisions, weights, class_names) -> dict:
     result["sensitivity"], result["specificity"] = recall[:, 1], recall[:, 0]
     result["roc_auc"] = weighted_roc_auc(labels, scores, weights)
     result["pr_auc"] = weighted_average_precision(labels, scores, weights)
+    result["pf1"] = probabilistic_f1(labels, scores, weights)
   else:
     result["macro_roc_auc"] = np.mean(
         [weighted_roc_auc(labels == i, scores[:, i], weights) for i in range(k)], axis=0)
@@ -222,7 +252,7 @@ def resampled_metrics(labels, scores, decisions, weights, class_names) -> dict:
 def headline(point: dict) -> dict:
   """The point metrics flattened to the names `resampled_metrics` uses."""
   flat = {name: point[name] for name in ("accuracy", "balanced_accuracy", "sensitivity", "specificity",
-                                         "roc_auc", "pr_auc", "macro_roc_auc") if name in point}
+                                         "roc_auc", "pr_auc", "pf1", "macro_roc_auc") if name in point}
   for name, scores in point["per_class"].items():
     flat.update({f"{name}_{key}": scores[key] for key in ("precision", "recall", "f1")})
   return flat

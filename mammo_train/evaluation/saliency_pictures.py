@@ -106,4 +106,4 @@ def grid_figure(images, heatmaps, labels, scores, threshold: float, per_row: int
 
 def grid_png(*args, **kwargs) -> bytes:
   """`grid_figure` as PNG bytes (for report.md and TensorBoard's image tab)."""
-  return report._png(grid_figure(*args, **kwargs))  # pylint: disable=protected-access
+  return report.png(grid_figure(*args, **kwargs))

@@ -4,8 +4,12 @@
   of the formats `mammo_tfds.sources` reads.
 - Breasts: a DICOM image belongs to the breast (PatientID, StudyInstanceUID,
   laterality) of its tags; another file to the breast of its manifest row
-  (`read_manifest`), else of its name when it follows the pattern
-  `<exam>_<L|R>-<CC|MLO>.<ext>` (`place`).
+  (`read_manifest`), else of its name when it follows one of NYU's patterns,
+  `<exam>_<L|R>_<CC|MLO>.<ext>` (breast_cancer_classifier) or
+  `<exam>_<L|R>-<CC|MLO>.<ext>` (GMIC) (patient: the folder and the exam, e.g.
+  `nyu/0_L-CC.png` -> patient `nyu/0`, left) (`place`). A file the manifest
+  lists is read as vouched for (`sources.read(evidence="manifest")`): the row
+  is the evidence that it is a mammogram.
 """
 import csv
 import dataclasses
@@ -21,7 +25,8 @@ from mammo_tfds import sources
 SUPPORTED_SUFFIXES = sources.RASTER_SUFFIXES + sources.DICOM_SUFFIXES
 
 
-NYU_NAME = re.compile(r"^(?P<exam>.+)_(?P<laterality>[LR])-(?P<view>CC|MLO)$")
+# NYU's two naming styles: breast_cancer_classifier `<exam>_<L|R>_<CC|MLO>`, GMIC `<exam>_<L|R>-<CC|MLO>`.
+NYU_NAME = re.compile(r"^(?P<exam>.+)_(?P<laterality>[LR])[-_](?P<view>CC|MLO)$")
 
 
 MANIFEST_COLUMNS = ("path", "patient_id", "laterality")  # required; "view" optional
@@ -124,4 +129,4 @@ def place(prepared, manifest: Optional[dict] = None):
   if match:
     folder = str(path.parent)
     return Placement(f"{folder}/{match['exam']}", folder, match["laterality"], match["view"], "file name"), None
-  return None, "not in the manifest" if manifest is not None else "no manifest row or <exam>_<L|R>-<CC|MLO> name"
+  return None, "not in the manifest" if manifest is not None else "no manifest row or <exam>_<L|R>[-_]<CC|MLO> name"

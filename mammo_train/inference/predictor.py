@@ -3,25 +3,26 @@ scores and decisions at a run's operating point.
 
 Files go
 through `mammo_tfds.sources.read` and `mammo_tfds.imaging.preprocess` exactly
-as a builder takes them, at the dataset's stored size, and then through the
-trainer's own `data.resize` to the model's input size, so a model sees what it
-was evaluated on.
+as a builder takes them, at the dataset's stored size (`reading`, in a pool of
+worker processes), and then through the trainer's own `data.resize` to the
+model's input size, so a model sees what it was evaluated on.
 
-- Files: `expand_paths` takes files, folders (searched recursively) and globs.
-- Parallel and flat in memory: `prepared_stream` reads and preprocesses files
-  on a pool of worker processes (`generation.build_workers()`), in order, with
-  at most `window` files in flight, so memory does not grow with the number
-  of files however slow the model is.
-- Breasts: a DICOM image belongs to the breast (PatientID, StudyInstanceUID,
-  laterality) of its tags; another file to the breast of its manifest row
-  (`read_manifest`), else of its name when it follows NYU's pattern
-  `<exam>_<L|R>-<CC|MLO>.<ext>` (patient: the folder and the exam, e.g.
-  `nyu/0_L-CC.png` -> patient `nyu/0`, left). An image that cannot be placed
-  is scored per image only, and says why.
+- Files: `discovery.expand_paths` takes files, folders (searched recursively) and globs.
+- Breasts: `discovery.place` (DICOM tags, manifest row or NYU's file names).
+  An image that cannot be placed is scored per image only, and says why.
 - Scores: per image the model's P(malignant); per breast the mean of its
   views' scores (`metrics.pool_breasts`, the evaluation's rule); each level's
   decision is "malignant" when its score reaches that level's threshold.
-- Bad files: one line each naming the file and the reason; the rest are scored.
+- Bad files: one line each naming the file, its `Reason` code and the
+  problem; the rest are scored. The summary line and predictions.json
+  (`skipped_by_reason`) count them by code. Stereotactic and specimen images
+  are refused unless `--allow_view_modifiers` (`reading`); other view
+  modifiers are named in the `view_modifiers` column, beside `admitted_by`
+  (the rule that made the file a mammogram) and `polarity_note`.
+- The model stage runs on the chosen runtime (`runtimes.checked_forward`:
+  Keras, ONNX Runtime or OpenVINO, checked against Keras before use); the
+  runtime is named in every row. review.html beside predictions.csv shows
+  every file's crop, input, score and decision (`review.write`).
 - Where the model looked (`--explain`): per scored file, the Grad-CAM heatmap
   of its malignant score (`explain.grad_cam`, one call per scoring batch),
   mapped back through resize, pad, flip and crop onto the source pixels
@@ -34,111 +35,24 @@ was evaluated on.
 import collections
 import csv
 import dataclasses
-import functools
 import json
-import multiprocessing
 import os
 import pathlib
 import sys
-from typing import Callable, Iterable, Iterator, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from absl import logging
 import numpy as np
 from PIL import Image
 
-from mammo_tfds import generation, imaging, sources
+from mammo_tfds import imaging
 from mammo_train import config, run_folder
 from mammo_train.evaluation import explain, metrics, saliency_pictures
-from mammo_train.inference import discovery
+from mammo_train.inference import discovery, reading, review, runtimes
 from mammo_train.inputs import data
 from mammo_train.models import classifiers
 
 LEVELS = ("image", "breast")
-
-
-@dataclasses.dataclass(frozen=True)
-class Prepared:
-  """One file read and preprocessed, with its tags."""
-  path: str
-  image: np.ndarray  # (stored_size, stored_size, 1) uint8
-  source: sources.SourceImage  # pixels dropped (unless kept for --explain): only the tags travel back
-  crop_box: np.ndarray
-  flipped: bool
-  orientation: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Failure:
-  """A file that was not scored, with the reason."""
-  path: str
-  reason: str  # a short category, e.g. "not a mammogram"
-  detail: str  # the one-line problem
-
-
-# ---- files --------------------------------------------------------------------
-
-
-# ---- reading and preprocessing, in parallel -------------------------------------
-
-
-def _reason(problem: str) -> str:
-  """A short category for the summary line, from a `SourceError` problem."""
-  for start, reason in (("not a mammogram", "not a mammogram"), ("a For Processing", "For Processing"),
-                        ("no pixel data", "no pixel data"), ("pixel data cannot be decoded", "undecodable"),
-                        ("file not found", "not found"), ("not a readable", "unreadable"),
-                        ("not grayscale", "not grayscale"), ("a colour", "not grayscale")):
-    if problem.startswith(start):
-      return reason
-  if "frames" in problem:
-    return "multi-frame"
-  return "unusable"
-
-
-def prepare(path: str, stored_size: int, allow_non_mammogram: bool = False, keep_pixels: bool = False):
-  """Reads and preprocesses one file (in a worker process): Prepared, or Failure with the reason.
-
-  The source pixels are sent back only with `keep_pixels` (for an overlay on
-  them): otherwise a full-field image would cross processes for nothing.
-  """
-  try:
-    image = sources.read(path, allow_non_mammogram=allow_non_mammogram)
-    result = imaging.preprocess(image.pixels, stored_size, path, image.chest_wall, image.laterality)
-  except sources.SourceError as error:
-    return Failure(path, _reason(error.problem), error.problem)
-  except imaging.BlankImageError as error:
-    return Failure(path, "blank", str(error).split(": ", 1)[-1])
-  except Exception as error:  # pylint: disable=broad-except
-    # One odd file (a reader bug, a decoder crash) must not lose the others' scores.
-    return Failure(path, "unexpected error", f"{type(error).__name__}: {error}")
-  source = image if keep_pixels else dataclasses.replace(image, pixels=np.zeros((0, 0), np.uint8))
-  return Prepared(path, result.image, source, result.crop_box, result.flipped, result.orientation)
-
-
-def prepared_stream(files: Iterable[str], stored_size: int, *, workers: Optional[int] = None,
-                    window: Optional[int] = None, allow_non_mammogram: bool = False,
-                    keep_pixels: bool = False) -> Iterator:
-  """Prepared / Failure per file, in order, read on `workers` processes (default `generation.build_workers()`).
-
-  At most `window` files (default 4 per worker) are in flight or waiting to
-  be taken, so memory stays flat in the number of files. Workers are forked
-  and run numpy / Pillow / pydicom only, never TF (as the builders' workers).
-  """
-  fn = functools.partial(prepare, stored_size=stored_size, allow_non_mammogram=allow_non_mammogram,
-                         keep_pixels=keep_pixels)
-  workers = workers or generation.build_workers()
-  files = iter(files)
-  if workers == 1:
-    yield from map(fn, files)
-    return
-  window = window or 4 * workers
-  with multiprocessing.get_context("fork").Pool(workers) as pool:
-    pending = collections.deque()
-    for path in files:
-      pending.append(pool.apply_async(fn, (path,)))
-      if len(pending) >= window:
-        yield pending.popleft().get()
-    while pending:
-      yield pending.popleft().get()
 
 
 # ---- placing images into breasts --------------------------------------------------
@@ -160,23 +74,25 @@ def _scores(model, batch: np.ndarray) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class Scored:
   """One scored image: its file and tags (images dropped), its breast, its score."""
-  prepared: Prepared
+  prepared: reading.Prepared
   placement: Optional[discovery.Placement]
   score: float
   not_placed: str  # why it has no breast, or ""
+  name: str = ""  # its files' name under inputs/ and explain/ (with --save_inputs / --explain)
 
 
 @dataclasses.dataclass
 class Result:
   """What `predict_files` found."""
   images: list  # Scored, in file order
-  failures: list  # Failure
+  failures: list  # reading.Failure
 
 
 def predict_files(model, files: Sequence[str], *, stored_size: int, image_size: int, batch_size: int = 16,
                   manifest: Optional[dict] = None, workers: Optional[int] = None,
-                  allow_non_mammogram: bool = False, save_inputs: Optional[str] = None,
-                  explain_dir: Optional[str] = None,
+                  allow_non_mammogram: bool = False, allow_view_modifiers: bool = False,
+                  save_inputs: Optional[str] = None,
+                  explain_dir: Optional[str] = None, score_with: Optional[Callable] = None,
                   progress: Optional[Callable[[int, int], None]] = None) -> Result:
   """Scores every usable file; bad files become Failures, each logged as one line.
 
@@ -190,6 +106,8 @@ def predict_files(model, files: Sequence[str], *, stored_size: int, image_size: 
     explain_dir: a folder to write each file's heatmap in source pixels and
       its overlay as `<file name>.npy` / `.png` (`model` must be a Keras
       model of `mammo_train.models.classifiers`); the same name as in `save_inputs`.
+    score_with: the model stage on another runtime (`runtimes.checked_forward`
+      of `model`); default `model` itself.
     progress: called with (files done, files in all) after each batch.
   """
   result = Result([], [])
@@ -202,24 +120,26 @@ def predict_files(model, files: Sequence[str], *, stored_size: int, image_size: 
   def flush():
     if batch:
       inputs = np.asarray(data.resize(np.stack([p.image for p, _ in batch]), image_size))
-      scores = _scores(model, inputs)
+      scores = _scores(score_with or model, inputs)
       if explain_dir:
         _write_heatmaps(explain_dir, batch, explain.grad_cam(model, inputs, batch_size=len(batch), target_class=1))
-      for (prepared, _), score in zip(batch, scores):
+      for (prepared, name), score in zip(batch, scores):
         placement, why = discovery.place(prepared, manifest)
         if why:
           logging.warning("%s: %s: scored per image only", prepared.path, why)
         dropped = dataclasses.replace(prepared, image=np.zeros((0, 0, 1), np.uint8),
                                       source=dataclasses.replace(prepared.source, pixels=np.zeros((0, 0), np.uint8)))
-        result.images.append(Scored(dropped, placement, float(score), why or ""))
+        result.images.append(Scored(dropped, placement, float(score), why or "", name or ""))
       batch.clear()
     if progress:
       progress(done, len(files))
 
-  for outcome in prepared_stream(files, stored_size, workers=workers, allow_non_mammogram=allow_non_mammogram,
-                                 keep_pixels=bool(explain_dir)):
+  for outcome in reading.prepared_stream(files, stored_size, workers=workers,
+                                         allow_non_mammogram=allow_non_mammogram,
+                                         allow_view_modifiers=allow_view_modifiers,
+                                         vouched=frozenset(manifest or ()), keep_pixels=bool(explain_dir)):
     done += 1
-    if isinstance(outcome, Failure):
+    if isinstance(outcome, reading.Failure):
       logging.warning("skipping %s: %s (%s)", outcome.path, outcome.reason, outcome.detail)
       result.failures.append(outcome)
       continue
@@ -275,7 +195,8 @@ def rows(result: Result, thresholds: dict, calibrate: Optional[Callable[[str, np
         "views": 1, "score": score, "probability": probability, "threshold": float(thresholds["image"]),
         "decision": _decision(score, thresholds["image"]), "placed_by": placement.how if placement else "",
         "not_placed": why, "orientation": prepared.orientation, "flipped": prepared.flipped,
-        "crop_box": [int(v) for v in prepared.crop_box]})
+        "crop_box": [int(v) for v in prepared.crop_box], "admitted_by": tags.admitted_by,
+        "view_modifiers": "+".join(tags.view_modifiers), "polarity_note": tags.polarity_note})
   placed = [(i, scored.placement) for i, scored in enumerate(images) if scored.placement]
   breast_rows = []
   if placed:
@@ -286,6 +207,7 @@ def rows(result: Result, thresholds: dict, calibrate: Optional[Callable[[str, np
     members = collections.defaultdict(list)
     for i, placement in placed:
       members[codes[placement.breast]].append((images[i].prepared.path, placement))
+    modifiers = {scored.prepared.path: scored.prepared.source.view_modifiers for scored in images}
     placed_codes = np.array([codes[p.breast] for _, p in placed])
     first, breast_scores = metrics.pool_breasts(placed_codes, [p.laterality for _, p in placed],
                                                 scores[[i for i, _ in placed]])
@@ -300,7 +222,9 @@ def rows(result: Result, thresholds: dict, calibrate: Optional[Callable[[str, np
           "view": "+".join(sorted({p.view or "?" for _, p in views})), "views": len(views),
           "score": float(score), "probability": probability, "threshold": float(thresholds["breast"]),
           "decision": _decision(score, thresholds["breast"]), "placed_by": placement.how, "not_placed": "",
-          "orientation": "", "flipped": "", "crop_box": ""})
+          "orientation": "", "flipped": "", "crop_box": "", "admitted_by": "",
+          "view_modifiers": "+".join(sorted({m for path, _ in views for m in modifiers[path]})),
+          "polarity_note": ""})
   return image_rows, breast_rows
 
 
@@ -324,10 +248,20 @@ def summary(result: Result, image_rows: list, breast_rows: list) -> str:
   disagreements = collections.Counter(row["orientation"] for row in image_rows if "disagree" in row["orientation"])
   if disagreements:
     line += "; chest wall side " + ", ".join(f"{n} {how}" for how, n in sorted(disagreements.items()))
+  flagged = collections.Counter(m for row in image_rows for m in row["view_modifiers"].split("+") if m)
+  if flagged:
+    line += "; view modifiers " + ", ".join(f"{n} {name}" for name, n in sorted(flagged.items()))
+  noted = sum(1 for row in image_rows if row["polarity_note"])
+  if noted:
+    line += f"; {noted} with a PixelIntensityRelationshipSign contradicting their polarity (not followed)"
   if result.failures:
-    counts = collections.Counter(f.reason for f in result.failures)
-    line += f"; skipped {len(result.failures)}: " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+    line += f"; skipped {len(result.failures)}: " + ", ".join(f"{n} {code}" for code, n in skip_counts(result).items())
   return line
+
+
+def skip_counts(result: Result) -> dict:
+  """{reason code: files skipped for it}, sorted by code."""
+  return dict(sorted(collections.Counter(str(f.reason) for f in result.failures).items()))
 
 
 def write(out_dir, identity: dict, result: Result, image_rows: list, breast_rows: list) -> tuple:
@@ -338,10 +272,11 @@ def write(out_dir, identity: dict, result: Result, image_rows: list, breast_rows
   """
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  skipped = [{"source": f.path, "reason": f.reason, "detail": f.detail} for f in result.failures]
+  skipped = [{"source": f.path, "reason": str(f.reason), "detail": f.detail} for f in result.failures]
   json_path, csv_path = out / "predictions.json", out / "predictions.csv"
   json_path.write_text(json.dumps({"run": identity, "summary": summary(result, image_rows, breast_rows),
-                                   "images": image_rows, "breasts": breast_rows, "skipped": skipped},
+                                   "images": image_rows, "breasts": breast_rows, "skipped": skipped,
+                                   "skipped_by_reason": skip_counts(result)},
                                   indent=2) + "\n")
   fields = list(identity) + list((image_rows or breast_rows or [{"level": None}])[0])
   with open(csv_path, "w", newline="") as file:
@@ -364,7 +299,7 @@ def run(cfg: config.Predict, flagfile: str) -> tuple:
     flagfile: the command's flags as --flagfile text, kept in cfg.out with the paths.
 
   Returns:
-    (Result, summary line, predictions.csv path, predictions.json path).
+    (Result, summary line, predictions.csv path, predictions.json path, review.html path).
 
   Raises:
     config.ConfigError: a run, model, manifest or set of paths that cannot be used, named.
@@ -382,16 +317,23 @@ def run(cfg: config.Predict, flagfile: str) -> tuple:
     config.check(trained.model.name in explain.CAM_LAYERS, f"--explain: no Grad-CAM layer is known for the "
                  f"model {trained.model.name!r} (known: {', '.join(sorted(explain.CAM_LAYERS))})")
   run_folder.write_flags(cfg.out, flagfile + "\n".join(cfg.paths) + "\n")
+  # Converted copies are kept beside the model when the run folder is writable, else in --out.
+  conversions = (trained.folder.runtimes if os.access(trained.folder.root, os.W_OK)
+                 else os.path.join(cfg.out, run_folder.RUNTIMES))
+  scorer = runtimes.checked_forward(trained.model, runtimes.resolve(cfg.runtime), conversions)
   result = predict_files(trained.model, files, stored_size=trained.stored_size, image_size=trained.model.input_shape[1],
                          batch_size=cfg.batch_size, manifest=manifest, allow_non_mammogram=cfg.allow_non_mammogram,
+                         allow_view_modifiers=cfg.allow_view_modifiers,
                          save_inputs=os.path.join(cfg.out, "inputs") if cfg.save_inputs else None,
                          explain_dir=os.path.join(cfg.out, "explain") if cfg.explain else None,
-                         progress=_progress_bar if sys.stderr.isatty() and len(files) > 8 else None)
+                         score_with=scorer, progress=_progress_bar if sys.stderr.isatty() and len(files) > 8 else None)
   maps, operating = trained.calibration, trained.operating_point
   image_rows, breast_rows = rows(result, operating.thresholds,
                                  (lambda level, scores: maps[level].apply(scores)) if maps else None)
   rule = operating.rule or "given"
-  identity = {**trained.identity, "threshold_rule": f"{rule} {operating.target_recall:g}"
+  identity = {**trained.identity, "runtime": scorer.name, "threshold_rule": f"{rule} {operating.target_recall:g}"
               if operating.target_recall else rule}
   csv_path, json_path = write(cfg.out, identity, result, image_rows, breast_rows)
-  return result, summary(result, image_rows, breast_rows), csv_path, json_path
+  line = summary(result, image_rows, breast_rows)
+  page = review.write(cfg.out, result, image_rows, line, "explain" if cfg.explain else None)
+  return result, line, csv_path, json_path, page

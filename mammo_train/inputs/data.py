@@ -11,6 +11,7 @@ classes, all on the fly: no augmented or duplicated image is ever written, and
 nothing of the kind reaches validation or test.
 """
 import dataclasses
+import hashlib
 import math
 import os
 
@@ -20,7 +21,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 # The config each dataset is read with when the name gives none.
-DEFAULT_CONFIGS = {"cbis_ddsm": "600", "cmmd": "600", "manifest": "600", "mias": "abnormal", "synthetic": "600"}
+DEFAULT_CONFIGS = {"cbis_ddsm": "600", "cmmd": "600", "manifest": "600", "mias": "abnormal", "rsna_screening": "600",
+                   "synthetic": "600"}
 SPLITS = ("train", "validation", "test")
 # Scalar metadata `split_metadata` returns when the dataset has it.
 METADATA = ("label", "patient_id", "laterality", "view", "age")
@@ -158,6 +160,18 @@ def split_metadata(builder: tfds.core.DatasetBuilder, split: str, extra=()) -> d
     elif isinstance(feature, tfds.features.ClassLabel) and key != "label":
       metadata[key] = np.array(feature.names, dtype=str)[metadata[key].astype(int)]
   return metadata
+
+
+def image_digests(builder: tfds.core.DatasetBuilder, split: str) -> np.ndarray:
+  """SHA-256 of each stored (encoded) image of `split`, in `split_metadata` order, without decoding.
+
+  Identical pixels encode to identical PNG bytes, so equal digests find
+  duplicate images across splits (the reporting checklist's leakage check).
+  """
+  examples = _read(builder, split, decoders={"image": tfds.decode.SkipDecoding()})
+  return np.array([hashlib.sha256(encoded).hexdigest()
+                   for batch in examples.map(lambda example: example["image"]).batch(256)
+                   for encoded in batch.numpy()], dtype=str)
 
 
 def eval_examples(builder: tfds.core.DatasetBuilder, split: str, image_size: int, keys=()):

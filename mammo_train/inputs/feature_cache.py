@@ -28,16 +28,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mammo_train.inference import runtimes
 from mammo_train.inputs import data
 
 KEY_FILE = "key.json"
-
-
-def weights_digest(extractor: keras.Model) -> str:
-  digest = hashlib.sha256()
-  for weight in extractor.weights:
-    digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
-  return digest.hexdigest()
 
 
 def cache_key(builder, extractor: keras.Model, image_size: int, augmentation: data.Augmentation,
@@ -46,7 +40,7 @@ def cache_key(builder, extractor: keras.Model, image_size: int, augmentation: da
   return {
       "dataset": builder.info.full_name,  # name/config/version
       "backbone": extractor.name,
-      "weights_sha256": weights_digest(extractor),
+      "weights_sha256": runtimes.weights_digest(extractor),
       "image_size": image_size,
       "precision": keras.mixed_precision.global_policy().name,
       "augmentation": dataclasses.asdict(augmentation),
@@ -63,17 +57,19 @@ def _features(run, batches) -> tuple:
   """Features and labels of a stream of (images, labels) batches, batch by batch."""
   features, labels = [], []
   for images, batch_labels in batches:
-    features.append(np.asarray(run(images), dtype=np.float32))
+    features.append(run(images))
     labels.append(batch_labels.numpy())
   return np.concatenate(features), np.concatenate(labels)
 
 
 def compute(root: str, builder, extractor, image_size: int, batch_size: int,
-            augmentation: data.Augmentation, views: int, seed: int) -> str:
+            augmentation: data.Augmentation, views: int, seed: int, runtime: str = "keras") -> str:
   """The cache folder for this key, computed now unless a complete one exists.
 
   Written to a temporary folder and renamed when complete, so a killed run
-  never leaves a cache that looks complete.
+  never leaves a cache that looks complete. The backbone runs on `runtime`
+  (resolved, `runtimes.resolve`), converted once into root/runtimes and
+  checked against Keras on the first batch.
   """
   views = views if augmentation.active else 1  # unaugmented views would all be the same
   key = cache_key(builder, extractor, image_size, augmentation, views, seed)
@@ -84,9 +80,7 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   partial = folder + ".partial"
   shutil.rmtree(partial, ignore_errors=True)
   os.makedirs(partial)
-  # One traced graph for every batch: called eagerly, ResNet50 at 600 px was
-  # about 2x slower per image than inside fit.
-  run = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
+  run = runtimes.checked_forward(extractor, runtime, os.path.join(root, "runtimes"))
   for view in range(views):
     # The training split in file order, augmented with seeds fixed per view and batch.
     stream = data.augmented(data.eval_batches(builder, "train", image_size, batch_size), augmentation,
@@ -98,7 +92,7 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   np.save(os.path.join(partial, "validation.npy"), features)
   np.save(os.path.join(partial, "validation_labels.npy"), labels)
   with open(os.path.join(partial, KEY_FILE), "w") as f:
-    json.dump(key, f, indent=2)
+    json.dump({**key, "runtime": runtime}, f, indent=2)  # not in the folder's hash: features agree to 1e-4
   shutil.rmtree(folder, ignore_errors=True)
   os.rename(partial, folder)
   logging.info("feature cache: wrote %s", folder)

@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from mammo_train import config
+from mammo_train.inference import runtimes
 from mammo_train.inputs import data, feature_cache
 from mammo_train.models import classifiers
 from mammo_train.training import multiworker
@@ -88,10 +89,12 @@ class Run:
   strategy: tf.distribute.Strategy
   global_batch: int
   chief: bool  # this process writes the workdir (a cluster's other workers write to a scratch folder)
+  backbone_runtime: str | None = None  # who runs the feature cache's backbone pass (resolved), if one runs
 
   def describe(self) -> dict:
     return {"precision": self.precision, "strategy": type(self.strategy).__name__,
-            "replicas": self.strategy.num_replicas_in_sync, "global_batch_size": self.global_batch}
+            "replicas": self.strategy.num_replicas_in_sync, "global_batch_size": self.global_batch,
+            "backbone_runtime": self.backbone_runtime}
 
   def output_dir(self, workdir: str) -> str:
     """The workdir on the chief; a private scratch folder on any other worker, so only the chief writes."""
@@ -125,6 +128,8 @@ def set_up_training(cfg: config.Train) -> Run:
                precision=cfg.precision, strategy=cfg.strategy, deterministic=cfg.deterministic)
   require_splits(run.builder, data.SPLITS, "training (train), model selection (validation) and the final "
                  "evaluation (test)")
+  if uses_feature_cache(cfg):
+    run.backbone_runtime = runtimes.resolve(cfg.runtime, run.precision)
   return run
 
 
@@ -167,7 +172,7 @@ def training_inputs(run: Run, cfg: config.Train, model: keras.Model, cache_root:
   if uses_feature_cache(cfg):
     extractor, _ = classifiers.split_head(model)
     folder = feature_cache.compute(cache_root, run.builder, extractor, run.image_size, run.global_batch,
-                                   cfg.augmentation, cfg.cache_views, cfg.seed)
+                                   cfg.augmentation, cfg.cache_views, cfg.seed, run.backbone_runtime)
     batches = (feature_cache.train_batches(folder, run.classes, run.global_batch, cfg.oversample, cfg.seed),
                feature_cache.validation_batches(folder, run.classes, run.global_batch))
   else:

@@ -1,0 +1,118 @@
+"""What a finished evaluation left on disk, read back so that several can be compared on the same examples.
+
+Three kinds of folder hold one model's scores on a dataset:
+
+- an evaluation folder (`mammo_train.evaluate`'s workdir): predictions.csv
+  (one row per image: source, patient_id, laterality, view, label, score),
+  metrics.json (the dataset's name, version and split; the thresholds that
+  were applied, chosen on validation, and how);
+- a training run: its `eval/` folder is that evaluation;
+- a cross-validation folder: `cv/` holds the same two files over the pooled
+  out-of-fold predictions, predictions.csv with one more column, `fold`.
+
+An image is identified by its `source` (the file it was built from,
+relative to the dataset's manual dir), which is unique within a dataset.
+Two folders are comparable only if they scored the same examples: same
+dataset name and version, same split, the same set of sources, with the
+same labels, patients and breasts (and, for cv, each in the same fold).
+"""
+import csv
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+
+from mammo_train.evaluation import assessment
+
+PREDICTIONS = "predictions.csv"  # the name mammo_train.evaluate writes
+METRICS = "metrics.json"
+
+
+class NotComparableError(ValueError):
+  """Folders that cannot be compared: not an evaluation, or not scored on the same examples."""
+
+
+@dataclasses.dataclass
+class Scored:
+  """One model's evaluation, its rows ordered by source."""
+  name: str
+  folder: pathlib.Path
+  dataset: str
+  version: str
+  split: str
+  sources: np.ndarray
+  predictions: assessment.Predictions
+  operating: assessment.OperatingPoint
+  folds: np.ndarray | None = None
+
+
+def evaluation_folder(path) -> pathlib.Path:
+  """The folder holding predictions.csv for a run (eval/), a cv folder (cv/) or an evaluation folder."""
+  path = pathlib.Path(path)
+  for candidate in (path / "cv", path / "eval", path):
+    if (candidate / PREDICTIONS).is_file():
+      if not (candidate / METRICS).is_file():
+        raise NotComparableError(f"{candidate}: {PREDICTIONS} without {METRICS} (an unfinished evaluation?)")
+      return candidate
+  raise NotComparableError(f"{path}: not a training run, evaluation or cv folder (no {PREDICTIONS} in it, "
+                           "its eval/ or its cv/)")
+
+
+def load(path, name: str | None = None) -> Scored:
+  """Reads one folder (`evaluation_folder`); a damaged or unsuitable one is a NotComparableError naming it."""
+  folder = evaluation_folder(path)
+  try:
+    stored = json.loads((folder / METRICS).read_text())
+    dataset = stored["dataset"]
+    what = (dataset["name"], str(dataset["version"]), dataset["split"])
+    class_names = dataset.get("class_names", [])
+    threshold = stored.get("threshold")
+    operating = threshold and assessment.OperatingPoint(threshold["values"], threshold["how"],
+                                                        threshold.get("rule"), threshold.get("target_recall"))
+    with open(folder / PREDICTIONS, newline="") as f:
+      rows = list(csv.DictReader(f))
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    raise NotComparableError(f"{folder}: unreadable evaluation ({error!r})") from None
+  if len(class_names) != 2 or not operating:
+    raise NotComparableError(f"{folder}: compare handles binary tasks decided at a threshold; this evaluation "
+                             f"has classes {class_names}")
+  missing = {"source", "score"} - set(rows[0] if rows else ())
+  if missing:
+    raise NotComparableError(f"{folder / PREDICTIONS}: no rows, or no {' / '.join(sorted(missing))} column")
+  rows.sort(key=lambda row: row["source"])
+  sources = np.array([row["source"] for row in rows])
+  repeated = sources[1:][sources[1:] == sources[:-1]]
+  if len(repeated):
+    raise NotComparableError(f"{folder / PREDICTIONS}: source {repeated[0]} appears more than once")
+  try:
+    labels = np.array([class_names.index(row["label"]) for row in rows])
+    scores = np.array([float(row["score"]) for row in rows])
+    predictions = assessment.Predictions(labels, scores, np.array([row["patient_id"] for row in rows]),
+                                         np.array([row["laterality"] for row in rows]))
+  except ValueError as error:
+    raise NotComparableError(f"{folder / PREDICTIONS}: {error}") from None
+  except KeyError as error:
+    raise NotComparableError(f"{folder / PREDICTIONS}: no column {error}") from None
+  folds = np.array([row["fold"] for row in rows]) if "fold" in rows[0] else None
+  return Scored(name or str(path), folder, *what, sources, predictions, operating, folds)
+
+
+def check_same_examples(scored: list) -> None:
+  """Raises NotComparableError, naming the first difference, unless all scored the very same examples."""
+  first = scored[0]
+  for other in scored[1:]:
+    where = f"{other.folder} against {first.folder}"
+    for what in ("dataset", "version", "split"):
+      if getattr(other, what) != getattr(first, what):
+        raise NotComparableError(f"{where}: different {what} ({getattr(other, what)} vs {getattr(first, what)})")
+    if (first.folds is None) != (other.folds is None):
+      raise NotComparableError(f"{where}: one is cross-validated, the other a single split")
+    if not np.array_equal(other.sources, first.sources):
+      missing = sorted(set(first.sources) ^ set(other.sources))
+      raise NotComparableError(f"{where}: different examples ({len(missing)} sources in one only, e.g. "
+                               f"{missing[0]})" if missing else f"{where}: different examples")
+    if not other.predictions.same_examples(first.predictions):
+      raise NotComparableError(f"{where}: the same sources with different labels, patients or breasts")
+    if first.folds is not None and not np.array_equal(other.folds, first.folds):
+      raise NotComparableError(f"{where}: different folds (cross-validated with another fold assignment)")

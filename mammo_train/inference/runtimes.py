@@ -1,0 +1,189 @@
+"""A Keras model's forward pass on the fastest installed runtime: OpenVINO, ONNX Runtime or Keras.
+
+The frozen backbone's pass over every training image (the feature cache)
+and predict's model stage are almost all of their commands' time, and on a
+CPU the same float32 graph runs faster outside TensorFlow: ResNet50 at 600
+px, batch 16, on 2 cores, OpenVINO ran 2.1x Keras and ONNX Runtime 1.6x,
+with features equal to 3e-7 relative. So `--runtime` (auto | keras |
+onnxruntime | openvino) picks who runs that pass; auto takes the fastest
+installed, in that order, and Keras on a GPU or under a mixed precision
+policy (there Keras is the fast path, and the converted graph would be
+float32 while the cache is keyed on the policy).
+
+The model is converted once (tf2onnx, the same converter `export` uses;
+OpenVINO reads the ONNX file itself) and the file is kept in a folder the
+caller names, keyed on what it depends on: the model's name, input side
+and a hash of its weights. A rerun with the same weights reuses it.
+
+Equality is checked, not assumed: `Checked` sends the first images it is
+given through Keras too, and a relative difference above `TOLERANCE`
+stops the command with one line naming the difference and the tolerance
+(`RuntimeMismatchError`, a usage error: the fix is `--runtime=keras`).
+"""
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+from typing import Callable
+
+import keras
+import numpy as np
+
+from mammo_train.config.shared import RUNTIMES
+from mammo_train.errors import ConfigError
+
+# Fastest first, as measured on 2 CPU cores (module docstring); Keras is always there.
+_PREFERENCE = ("openvino", "onnxruntime")
+_PACKAGES = {"openvino": ("openvino", "pip install 'mammo[openvino]'"),
+             "onnxruntime": ("onnxruntime", "pip install onnxruntime (a dependency of mammo: reinstall it)")}
+# The largest relative difference (max |runtime - Keras| / max |Keras|) accepted.
+TOLERANCE = 1e-4
+# Images of the first batch that go through both the runtime and Keras.
+CHECK_IMAGES = 4
+ONNX_OPSET = 17
+
+
+class RuntimeMismatchError(ConfigError):
+  """The converted model does not give Keras's outputs on the check images."""
+
+
+def installed(name: str) -> bool:
+  return name == "keras" or importlib.util.find_spec(_PACKAGES[name][0]) is not None
+
+
+def resolve(choice: str, precision: str = "float32", accelerator: bool | None = None) -> str:
+  """The runtime `--runtime=choice` means here: auto -> the fastest installed one.
+
+  accelerator: whether a GPU runs Keras (default: ask TensorFlow).
+
+  Raises:
+    ConfigError: an unknown choice, one not installed, or one that cannot run this policy.
+  """
+  if choice not in RUNTIMES:
+    raise ConfigError(f"--runtime={choice}: expected one of {', '.join(RUNTIMES)}")
+  if choice == "auto":
+    if accelerator is None:
+      import tensorflow as tf  # pylint: disable=import-outside-toplevel
+      accelerator = bool(tf.config.list_physical_devices("GPU"))
+    if accelerator or precision != "float32":
+      return "keras"
+    return next((name for name in _PREFERENCE if installed(name)), "keras")
+  if choice != "keras":
+    if not installed(choice):
+      raise ConfigError(f"--runtime={choice}: {_PACKAGES[choice][0]} is not installed: {_PACKAGES[choice][1]}")
+    if precision != "float32":
+      raise ConfigError(f"--runtime={choice} runs float32 graphs; this run's precision is {precision}: "
+                        "pass --precision=float32 or --runtime=keras")
+  return choice
+
+
+def weights_digest(model: keras.Model) -> str:
+  """SHA-256 of every weight of the model, in order: what a converted copy or its features depend on."""
+  digest = hashlib.sha256()
+  for weight in model.weights:
+    digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+  return digest.hexdigest()
+
+
+class Forward:
+  """uint8 images [B, S, S, 1] (numpy or tensor) -> the model's outputs, float32 numpy, on one runtime."""
+
+  def __init__(self, name: str, run: Callable):
+    self.name, self._run = name, run
+
+  def __call__(self, images) -> np.ndarray:
+    return np.asarray(self._run(np.asarray(images)), dtype=np.float32)
+
+
+def keras_forward(model: keras.Model) -> Forward:
+  """The model called on each batch in one traced graph (eager calls were ~2x slower at 600 px)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  run = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+  return Forward("keras", lambda images: run(images).numpy())
+
+
+def onnx_file(model: keras.Model, folder: str) -> str:
+  """The model converted to ONNX in `folder`, converted now unless a copy with these weights is there.
+
+  Written to a temporary name and renamed, so a killed conversion never leaves a file that looks done.
+  """
+  size = model.input_shape[1]
+  key = {"model": model.name, "image_size": size, "weights_sha256": weights_digest(model), "opset": ONNX_OPSET}
+  digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+  path = os.path.join(folder, f"{model.name}_{size}px_{digest}.onnx")
+  if os.path.exists(path):
+    return path
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tf2onnx  # pylint: disable=import-outside-toplevel
+  os.makedirs(folder, exist_ok=True)
+  spec = [tf.TensorSpec([None, size, size, 1], tf.uint8, name="image")]
+  function = tf.function(lambda image: tf.cast(model(image, training=False), tf.float32), input_signature=spec)
+  handle, partial = tempfile.mkstemp(suffix=".partial", dir=folder)
+  os.close(handle)
+  tf2onnx.convert.from_function(function, input_signature=spec, opset=ONNX_OPSET, output_path=partial)
+  os.replace(partial, path)
+  return path
+
+
+def _onnxruntime(path: str) -> Callable:
+  import onnxruntime  # pylint: disable=import-outside-toplevel
+  session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+  name = session.get_inputs()[0].name
+  return lambda images: session.run(None, {name: images})[0]
+
+
+def _openvino(path: str) -> Callable:
+  """f32 inference asked for explicitly: on CPUs with AVX512-BF16 (this project's AMD EPYCs) OpenVINO
+  2026 defaults to bfloat16, and the cnn's scores then differed from Keras's by 4e-4 relative."""
+  import openvino  # pylint: disable=import-outside-toplevel
+  compiled = openvino.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+  return lambda images: compiled(images)[0]
+
+
+def forward(model: keras.Model, name: str, folder: str) -> Forward:
+  """The model's forward pass on runtime `name` (resolved: not auto), converting into `folder` if needed."""
+  if name == "keras":
+    return keras_forward(model)
+  path = onnx_file(model, folder)
+  try:
+    return Forward(name, {"onnxruntime": _onnxruntime, "openvino": _openvino}[name](path))
+  except Exception as error:  # pylint: disable=broad-except  # each runtime raises its own types
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    raise ConfigError(f"{path}: {name} cannot load it ({reason[:200]}): delete it to convert again, or pass "
+                      "--runtime=keras") from None
+
+
+def relative_difference(outputs: np.ndarray, reference: np.ndarray) -> float:
+  """max |outputs - reference| / max |reference| (a difference of zeros is 0)."""
+  scale = float(np.max(np.abs(reference))) if reference.size else 0.0
+  difference = float(np.max(np.abs(outputs - reference))) if reference.size else 0.0
+  return difference / scale if scale else difference
+
+
+class Checked:
+  """A Forward whose first call also runs its first `CHECK_IMAGES` images through Keras and compares.
+
+  Raises RuntimeMismatchError on that first call when they differ by more than TOLERANCE.
+  """
+
+  def __init__(self, runtime: Forward, reference: Forward):
+    self.runtime, self.reference, self.name = runtime, reference, runtime.name
+    self.difference = None  # set by the check
+
+  def __call__(self, images) -> np.ndarray:
+    outputs = self.runtime(images)
+    if self.difference is None and self.runtime.name != "keras":
+      sample = np.asarray(images)[:CHECK_IMAGES]
+      self.difference = relative_difference(outputs[:CHECK_IMAGES], self.reference(sample))
+      if not self.difference <= TOLERANCE:  # NaN fails too
+        raise RuntimeMismatchError(
+            f"--runtime={self.name}: outputs on {len(sample)} check images differ from Keras's by "
+            f"{self.difference:.3g} relative, above the tolerance {TOLERANCE:g}: pass --runtime=keras")
+    return outputs
+
+
+def checked_forward(model: keras.Model, name: str, folder: str) -> Checked:
+  """`forward` on runtime `name`, checked against Keras on its first batch."""
+  runtime = forward(model, name, folder)
+  return Checked(runtime, runtime if name == "keras" else keras_forward(model))

@@ -1,0 +1,109 @@
+"""mammo_train.inference.runtimes: the forward pass off Keras, converted once, checked against Keras."""
+import json
+import os
+
+import keras
+import numpy as np
+import onnx
+from onnx import numpy_helper
+import pytest
+
+from mammo_train import config
+from mammo_train.inference import runtimes
+from mammo_train.inputs import data, feature_cache
+from mammo_train.models import classifiers
+
+CONVERTED = [name for name in ("onnxruntime", "openvino") if runtimes.installed(name)]
+
+
+def _images(size, count=8):
+  return np.random.RandomState(0).randint(0, 256, (count, size, size, 1)).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+  keras.utils.set_random_seed(0)
+  return classifiers.build("cnn", 64, 2, "none", dropout=0.5, l2=1e-4)
+
+
+def test_auto_takes_the_fastest_installed_runtime_and_keras_where_conversion_does_not_pay(monkeypatch):
+  monkeypatch.setattr(runtimes, "installed", lambda name: True)
+  assert runtimes.resolve("auto", accelerator=False) == "openvino"
+  assert runtimes.resolve("auto", accelerator=True) == "keras"
+  assert runtimes.resolve("auto", "mixed_bfloat16", accelerator=False) == "keras"
+  monkeypatch.setattr(runtimes, "installed", lambda name: name != "openvino")
+  assert runtimes.resolve("auto", accelerator=False) == "onnxruntime"
+  monkeypatch.setattr(runtimes, "installed", lambda name: name == "keras")
+  assert runtimes.resolve("auto", accelerator=False) == "keras"
+
+
+def test_a_runtime_that_is_missing_or_cannot_run_the_policy_is_refused_in_one_line(monkeypatch):
+  monkeypatch.setattr(runtimes, "installed", lambda name: name != "openvino")
+  with pytest.raises(config.ConfigError, match=r"--runtime=openvino: openvino is not installed: pip install "
+                                               r"'mammo\[openvino\]'"):
+    runtimes.resolve("openvino")
+  with pytest.raises(config.ConfigError, match="precision is mixed_bfloat16"):
+    runtimes.resolve("onnxruntime", "mixed_bfloat16")
+  with pytest.raises(config.ConfigError, match="expected one of"):
+    runtimes.resolve("tensorrt")
+
+
+@pytest.mark.parametrize("name", CONVERTED)
+def test_a_real_conversion_of_the_cnn_passes_the_check_and_is_converted_once(name, cnn, tmp_path, monkeypatch):
+  images = _images(64)
+  forward = runtimes.checked_forward(cnn, name, str(tmp_path))
+  outputs = forward(images)
+  assert forward.name == name and forward.difference <= runtimes.TOLERANCE
+  np.testing.assert_allclose(outputs, runtimes.keras_forward(cnn)(images), rtol=1e-4, atol=1e-6)
+  import tf2onnx  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(tf2onnx.convert, "from_function", lambda *a, **k: pytest.fail("converted twice"))
+  runtimes.checked_forward(cnn, name, str(tmp_path))(images)
+  assert len(list(tmp_path.glob("*.onnx"))) == 1
+
+
+@pytest.mark.parametrize("name", CONVERTED)
+def test_a_perturbed_converted_model_stops_with_both_figures(name, cnn, tmp_path):
+  path = runtimes.onnx_file(cnn, str(tmp_path))
+  graph = onnx.load(path)
+  largest = max(graph.graph.initializer, key=lambda t: numpy_helper.to_array(t).size)
+  largest.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(largest) * 1.05, largest.name))
+  onnx.save(graph, path)  # the cached file now answers for these weights
+  with pytest.raises(runtimes.RuntimeMismatchError,
+                     match=rf"--runtime={name}: outputs on 4 check images differ from Keras's by [0-9.e-]+ "
+                           r"relative, above the tolerance 0.0001: pass --runtime=keras"):
+    runtimes.checked_forward(cnn, name, str(tmp_path))(_images(64))
+
+
+def test_an_injected_runtime_that_drifts_is_stopped_and_nan_is_not_equality(cnn):
+  reference = runtimes.keras_forward(cnn)
+  for drift in (lambda x: x * 1.001, lambda x: x * np.nan):
+    injected = runtimes.Forward("onnxruntime", lambda images, d=drift: d(reference(images)))
+    with pytest.raises(runtimes.RuntimeMismatchError):
+      runtimes.Checked(injected, reference)(_images(64))
+
+
+def test_only_the_first_call_is_checked(cnn):
+  calls = []
+  reference = runtimes.keras_forward(cnn)
+  counted = runtimes.Forward("keras-counted", lambda images: calls.append(len(images)) or reference(images))
+  checked = runtimes.Checked(runtimes.Forward("onnxruntime", reference), counted)
+  checked(_images(64))
+  checked(_images(64))
+  assert calls == [runtimes.CHECK_IMAGES]
+
+
+@pytest.mark.skipif("onnxruntime" not in CONVERTED, reason="onnxruntime is not installed")
+def test_feature_cache_on_a_converted_resnet50_gives_kerass_features(tiny_builder, tmp_path):
+  keras.utils.set_random_seed(0)
+  model = classifiers.build("resnet50", 32, 2, "none", dropout=0.5, l2=1e-4)
+  classifiers.set_fine_tune(model, 0)
+  extractor, _ = classifiers.split_head(model)
+  folders = {name: feature_cache.compute(str(tmp_path / name), tiny_builder, extractor, 32, 16,
+                                         data.Augmentation.none(), 1, 0, runtime=name)
+             for name in ("keras", "onnxruntime")}
+  for file in ("train_view0.npy", "validation.npy"):
+    converted, kept = (np.load(os.path.join(folders[n], file)) for n in ("onnxruntime", "keras"))
+    assert runtimes.relative_difference(converted, kept) <= runtimes.TOLERANCE
+  assert json.loads(open(os.path.join(folders["onnxruntime"], feature_cache.KEY_FILE)).read())["runtime"] == \
+      "onnxruntime"
+  assert len(list((tmp_path / "onnxruntime" / "runtimes").glob("*.onnx"))) == 1
