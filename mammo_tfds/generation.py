@@ -166,7 +166,7 @@ class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _mammo_info(self, schema: dict, subgroups: dict | None = None, homepage: str | None = None):
     """The DatasetInfo of a mammo dataset: its features, (image, label) as supervised keys, and the
-    subgroups its evaluation reports (mammo_train/subgroups.py), kept in metadata.json."""
+    subgroups its evaluation reports (mammo_train/evaluation/subgroups.py), kept in metadata.json."""
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict(schema), supervised_keys=("image", "label"), homepage=homepage,
         metadata=tfds.core.MetadataDict(**({"subgroups": subgroups} if subgroups else {})))
