@@ -207,7 +207,7 @@ def test_predict_review_page_has_a_card_per_scored_and_per_refused_file(shared_d
     pytest.skip(f"{folder} not found (set MAMMO_SHARED_DATA to the shared data folder)")
   files = discovery.expand_paths([str(folder)])
   result = predictor.predict_files(lambda batch: np.full((len(batch), 1), 0.7, np.float32), files,
-                                 stored_size=64, image_size=64, workers=1)
+                                   stored_size=64, image_size=64, workers=1)
   assert result.images and result.failures  # the folder holds refused files (For Processing, stubs)
   image_rows, _ = predictor.rows(result, {"image": 0.5, "breast": 0.5})
   page_path = review.write(tmp_path, result, image_rows, "summary line")

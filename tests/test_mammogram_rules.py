@@ -150,7 +150,7 @@ def test_a_manifest_row_vouches_for_a_file_no_tag_rule_admits(tmp_path):
   manifest = tmp_path / "manifest.csv"
   manifest.write_text("path,patient_id,laterality\nuntagged.dcm,P9,R\n")
   result = predictor.predict_files(_brightness, [str(path)], stored_size=64, image_size=64, workers=1,
-                                 manifest=discovery.read_manifest(manifest))
+                                   manifest=discovery.read_manifest(manifest))
   image_rows, _ = predictor.rows(result, {"image": 0.5, "breast": 0.5})
   assert not result.failures and image_rows[0]["admitted_by"] == "manifest"
 
@@ -201,7 +201,7 @@ def test_predict_refuses_stereotactic_and_specimen_and_flags_the_others(modified
   _, json_path = predictor.write(tmp_path / "out", {"model": "stub"}, result, image_rows, breast_rows)
   assert json.loads(json_path.read_text())["skipped_by_reason"] == {"specimen": 1, "stereotactic": 1}
   allowed = predictor.predict_files(_brightness, files, stored_size=64, image_size=64, workers=1,
-                                  allow_view_modifiers=True)
+                                    allow_view_modifiers=True)
   assert not allowed.failures and len(allowed.images) == len(files)
 
 

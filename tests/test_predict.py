@@ -88,7 +88,7 @@ def test_expand_paths_takes_files_folders_and_globs(mixed):
 def test_mixed_folder_scores_breasts_and_skips_bad_files_with_one_line_each(mixed, tmp_path):
   files = discovery.expand_paths([str(mixed)])
   result = predictor.predict_files(brightness, files, stored_size=STORED, image_size=STORED, batch_size=5,
-                                 workers=2, save_inputs=str(tmp_path / "inputs"))
+                                   workers=2, save_inputs=str(tmp_path / "inputs"))
   reasons = {f.path.rsplit("/", 1)[-1]: f.reason for f in result.failures}
   assert reasons == {"broken.dcm": Reason.unreadable, "ct.dcm": Reason.not_mammogram,
                      "raw.dcm": Reason.for_processing}
@@ -113,7 +113,7 @@ def test_mixed_folder_scores_breasts_and_skips_bad_files_with_one_line_each(mixe
   line = predictor.summary(result, image_rows, breast_rows)
   assert line.endswith("skipped 3: 1 for_processing, 1 not_mammogram, 1 unreadable")
   csv_path, json_path = predictor.write(tmp_path / "out", {"dataset": "cmmd/600:1.0.0", "model": "best.keras"},
-                                      result, image_rows, breast_rows)
+                                        result, image_rows, breast_rows)
   with open(csv_path) as file:
     table = list(csv.DictReader(file))
   assert len(table) == len(image_rows) + len(breast_rows) and {r["dataset"] for r in table} == {"cmmd/600:1.0.0"}
@@ -156,7 +156,7 @@ def test_unplaced_images_are_scored_per_image_only(tmp_path, shared_data):
   manifest = tmp_path / "manifest.csv"
   manifest.write_text("path,patient_id,laterality,view\nscan.png,P7,L,CC\n")
   placed = predictor.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1,
-                                 manifest=discovery.read_manifest(manifest))
+                                   manifest=discovery.read_manifest(manifest))
   _, breast_rows = predictor.rows(placed, THRESHOLDS)
   assert [(r["patient_id"], r["laterality"], r["placed_by"]) for r in breast_rows] == [("P7", "L", "manifest")]
 
@@ -197,7 +197,7 @@ def test_prediction_on_source_files_matches_evaluation_on_the_built_split(cmmd_t
   expected = {(p, lat, v): s for p, lat, v, s in zip(evaluated.patient_id, evaluated.laterality, views,
                                                       evaluated.scores)}
   result = predictor.predict_files(model, discovery.expand_paths([str(root)]), stored_size=STORED, image_size=SIZE,
-                                 batch_size=8, workers=1)
+                                   batch_size=8, workers=1)
   got = {(i.placement.patient_id, i.placement.laterality, i.placement.view): i.score for i in result.images}
   assert set(expected) <= set(got) and len(expected) >= 8
   assert max(abs(got[key] - expected[key]) for key in expected) <= 1e-4
@@ -223,7 +223,7 @@ def test_prediction_on_real_mias_films_matches_evaluation_on_the_built_split(sha
   with tarfile.open(archive, "r:gz") as tar:
     tar.extractall(films, members=[tar.getmember(name) for name in names], filter="data")
   result = predictor.predict_files(model, discovery.expand_paths([str(films)]), stored_size=STORED, image_size=SIZE,
-                                 batch_size=8, workers=1)
+                                   batch_size=8, workers=1)
   assert not result.failures
   got = {pathlib.Path(i.prepared.path).name: i.score for i in result.images}
   assert set(got) == set(expected) and len(expected) == 17
@@ -354,7 +354,7 @@ def test_explain_heatmap_lands_on_the_planted_square_of_the_source_file(tmp_path
   pixels = film_with_square()
   Image.fromarray(pixels).save(tmp_path / "film.png")
   result = predictor.predict_files(square_detector(SIZE), [str(tmp_path / "film.png")], stored_size=STORED,
-                                 image_size=SIZE, workers=1, explain_dir=str(tmp_path / "explain"))
+                                   image_size=SIZE, workers=1, explain_dir=str(tmp_path / "explain"))
   assert result.images[0].prepared.flipped and result.images[0].prepared.source.pixels.size == 0  # dropped
   heatmap = np.load(tmp_path / "explain" / "film.png.npy")
   assert heatmap.shape == pixels.shape

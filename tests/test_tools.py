@@ -97,7 +97,8 @@ def test_write_cmmd(tmp_path):
 
 
 def test_write_cbis(tmp_path):
-  _writer("write_cbis.py", tmp_path, "--patients=1", "--height=64", "--width=48")
+  # The smallest films tests/test_cbis_ddsm.py writes (at 64 x 48 the breast mask is empty).
+  _writer("write_cbis.py", tmp_path, "--patients=1", "--height=120", "--width=72")
 
 
 def test_write_manifest(tmp_path):

@@ -55,9 +55,6 @@ from mammo_train.models import classifiers
 LEVELS = ("image", "breast")
 
 
-# ---- placing images into breasts --------------------------------------------------
-
-
 # ---- scoring --------------------------------------------------------------------
 
 
