@@ -139,6 +139,9 @@ def parallel_map(fn: Callable, items: list) -> Iterator:
     yield from results
 
 
+KNOWN_TFDS = ("4.9.",)  # ParallelBuilder._download_and_prepare overrides a private of these
+
+
 class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Base of the mammo builders: `_generate_examples(items)` maps `_item_fn()` over items.
 
@@ -163,7 +166,7 @@ class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _mammo_info(self, schema: dict, subgroups: dict | None = None, homepage: str | None = None):
     """The DatasetInfo of a mammo dataset: its features, (image, label) as supervised keys, and the
-    subgroups its evaluation reports (mammo_train/subgroups.py), kept in metadata.json."""
+    subgroups its evaluation reports (mammo_train/evaluation/subgroups.py), kept in metadata.json."""
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict(schema), supervised_keys=("image", "label"), homepage=homepage,
         metadata=tfds.core.MetadataDict(**({"subgroups": subgroups} if subgroups else {})))
@@ -176,6 +179,11 @@ class ParallelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return {split: self._generate_examples(items, split) for split, items in by_split.items() if items}
 
   def _download_and_prepare(self, dl_manager, download_config):
+    # Overrides TFDS's private GeneratorBasedBuilder._download_and_prepare (tensorflow_datasets/core/
+    # dataset_builder.py) to run it inside the worker pool; only the TFDS versions checked are accepted.
+    if not tfds.__version__.startswith(KNOWN_TFDS):
+      raise RuntimeError(f"tensorflow-datasets {tfds.__version__} is not a version mammo_tfds's builders were "
+                         f"checked against ({', '.join(KNOWN_TFDS)}x): install it as setup.cfg pins it")
     self._use_beam = bool(download_config.beam_options or download_config.beam_runner)
     self.audit = audit.Collector(self.info.features["label"].names)
     if self._use_beam:

@@ -1,6 +1,8 @@
-"""The trainer: `python -m mammo_train --dataset=... --model=... --workdir=...`.
+"""The trainer: `python -m mammo_train --dataset=... --model=... --workdir=...`, and its commands.
 
-Reads the prepared mammo TFDS datasets (`data`), builds a classifier that takes
-the stored uint8 image (`models`), trains it (`train`) and evaluates the best
-model on the test split (`evaluate`). Flags live in `config`.
+Commands (`__main__`, `tune`, `evaluate`, `baselines`, `predict`, `export`)
+are leaves: flags (`config`) -> one frozen config -> one call into the
+library -> exit code. The library: `inputs` (pipelines), `models` (Keras
+only), `training`, `evaluation`, `inference`, `deployment`, and `run_folder`,
+the one owner of a run folder. docs/architecture.md has the map.
 """

@@ -10,13 +10,14 @@ does not fit ends the run with one line on stderr and exit status 2.
 """
 from absl import flags
 
-from mammo_train import cli, config, train
+from mammo_train import cli, config
+from mammo_train.training import loop
 
 
 def main(argv):
   del argv
   cfg = config.train_from_flags(flags.FLAGS)
-  metrics = train.train(cfg, config.flagfile(flags.FLAGS, config.TRAIN_FLAGS))
+  metrics = loop.train(cfg, config.flagfile(flags.FLAGS, config.TRAIN_FLAGS))
   for level, scores in metrics.get("levels", {}).items():
     auc = "roc_auc" if "roc_auc" in scores else "macro_roc_auc"
     print(f"test {level}: {auc} {scores[auc]:.3f}, accuracy {scores['accuracy']:.3f}")

@@ -9,7 +9,8 @@ import sys
 
 from absl import app, flags
 
-from mammo_train import config, data
+from mammo_train import config
+from mammo_train.inputs import data
 
 # What a user can get wrong before any work starts; each message names the flag or file.
 USAGE_ERRORS = (config.ConfigError, data.DatasetNotBuiltError)

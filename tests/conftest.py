@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from mammo_train import data
+from mammo_train.inputs import data
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

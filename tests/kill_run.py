@@ -15,7 +15,9 @@ import keras
 import numpy as np
 
 from mammo_train import __main__ as trainer
-from mammo_train import cli, config, report, train
+from mammo_train import cli, config
+from mammo_train.evaluation import report
+from mammo_train.training import loop
 
 
 def die():
@@ -30,8 +32,8 @@ def half_written(path):
 
 
 def kill_in_callback(**hooks):
-  callbacks = train.callbacks
-  train.callbacks = lambda *args, **kwargs: [keras.callbacks.LambdaCallback(**hooks),
+  callbacks = loop.callbacks
+  loop.callbacks = lambda *args, **kwargs: [keras.callbacks.LambdaCallback(**hooks),
                                              *callbacks(*args, **kwargs)]
 
 

@@ -201,15 +201,15 @@ def test_cbis_ddsm_roi_files_are_rows_on_their_films_card(tmp_path):
 
 def test_predict_review_page_has_a_card_per_scored_and_per_refused_file(shared_data, tmp_path):
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from mammo_train import predict, review  # pylint: disable=import-outside-toplevel
+  from mammo_train.inference import discovery, predictor, review  # pylint: disable=import-outside-toplevel
   folder = shared_data / "real-mammograms"
   if not folder.is_dir():
     pytest.skip(f"{folder} not found (set MAMMO_SHARED_DATA to the shared data folder)")
-  files = predict.expand_paths([str(folder)])
-  result = predict.predict_files(lambda batch: np.full((len(batch), 1), 0.7, np.float32), files,
-                                 stored_size=64, image_size=64, workers=1)
+  files = discovery.expand_paths([str(folder)])
+  result = predictor.predict_files(lambda batch: np.full((len(batch), 1), 0.7, np.float32), files,
+                                   stored_size=64, image_size=64, workers=1)
   assert result.images and result.failures  # the folder holds refused files (For Processing, stubs)
-  image_rows, _ = predict.rows(result, {"image": 0.5, "breast": 0.5})
+  image_rows, _ = predictor.rows(result, {"image": 0.5, "breast": 0.5})
   page_path = review.write(tmp_path, result, image_rows, "summary line")
   page = _Page()
   page.feed(page_path.read_text(encoding="utf-8"))

@@ -6,7 +6,9 @@ import pytest
 from absl import flags
 from sklearn.metrics import roc_auc_score as skm_auc
 
-from mammo_train import assessment, baselines, config, data, metrics, subgroups
+from mammo_train import config
+from mammo_train.evaluation import assessment, baselines, metrics, subgroups
+from mammo_train.inputs import data
 
 NAMES = metrics.BINARY_NAMES
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mammo_train import calibration, metrics
+from mammo_train.evaluation import calibration, metrics
 
 
 def _logits(n, slope, intercept, seed):

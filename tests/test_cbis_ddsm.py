@@ -18,7 +18,8 @@ import tensorflow_datasets as tfds
 
 from mammo_tfds import builder_configs, imaging, sources
 from mammo_tfds.cbis_ddsm import cases, cbis_ddsm_dataset_builder as cbis, examples
-from mammo_train import data, subgroups
+from mammo_train.evaluation import subgroups
+from mammo_train.inputs import data
 from tools import write_cbis
 
 SEED = 5

@@ -6,8 +6,7 @@ import types
 import numpy as np
 import pytest
 
-from mammo_train import calibration
-from mammo_train.evaluation import checklist
+from mammo_train.evaluation import calibration, checklist
 
 
 def _clean():

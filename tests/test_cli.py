@@ -17,7 +17,8 @@ import keras
 import pytest
 
 from mammo_train import __main__ as trainer
-from mammo_train import baselines, cli, config, evaluate, export, models, tune
+from mammo_train import baselines, cli, config, evaluate, export, tune
+from mammo_train.models import classifiers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 QUIET = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -57,7 +58,7 @@ def model_files(tmp_path_factory) -> dict:
   files["garbage"].write_bytes(b"PK\x03\x04 not really a zip")
   for name, size, classes in (("three_classes", 32, 3), ("size_48", 48, 2)):
     files[name] = folder / f"{name}.keras"
-    models.build("cnn", size, classes, "none", 0.5, 0.0).save(files[name])
+    classifiers.build("cnn", size, classes, "none", 0.5, 0.0).save(files[name])
   colour = keras.Input((32, 32, 3), dtype="uint8")
   files["colour"] = folder / "colour.keras"
   keras.Model(colour, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(colour))).save(
@@ -120,8 +121,9 @@ def test_export_usage_error_is_one_line_and_status_2(argv, message, model_files,
   (run / "run.json").write_text(json.dumps({"dataset": {"name": "synthetic/tiny/1.1.0", "data_dir": str(
       tiny_data_dir / "synthetic" / "tiny" / "1.1.0")}}))
   (run / "eval").mkdir()
-  for name in ("metrics.json", "operating_point.json"):
-    (run / "eval" / name).write_text("{}")
+  (run / "eval" / "metrics.json").write_text("{}")
+  (run / "eval" / "operating_point.json").write_text(json.dumps(
+      {"thresholds": {"image": 0.5, "breast": 0.5}, "how": "chosen on validation"}))
   for name in ("garbage", "three_classes", "size_48"):
     shutil.copy(model_files[name], run / pathlib.Path(model_files[name]).name)
   shutil.copy(model_files["size_48"], run / "best.keras")

@@ -11,8 +11,8 @@ from absl import flags
 import numpy as np
 import pytest
 
-from mammo_train import cli, compare, config, evaluate
-from mammo_train.evaluation import comparison_report, scored
+from mammo_train import cli, compare, config
+from mammo_train.evaluation import comparison_report, evaluator, scored
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # TensorFlow's C++ runtime logs a few lines when imported (as in test_cli); they are not the command's output.
@@ -172,7 +172,7 @@ def test_compares_real_evaluations_with_their_checklists(tiny_builder, tmp_path)
     output = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=keras.initializers.Constant(
         3 * bias), bias_initializer=keras.initializers.Constant(bias))(brightness)
     folder = tmp_path / f"eval{bias}"
-    evaluate.evaluate_model(keras.Model(images, output), tiny_builder, "test", folder, 64, 16,
+    evaluator.evaluate_model(keras.Model(images, output), tiny_builder, "test", folder, 64, 16,
                             config.Protocol(n_bootstrap=20))
     stored = json.loads((folder / "checklist.json").read_text())
     assert stored["leakage"]["passed"]

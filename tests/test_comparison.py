@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mammo_train import metrics
-from mammo_train.evaluation import comparison
+from mammo_train.evaluation import comparison, metrics
 
 
 def _delong_1988(labels, scores_a, scores_b):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mammo_train import data
+from mammo_train.inputs import data
 
 SIZE = 32
 

@@ -13,7 +13,11 @@ import tensorflow as tf
 from absl import flags
 from PIL import Image
 
-from mammo_train import assessment, baselines, calibration, config, data, evaluate, explain, metrics, models, report
+from mammo_train import config
+from mammo_train.evaluation import assessment, baselines, calibration, evaluator, explain, metrics, report
+from mammo_train.inputs import data
+from mammo_train.models import classifiers
+from tests.test_explain import split_localisation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -51,7 +55,7 @@ def test_threshold_ignores_the_scored_split():
 
 def test_evaluate_model_writes_every_report_file(tiny_builder, model, tmp_path):
   workdir = tmp_path / "eval"
-  result = evaluate.evaluate_model(model, tiny_builder, "test", workdir, 64, 16, config.Protocol(n_bootstrap=50),
+  result = evaluator.evaluate_model(model, tiny_builder, "test", workdir, 64, 16, config.Protocol(n_bootstrap=50),
                                    tb_logdir=tmp_path / "tb")
   for name in PNGS:
     assert _valid_png(workdir / name), name
@@ -60,19 +64,19 @@ def test_evaluate_model_writes_every_report_file(tiny_builder, model, tmp_path):
   assert stored["bootstrap"] == {"unit": "patient", "n_resamples": 50, "seed": 0, "confidence": 0.95,
                                  "method": "percentile"}
   assert set(stored["baselines"]) == {"majority", "prior_random"}
-  assert "saliency" not in stored and not (workdir / evaluate.SALIENCY_GRID).exists()  # no Grad-CAM layer known
+  assert "saliency" not in stored and not (workdir / evaluator.SALIENCY_GRID).exists()  # no Grad-CAM layer known
   markdown = (workdir / "report.md").read_text()
   assert all(f"({name})" in markdown for name in PNGS)
   assert "validation split" in markdown
   assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
-  with open(workdir / evaluate.PREDICTIONS) as f:
+  with open(workdir / evaluator.PREDICTIONS) as f:
     rows = list(csv.DictReader(f))
-  scored = evaluate.predict(model, tiny_builder, "test", 64, 16)
+  scored = evaluator.predict(model, tiny_builder, "test", 64, 16)
   assert [row["patient_id"] for row in rows] == list(scored.patient_id)
   assert [row["source"] for row in rows] == list(data.split_metadata(tiny_builder, "test", ("source",))["source"])
   np.testing.assert_allclose([float(row["score"]) for row in rows], scored.scores, atol=1e-6)
   assert {row["label"] for row in rows} <= {"benign", "malignant"} and {row["view"] for row in rows} == {"CC", "MLO"}
-  validation = evaluate.predict(model, tiny_builder, "validation", 64, 16)
+  validation = evaluator.predict(model, tiny_builder, "validation", 64, 16)
   assert result["threshold"]["values"]["image"] == metrics.choose_threshold(validation.labels, validation.scores)
   stored_point = json.loads((workdir / assessment.OPERATING_POINT).read_text())
   assert stored_point["thresholds"] == result["threshold"]["values"]
@@ -80,20 +84,20 @@ def test_evaluate_model_writes_every_report_file(tiny_builder, model, tmp_path):
 
 def test_a_cnn_gets_a_saliency_grid_and_lesion_localisation_from_one_batched_pass(tiny_builder, tmp_path,
                                                                                   monkeypatch):
-  cnn = models.build("cnn", 64, 2, "none", 0.3, 0.0)
+  cnn = classifiers.build("cnn", 64, 2, "none", 0.3, 0.0)
   calls = []
   grad_cam = explain.grad_cam
   monkeypatch.setattr(explain, "grad_cam", lambda model, images, **kw: calls.append(len(images)) or grad_cam(
       model, images, **kw))
   workdir = tmp_path / "eval"
-  evaluate.evaluate_model(cnn, tiny_builder, "test", workdir, 64, 5, config.Protocol(n_bootstrap=50),
+  evaluator.evaluate_model(cnn, tiny_builder, "test", workdir, 64, 5, config.Protocol(n_bootstrap=50),
                           tb_logdir=tmp_path / "tb")
   assert calls == [5, 5, 5, 1]  # the 16 test images once, in the scoring batches
   stored = json.loads((workdir / "metrics.json").read_text())
   assert stored["saliency"]["layer"] == "block4_relu" and stored["saliency"]["images"] == 16
-  assert _valid_png(workdir / evaluate.SALIENCY_GRID)
+  assert _valid_png(workdir / evaluator.SALIENCY_GRID)
   markdown = (workdir / "report.md").read_text()
-  assert "## Saliency" in markdown and f"]({evaluate.SALIENCY_GRID})" in markdown and "pointing game" in markdown
+  assert "## Saliency" in markdown and f"]({evaluator.SALIENCY_GRID})" in markdown and "pointing game" in markdown
   logged = {value.tag for path in (tmp_path / "tb").glob("events.out.tfevents.*")
             for event in tf.compat.v1.train.summary_iterator(str(path)) for value in event.summary.value}
   assert "evaluation/saliency_grid" in logged
@@ -101,7 +105,7 @@ def test_a_cnn_gets_a_saliency_grid_and_lesion_localisation_from_one_batched_pas
   examples = list(data.eval_examples(tiny_builder, "test", 64, ["label", "patient_id", "crop_box", "flipped",
                                                                   "lesion_box"]))
   maps = grad_cam(cnn, np.stack([e["image"] for e in examples]))
-  expected = explain.split_localisation(
+  expected = split_localisation(
       maps, [e["crop_box"] for e in examples], [e["flipped"] for e in examples],
       [explain.lesion_boxes(e) for e in examples], [e["label"] for e in examples],
       [e["patient_id"].decode() for e in examples], n_resamples=50)
@@ -115,8 +119,8 @@ def test_a_cnn_gets_a_saliency_grid_and_lesion_localisation_from_one_batched_pas
 
 
 def test_test_labels_never_reach_the_threshold(tiny_builder, model, tmp_path, monkeypatch):
-  chosen = evaluate.evaluate_model(model, tiny_builder, "test", tmp_path / "a", 64, 16, config.Protocol(n_bootstrap=10))
-  predict = evaluate.predict
+  chosen = evaluator.evaluate_model(model, tiny_builder, "test", tmp_path / "a", 64, 16, config.Protocol(n_bootstrap=10))
+  predict = evaluator.predict
 
   def inverted_test_labels(model, builder, split, *args):
     predictions = predict(model, builder, split, *args)
@@ -124,8 +128,8 @@ def test_test_labels_never_reach_the_threshold(tiny_builder, model, tmp_path, mo
       predictions.labels = 1 - predictions.labels
     return predictions
 
-  monkeypatch.setattr(evaluate, "predict", inverted_test_labels)
-  again = evaluate.evaluate_model(model, tiny_builder, "test", tmp_path / "b", 64, 16, config.Protocol(n_bootstrap=10))
+  monkeypatch.setattr(evaluator, "predict", inverted_test_labels)
+  again = evaluator.evaluate_model(model, tiny_builder, "test", tmp_path / "b", 64, 16, config.Protocol(n_bootstrap=10))
   assert again["threshold"] == chosen["threshold"]
   assert again["levels"]["image"]["accuracy"] == pytest.approx(1 - chosen["levels"]["image"]["accuracy"])
 
@@ -135,12 +139,12 @@ def test_cross_dataset_takes_the_training_runs_threshold(tiny_builder, model, tm
   run.mkdir()
   model.save(run / "best.keras")
   model_path = str(run / "best.keras")
-  chosen = evaluate.evaluate_model(model_path, tiny_builder, "test", run / "eval", None, 16, config.Protocol(n_bootstrap=10))
-  crossed = evaluate.evaluate_model(model_path, tiny_builder, "all", tmp_path / "cross", None, 16, config.Protocol(n_bootstrap=10))
+  chosen = evaluator.evaluate_model(model_path, tiny_builder, "test", run / "eval", None, 16, config.Protocol(n_bootstrap=10))
+  crossed = evaluator.evaluate_model(model_path, tiny_builder, "all", tmp_path / "cross", None, 16, config.Protocol(n_bootstrap=10))
   assert crossed["threshold"]["values"] == chosen["threshold"]["values"]
   assert str(run / "eval" / assessment.OPERATING_POINT) in crossed["threshold"]["how"]
   assert crossed["dataset"]["counts"]["images"] == 94
-  bare = evaluate.evaluate_model(model, tiny_builder, "all", tmp_path / "bare", 64, 16, config.Protocol(n_bootstrap=10))
+  bare = evaluator.evaluate_model(model, tiny_builder, "all", tmp_path / "bare", 64, 16, config.Protocol(n_bootstrap=10))
   assert bare["threshold"]["values"] == {"image": 0.5, "breast": 0.5}
   assert "default 0.5" in (tmp_path / "bare" / "report.md").read_text()
 
@@ -174,7 +178,7 @@ def test_report_says_first_what_it_found_per_subgroup_and_calibrated(tiny_builde
   run = tmp_path / "run"
   run.mkdir()
   model.save(run / "best.keras")
-  result = evaluate.evaluate_model(str(run / "best.keras"), tiny_builder, "test", run / "eval", None, 16,
+  result = evaluator.evaluate_model(str(run / "best.keras"), tiny_builder, "test", run / "eval", None, 16,
                                    config.Protocol(n_bootstrap=20))
   assert set(result["levels"]) == {"image", "breast", "patient"}
   assert result["levels"]["patient"]["n"] == result["dataset"]["counts"]["patients"]
@@ -189,7 +193,7 @@ def test_report_says_first_what_it_found_per_subgroup_and_calibrated(tiny_builde
   maps = calibration.load(run / "eval" / calibration.CALIBRATION)
   assert set(maps) == {"image", "breast"} and set(result["calibration"]["levels"]) == set(maps)
   assert _valid_png(run / "eval" / "calibration_reliability.png")
-  crossed = evaluate.evaluate_model(str(run / "best.keras"), tiny_builder, "all", tmp_path / "cross", None, 16,
+  crossed = evaluator.evaluate_model(str(run / "best.keras"), tiny_builder, "all", tmp_path / "cross", None, 16,
                                     config.Protocol(n_bootstrap=20))
   assert f"taken from {run / 'eval' / calibration.CALIBRATION}" == crossed["calibration"]["how"]
   assert not (tmp_path / "cross" / calibration.CALIBRATION).exists()
@@ -203,7 +207,7 @@ def test_dataset_prepared_before_subgroups_were_declared_still_evaluates(tiny_da
   del metadata["subgroups"]
   stored.write_text(json.dumps(metadata))
   builder = data.load_builder("synthetic/tiny", str(old))
-  result = evaluate.evaluate_model(model, builder, "test", tmp_path / "eval", 64, 16,
+  result = evaluator.evaluate_model(model, builder, "test", tmp_path / "eval", 64, 16,
                                    config.Protocol(n_bootstrap=10))
   assert "built before" in result["subgroups"]["declaration"]["source"]
   assert {row["feature"] for row in result["subgroups"]["levels"]["image"]} == {"laterality", "view"}
@@ -223,7 +227,7 @@ def cmmd_builder(tmp_path_factory):
 
 
 def test_cmmd_model_is_compared_with_age_and_subset_inside_each_stratum(cmmd_builder, model, tmp_path):
-  result = evaluate.evaluate_model(model, cmmd_builder, "test", tmp_path, 64, 16, config.Protocol(n_bootstrap=20))
+  result = evaluator.evaluate_model(model, cmmd_builder, "test", tmp_path, 64, 16, config.Protocol(n_bootstrap=20))
   assert result["subgroups"]["declaration"]["shortcuts"] == ["age", "subset"]
   baseline = result["baselines"][assessment.METADATA_BASELINE]
   assert "age, subset" in baseline["description"]
@@ -244,7 +248,7 @@ def test_cmmd_baselines_include_the_metadata_baseline_a_model_is_then_compared_w
                           protocol=config.Protocol(n_bootstrap=10))
   assert set(results) == {"age_logistic", "metadata_logistic"}
   assert results["metadata_logistic"]["subgroups"]["declaration"]["shortcuts"] == ["age", "subset"]
-  result = evaluate.evaluate_model(model, cmmd_builder, "test", tmp_path / "eval", 64, 16,
+  result = evaluator.evaluate_model(model, cmmd_builder, "test", tmp_path / "eval", 64, 16,
                                    config.Protocol(n_bootstrap=10), baselines_dir=tmp_path / "baselines")
   loaded = result["baselines"][assessment.METADATA_BASELINE]["levels"]["breast"]["roc_auc"]
   assert loaded == pytest.approx(results["metadata_logistic"]["levels"]["breast"]["roc_auc"])

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from mammo_tfds import imaging
-from mammo_train import explain, models
+from mammo_train.evaluation import explain, saliency_pictures
+from mammo_train.models import classifiers
 
 # The planted bright square of the hand-made film: rows, columns in source pixels.
 SQUARE = (slice(140, 170), slice(190, 220))
@@ -63,7 +64,7 @@ def test_grad_cam_of_a_mirrored_square_moves_with_it():
 
 @pytest.mark.parametrize("name, size", [("cnn", 64), ("resnet50", 64), ("vgg16", 64), ("inceptionv3", 75)])
 def test_grad_cam_runs_for_every_model_and_explains_its_output(name, size):
-  model = models.build(name, size, 2, "none", 0.3, 0.0)
+  model = classifiers.build(name, size, 2, "none", 0.3, 0.0)
   images = np.random.default_rng(0).integers(0, 256, (3, size, size, 1), dtype=np.uint8)
   maps = explain.grad_cam(model, images, batch_size=2)
   assert maps.shape == (3, size, size) and maps.dtype == np.float32
@@ -123,7 +124,7 @@ def test_overlay_files_hold_the_image_and_the_heatmap(tmp_path):
   pixels = film_with_square()
   heatmap = np.zeros(pixels.shape, np.float32)
   heatmap[SQUARE] = 1
-  png, npy = explain.write_overlay(tmp_path / "sub" / "mdb001", pixels, heatmap)
+  png, npy = saliency_pictures.write_overlay(tmp_path / "sub" / "mdb001", pixels, heatmap)
   np.testing.assert_array_equal(np.load(npy), heatmap)
   rgb = np.asarray(Image.open(png))
   assert rgb.shape == pixels.shape + (3,)
@@ -135,11 +136,11 @@ def test_overlay_files_hold_the_image_and_the_heatmap(tmp_path):
 def test_grid_cases_pick_the_most_confident_of_each_cell_and_the_figure_draws():
   labels = np.array([1, 1, 1, 0, 0, 0, 1])
   scores = np.array([0.9, 0.6, 0.2, 0.1, 0.3, 0.8, 0.95])
-  rows = explain.grid_cases(labels, scores, threshold=0.5, per_row=2)
+  rows = saliency_pictures.grid_cases(labels, scores, threshold=0.5, per_row=2)
   # malignant correct, malignant wrong, benign correct, benign wrong
   assert [list(r) for r in rows] == [[6, 0], [2], [3, 4], [5]]
   images = np.zeros((7, 16, 16, 1), np.uint8)
-  png = explain.grid_png(images, np.zeros((7, 16, 16)), labels, scores, 0.5, per_row=2,
+  png = saliency_pictures.grid_png(images, np.zeros((7, 16, 16)), labels, scores, 0.5, per_row=2,
                          boxes=[np.array([[2, 2, 6, 6]])] * 7)
   assert png.startswith(b"\x89PNG")
 
@@ -159,12 +160,26 @@ def test_to_source_without_shapes_covers_the_crop():
   assert maps[0].shape == (25, 30) and maps[0][5:, 10:].min() == 1 and maps[0][:5].max() == 0
 
 
+def split_localisation(heatmaps, crop_boxes, flipped, boxes, labels, patient_ids, n_resamples: int = 1000,
+                       seed: int = 0) -> dict:
+  """The in-memory reference of the streamed localisation (`explain.explain_split`): `localisation` of a binary split's heatmaps (model input frame), per class: malignant is the target.
+
+  `boxes` per image as `lesion_boxes` gives them (None: not recorded, left
+  out and counted like an empty box). Benign lesions are scored too, for
+  comparison: the heatmap explains the malignant score, so on a benign
+  image it shows what looked most malignant.
+  """
+  sources = explain.to_source(heatmaps, crop_boxes, flipped)
+  measures = [None if b is None else explain.image_localisation(s, b) for s, b in zip(sources, boxes)]
+  return explain.localisation_by_class(measures, labels, patient_ids, n_resamples, seed)
+
+
 def test_split_localisation_scores_each_class_in_source_pixels():
   heat = np.zeros((3, 8, 8))
   heat[:, 1, 6] = 1  # stored column 6 of a flipped 8-wide crop at x0=10 is source column 11
   crops, flipped = [np.array([0, 10, 8, 18])] * 3, [True, True, True]
   boxes = [np.array([[0, 10, 3, 13]]), np.array([[0, 14, 3, 18]]), None]
-  result = explain.split_localisation(heat, crops, flipped, boxes, labels=[1, 0, 1], patient_ids=["a", "b", "c"],
+  result = split_localisation(heat, crops, flipped, boxes, labels=[1, 0, 1], patient_ids=["a", "b", "c"],
                                       n_resamples=20)
   assert result["malignant"]["n"] == 1 and result["malignant"]["n_without_lesion_box"] == 1
   assert result["malignant"]["pointing_game"]["value"] == 1.0
@@ -173,7 +188,7 @@ def test_split_localisation_scores_each_class_in_source_pixels():
 
 def test_grad_cam_of_a_softmax_model_and_of_the_benign_score():
   images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 1), dtype=np.uint8)
-  maps = explain.grad_cam(models.build("cnn", 32, 3, "none", 0.3, 0.0), images, target_class=2)
+  maps = explain.grad_cam(classifiers.build("cnn", 32, 3, "none", 0.3, 0.0), images, target_class=2)
   assert maps.shape == (2, 32, 32) and 0 <= maps.min() and maps.max() <= 1
   # The square detector has only evidence for malignant: its benign map is empty.
   result = imaging.preprocess(film_with_square(), 64)

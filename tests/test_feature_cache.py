@@ -7,8 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from mammo_train import data, feature_cache, models
 from mammo_train.inference import runtimes
+from mammo_train.inputs import data, feature_cache
+from mammo_train.models import classifiers
 
 SIZE = 32
 
@@ -16,19 +17,19 @@ SIZE = 32
 @pytest.fixture()
 def resnet():
   keras.utils.set_random_seed(0)
-  model = models.build("resnet50", SIZE, 2, "none", dropout=0.5, l2=1e-4)
-  models.set_fine_tune(model, 0)
+  model = classifiers.build("resnet50", SIZE, 2, "none", dropout=0.5, l2=1e-4)
+  classifiers.set_fine_tune(model, 0)
   return model
 
 
 def test_head_on_extracted_features_equals_the_full_model(resnet, tiny_builder):
-  extractor, head = models.split_head(resnet)
+  extractor, head = classifiers.split_head(resnet)
   images, _ = next(iter(data.eval_batches(tiny_builder, "validation", SIZE, 8)))
   np.testing.assert_allclose(head(extractor(images)), resnet(images), rtol=1e-5, atol=1e-6)
 
 
 def test_head_shares_the_models_weights(resnet):
-  _, head = models.split_head(resnet)
+  _, head = classifiers.split_head(resnet)
   output = resnet.get_layer("output")
   assert any(w is output.kernel for w in head.weights)
   output.kernel.assign(np.ones(output.kernel.shape, np.float32))
@@ -41,7 +42,7 @@ def _compute(tmp_path, builder, extractor, views=2, augmentation=data.Augmentati
 
 def test_cache_is_reused_for_the_same_key_and_recomputed_when_it_changes(resnet, tiny_builder, tmp_path,
                                                                         monkeypatch):
-  extractor, _ = models.split_head(resnet)
+  extractor, _ = classifiers.split_head(resnet)
   first = _compute(tmp_path, tiny_builder, extractor)
   saved = []
   save = np.save
@@ -54,17 +55,17 @@ def test_cache_is_reused_for_the_same_key_and_recomputed_when_it_changes(resnet,
   assert _compute(tmp_path, tiny_builder, extractor,
                   augmentation=dataclasses.replace(data.Augmentation(), rotation=5.0)) != first
   other_weights = keras.models.clone_model(resnet)  # fresh random backbone weights
-  assert _compute(tmp_path, tiny_builder, models.split_head(other_weights)[0]) != first
+  assert _compute(tmp_path, tiny_builder, classifiers.split_head(other_weights)[0]) != first
 
 
 def test_cache_key_names_the_dataset_version(resnet, tiny_builder):
-  extractor, _ = models.split_head(resnet)
+  extractor, _ = classifiers.split_head(resnet)
   key = feature_cache.cache_key(tiny_builder, extractor, SIZE, data.Augmentation(), 2, 0)
   assert key["dataset"] == tiny_builder.info.full_name and str(tiny_builder.info.version) in key["dataset"]
 
 
 def test_cached_views_and_batches(resnet, tiny_builder, tmp_path):
-  extractor, _ = models.split_head(resnet)
+  extractor, _ = classifiers.split_head(resnet)
   folder = _compute(tmp_path, tiny_builder, extractor, views=2)
   train = [np.load(os.path.join(folder, f"train_view{v}.npy")) for v in range(2)]
   assert train[0].shape == (data.num_examples(tiny_builder, "train"), 2048)

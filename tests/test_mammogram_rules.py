@@ -17,7 +17,7 @@ import pytest
 
 from mammo_tfds import sources
 from mammo_tfds.reasons import Reason
-from mammo_train import predict
+from mammo_train.inference import discovery, predictor
 from tests.test_sources import _dataset, _write
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -149,9 +149,9 @@ def test_a_manifest_row_vouches_for_a_file_no_tag_rule_admits(tmp_path):
     sources.read(path, evidence="trust me")
   manifest = tmp_path / "manifest.csv"
   manifest.write_text("path,patient_id,laterality\nuntagged.dcm,P9,R\n")
-  result = predict.predict_files(_brightness, [str(path)], stored_size=64, image_size=64, workers=1,
-                                 manifest=predict.read_manifest(manifest))
-  image_rows, _ = predict.rows(result, {"image": 0.5, "breast": 0.5})
+  result = predictor.predict_files(_brightness, [str(path)], stored_size=64, image_size=64, workers=1,
+                                   manifest=discovery.read_manifest(manifest))
+  image_rows, _ = predictor.rows(result, {"image": 0.5, "breast": 0.5})
   assert not result.failures and image_rows[0]["admitted_by"] == "manifest"
 
 
@@ -188,20 +188,20 @@ def _brightness(images):
 
 def test_predict_refuses_stereotactic_and_specimen_and_flags_the_others(modified_views, tmp_path):
   files = list(modified_views.values())
-  result = predict.predict_files(_brightness, files, stored_size=64, image_size=64, workers=1)
+  result = predictor.predict_files(_brightness, files, stored_size=64, image_size=64, workers=1)
   assert {(f.path, f.reason) for f in result.failures} == {
       (modified_views["stereotactic"], Reason.stereotactic), (modified_views["specimen"], Reason.specimen)}
-  image_rows, breast_rows = predict.rows(result, {"image": 0.5, "breast": 0.5})
+  image_rows, breast_rows = predictor.rows(result, {"image": 0.5, "breast": 0.5})
   assert {row["source"]: row["view_modifiers"] for row in image_rows} == {
       modified_views[name]: name for name in ("spot", "magnification", "implant displaced")}
   assert {row["view_modifiers"] for row in breast_rows} == {"spot", "magnification", "implant displaced"}
-  line = predict.summary(result, image_rows, breast_rows)
+  line = predictor.summary(result, image_rows, breast_rows)
   assert line.endswith("view modifiers 1 implant displaced, 1 magnification, 1 spot; "
                        "skipped 2: 1 specimen, 1 stereotactic")
-  _, json_path = predict.write(tmp_path / "out", {"model": "stub"}, result, image_rows, breast_rows)
+  _, json_path = predictor.write(tmp_path / "out", {"model": "stub"}, result, image_rows, breast_rows)
   assert json.loads(json_path.read_text())["skipped_by_reason"] == {"specimen": 1, "stereotactic": 1}
-  allowed = predict.predict_files(_brightness, files, stored_size=64, image_size=64, workers=1,
-                                  allow_view_modifiers=True)
+  allowed = predictor.predict_files(_brightness, files, stored_size=64, image_size=64, workers=1,
+                                    allow_view_modifiers=True)
   assert not allowed.failures and len(allowed.images) == len(files)
 
 

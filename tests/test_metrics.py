@@ -4,7 +4,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from mammo_train import metrics
+from mammo_train.evaluation import metrics
 
 NAMES = metrics.BINARY_NAMES
 DENSITY = ("fatty", "glandular", "dense")

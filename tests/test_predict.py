@@ -16,8 +16,10 @@ from mammo_tfds import builder_configs, imaging, sources
 from mammo_tfds.cmmd import cmmd_dataset_builder as cmmd
 from mammo_tfds.mias import mias_dataset_builder as mias
 from mammo_tfds.reasons import Reason
-from mammo_train import data, evaluate, predict, runtime
-from mammo_train.inference import runtimes
+from mammo_train import predict, run_folder
+from mammo_train.evaluation import evaluator
+from mammo_train.inference import discovery, predictor, reading, runtimes
+from mammo_train.inputs import data
 from tests.test_explain import SQUARE, film_with_square, square_detector
 from tools import write_cmmd
 
@@ -70,27 +72,27 @@ def mixed(tmp_path, shared_data, cmmd_tree):
 
 
 def test_expand_paths_takes_files_folders_and_globs(mixed):
-  files = predict.expand_paths([str(mixed)])
+  files = discovery.expand_paths([str(mixed)])
   assert not any(f.endswith("notes.txt") for f in files)
   assert sum(f.endswith(".png") for f in files) == 4 and sum("cmmd" in f for f in files) > 4
-  assert predict.expand_paths([str(mixed / "nyu" / "*.png")]) == sorted(str(p) for p in (mixed / "nyu").glob("*.png"))
+  assert discovery.expand_paths([str(mixed / "nyu" / "*.png")]) == sorted(str(p) for p in (mixed / "nyu").glob("*.png"))
   # A DICOM without a suffix is found in a folder by its DICM marker.
   shutil.copy(mixed / "ct.dcm", mixed / "nyu" / "IM0001")
-  assert str(mixed / "nyu" / "IM0001") in predict.expand_paths([str(mixed / "nyu")])
+  assert str(mixed / "nyu" / "IM0001") in discovery.expand_paths([str(mixed / "nyu")])
   with pytest.raises(ValueError, match="missing: no such file or folder"):
-    predict.expand_paths([str(mixed / "missing")])
+    discovery.expand_paths([str(mixed / "missing")])
   with pytest.raises(ValueError, match=r"\*\.jpg: the pattern matches nothing"):
-    predict.expand_paths([str(mixed / "*.jpg")])
+    discovery.expand_paths([str(mixed / "*.jpg")])
 
 
 def test_mixed_folder_scores_breasts_and_skips_bad_files_with_one_line_each(mixed, tmp_path):
-  files = predict.expand_paths([str(mixed)])
-  result = predict.predict_files(brightness, files, stored_size=STORED, image_size=STORED, batch_size=5,
-                                 workers=2, save_inputs=str(tmp_path / "inputs"))
+  files = discovery.expand_paths([str(mixed)])
+  result = predictor.predict_files(brightness, files, stored_size=STORED, image_size=STORED, batch_size=5,
+                                   workers=2, save_inputs=str(tmp_path / "inputs"))
   reasons = {f.path.rsplit("/", 1)[-1]: f.reason for f in result.failures}
   assert reasons == {"broken.dcm": Reason.unreadable, "ct.dcm": Reason.not_mammogram,
                      "raw.dcm": Reason.for_processing}
-  image_rows, breast_rows = predict.rows(result, THRESHOLDS, calibrate=lambda level, s: 1 - s)
+  image_rows, breast_rows = predictor.rows(result, THRESHOLDS, calibrate=lambda level, s: 1 - s)
   assert len(image_rows) == len(files) - 3
   for row in image_rows:  # each score is the model on exactly what read + preprocess give
     image = sources.read(row["source"])
@@ -108,10 +110,10 @@ def test_mixed_folder_scores_breasts_and_skips_bad_files_with_one_line_each(mixe
     assert row["decision"] == ("malignant" if row["score"] >= 0.35 else "benign")
   assert all(row["placed_by"] == "DICOM tags" for row in breast_rows if row not in nyu)
   assert len(list((tmp_path / "inputs").glob("*.png"))) == len(image_rows)
-  line = predict.summary(result, image_rows, breast_rows)
+  line = predictor.summary(result, image_rows, breast_rows)
   assert line.endswith("skipped 3: 1 for_processing, 1 not_mammogram, 1 unreadable")
-  csv_path, json_path = predict.write(tmp_path / "out", {"dataset": "cmmd/600:1.0.0", "model": "best.keras"},
-                                      result, image_rows, breast_rows)
+  csv_path, json_path = predictor.write(tmp_path / "out", {"dataset": "cmmd/600:1.0.0", "model": "best.keras"},
+                                        result, image_rows, breast_rows)
   with open(csv_path) as file:
     table = list(csv.DictReader(file))
   assert len(table) == len(image_rows) + len(breast_rows) and {r["dataset"] for r in table} == {"cmmd/600:1.0.0"}
@@ -123,14 +125,14 @@ def test_mixed_folder_scores_breasts_and_skips_bad_files_with_one_line_each(mixe
 
 
 def test_parallel_and_serial_reading_give_the_same_scores(cmmd_tree):
-  files = predict.expand_paths([str(cmmd_tree[0])])
-  serial, parallel = (predict.predict_files(brightness, files, stored_size=STORED, image_size=SIZE, workers=w)
+  files = discovery.expand_paths([str(cmmd_tree[0])])
+  serial, parallel = (predictor.predict_files(brightness, files, stored_size=STORED, image_size=SIZE, workers=w)
                       for w in (1, 2))
   assert [(i.prepared.path, i.score) for i in serial.images] == [(i.prepared.path, i.score) for i in parallel.images]
 
 
 def test_stream_keeps_at_most_a_window_of_files_in_flight(cmmd_tree):
-  files = predict.expand_paths([str(cmmd_tree[0])])
+  files = discovery.expand_paths([str(cmmd_tree[0])])
   pulled = []
 
   def feed():
@@ -139,23 +141,23 @@ def test_stream_keeps_at_most_a_window_of_files_in_flight(cmmd_tree):
       yield path
 
   taken = 0
-  for outcome in predict.prepared_stream(feed(), STORED, workers=2, window=3):
+  for outcome in reading.prepared_stream(feed(), STORED, workers=2, window=3):
     taken += 1
-    assert len(pulled) - taken <= 3 and isinstance(outcome, predict.Prepared)
+    assert len(pulled) - taken <= 3 and isinstance(outcome, reading.Prepared)
   assert taken == len(files)
 
 
 def test_unplaced_images_are_scored_per_image_only(tmp_path, shared_data):
   shutil.copy(shared_data / "real-mammograms" / "nyu_gmic_0_L-CC.png", tmp_path / "scan.png")
   files = [str(tmp_path / "scan.png")]
-  result = predict.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1)
-  image_rows, breast_rows = predict.rows(result, THRESHOLDS)
+  result = predictor.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1)
+  image_rows, breast_rows = predictor.rows(result, THRESHOLDS)
   assert breast_rows == [] and image_rows[0]["not_placed"] == "no manifest row or <exam>_<L|R>[-_]<CC|MLO> name"
   manifest = tmp_path / "manifest.csv"
   manifest.write_text("path,patient_id,laterality,view\nscan.png,P7,L,CC\n")
-  placed = predict.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1,
-                                 manifest=predict.read_manifest(manifest))
-  _, breast_rows = predict.rows(placed, THRESHOLDS)
+  placed = predictor.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1,
+                                   manifest=discovery.read_manifest(manifest))
+  _, breast_rows = predictor.rows(placed, THRESHOLDS)
   assert [(r["patient_id"], r["laterality"], r["placed_by"]) for r in breast_rows] == [("P7", "L", "manifest")]
 
 
@@ -163,25 +165,25 @@ def test_bad_manifest_rows_name_the_row(tmp_path):
   manifest = tmp_path / "m.csv"
   manifest.write_text("path,patient_id,laterality\na.png,P1,X\n")
   with pytest.raises(ValueError, match="m.csv row 2: needs a patient_id, laterality L or R"):
-    predict.read_manifest(manifest)
+    discovery.read_manifest(manifest)
   manifest.write_text("file,patient\n")
   with pytest.raises(ValueError, match="lacks column\\(s\\) path, patient_id, laterality"):
-    predict.read_manifest(manifest)
+    discovery.read_manifest(manifest)
 
 
 def test_summary_counts_orientation_disagreements():
   tags = sources.SourceImage(np.zeros((0, 0), np.uint8), "a.png", "png", None, None, None, None, None)
-  images = [predict.Scored(predict.Prepared(f"{i}.png", np.zeros((0, 0, 1)), tags, np.zeros(4), False, how), None,
+  images = [predictor.Scored(reading.Prepared(f"{i}.png", np.zeros((0, 0, 1)), tags, np.zeros(4), False, how), None,
                            0.5, "no name") for i, how in enumerate(["pixels", "tags, pixels disagree", "tags"])]
-  result = predict.Result(images, [])
-  image_rows, breast_rows = predict.rows(result, THRESHOLDS)
-  assert predict.summary(result, image_rows, breast_rows) == (
+  result = predictor.Result(images, [])
+  image_rows, breast_rows = predictor.rows(result, THRESHOLDS)
+  assert predictor.summary(result, image_rows, breast_rows) == (
       "scored 3 of 3 files, 0 breasts; 3 scored per image only (no breast); chest wall side 1 tags, pixels disagree")
 
 
 def test_thresholds_must_name_both_levels():
   with pytest.raises(ValueError, match="thresholds lack level\\(s\\) breast"):
-    predict.rows(predict.Result([], []), {"image": 0.5})
+    predictor.rows(predictor.Result([], []), {"image": 0.5})
 
 
 def test_prediction_on_source_files_matches_evaluation_on_the_built_split(cmmd_tree, tmp_path):
@@ -190,12 +192,12 @@ def test_prediction_on_source_files_matches_evaluation_on_the_built_split(cmmd_t
   builder = cmmd.Builder(data_dir=tmp_path / "data", config=builder_configs.MammoConfig(name="64", image_size=STORED))
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=root))
   model = _tiny_model()
-  evaluated = evaluate.predict(model, builder, "all", SIZE, batch_size=8)
+  evaluated = evaluator.predict(model, builder, "all", SIZE, batch_size=8)
   views = data.split_metadata(builder, "all")["view"]
   expected = {(p, lat, v): s for p, lat, v, s in zip(evaluated.patient_id, evaluated.laterality, views,
                                                       evaluated.scores)}
-  result = predict.predict_files(model, predict.expand_paths([str(root)]), stored_size=STORED, image_size=SIZE,
-                                 batch_size=8, workers=1)
+  result = predictor.predict_files(model, discovery.expand_paths([str(root)]), stored_size=STORED, image_size=SIZE,
+                                   batch_size=8, workers=1)
   got = {(i.placement.patient_id, i.placement.laterality, i.placement.view): i.score for i in result.images}
   assert set(expected) <= set(got) and len(expected) >= 8
   assert max(abs(got[key] - expected[key]) for key in expected) <= 1e-4
@@ -214,14 +216,14 @@ def test_prediction_on_real_mias_films_matches_evaluation_on_the_built_split(sha
                          config=builder_configs.MammoConfig(name="abnormal64", task="abnormal", image_size=STORED))
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
   model = _tiny_model()
-  evaluated = evaluate.predict(model, builder, "test", SIZE, batch_size=8)
+  evaluated = evaluator.predict(model, builder, "test", SIZE, batch_size=8)
   names = data.split_metadata(builder, "test", extra=("source",))["source"]
   expected = dict(zip(names, evaluated.scores))
   films = tmp_path / "films"
   with tarfile.open(archive, "r:gz") as tar:
     tar.extractall(films, members=[tar.getmember(name) for name in names], filter="data")
-  result = predict.predict_files(model, predict.expand_paths([str(films)]), stored_size=STORED, image_size=SIZE,
-                                 batch_size=8, workers=1)
+  result = predictor.predict_files(model, discovery.expand_paths([str(films)]), stored_size=STORED, image_size=SIZE,
+                                   batch_size=8, workers=1)
   assert not result.failures
   got = {pathlib.Path(i.prepared.path).name: i.score for i in result.images}
   assert set(got) == set(expected) and len(expected) == 17
@@ -230,7 +232,7 @@ def test_prediction_on_real_mias_films_matches_evaluation_on_the_built_split(sha
 
 
 def test_an_unexpected_error_in_one_file_loses_only_that_file(cmmd_tree, monkeypatch):
-  files = predict.expand_paths([str(cmmd_tree[0])])[:3]
+  files = discovery.expand_paths([str(cmmd_tree[0])])[:3]
   real_read = sources.read
 
   def read(path, **kwargs):
@@ -239,7 +241,7 @@ def test_an_unexpected_error_in_one_file_loses_only_that_file(cmmd_tree, monkeyp
     return real_read(path, **kwargs)
 
   monkeypatch.setattr(sources, "read", read)
-  result = predict.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1)
+  result = predictor.predict_files(brightness, files, stored_size=STORED, image_size=STORED, workers=1)
   assert [i.prepared.path for i in result.images] == [files[0], files[2]]
   assert [(f.path, f.reason, f.detail) for f in result.failures] == [
       (files[1], Reason.unexpected_error, "RuntimeError: decoder crashed")]
@@ -252,13 +254,14 @@ def test_an_unexpected_error_in_one_file_loses_only_that_file(cmmd_tree, monkeyp
 def trained_run(tiny_data_dir, tmp_path_factory):
   """A finished 1-epoch training run on synthetic/tiny at 32 px (stored at 64): model, thresholds, calibration."""
   from absl import flags as absl_flags  # pylint: disable=import-outside-toplevel
-  from mammo_train import config, train  # pylint: disable=import-outside-toplevel
+  from mammo_train import config  # pylint: disable=import-outside-toplevel
+  from mammo_train.training import loop  # pylint: disable=import-outside-toplevel
   workdir = tmp_path_factory.mktemp("runs") / "tiny"
   values = absl_flags.FlagValues()
   config.define_train_flags(values)
   values(["mammo_train", "--dataset=synthetic/tiny", f"--data_dir={tiny_data_dir}", f"--workdir={workdir}",
           f"--image_size={SIZE}", "--batch_size=8", "--epochs=1", "--precision=float32", "--n_bootstrap=20"])
-  train.train(config.train_from_flags(values), "")
+  loop.train(config.train_from_flags(values), "")
   return workdir
 
 
@@ -290,7 +293,7 @@ def test_command_line_scores_a_mixed_folder_and_exits_1_for_the_skipped_files(tr
     table = list(csv.DictReader(f))
   images = [row for row in table if row["level"] == "image"]
   breasts = [row for row in table if row["level"] == "breast"]
-  assert len(images) == len(predict.expand_paths([str(mixed)])) - 3
+  assert len(images) == len(discovery.expand_paths([str(mixed)])) - 3
   assert {(row["patient_id"], row["laterality"]) for row in breasts if "nyu" in row["source"]} == {
       (str(mixed / "nyu" / "0"), "L"), (str(mixed / "nyu" / "0"), "R")}
   operating = json.loads((trained_run / "eval" / "operating_point.json").read_text())["thresholds"]
@@ -350,8 +353,8 @@ def test_explain_heatmap_lands_on_the_planted_square_of_the_source_file(tmp_path
   """A known answer through the whole path: file -> crop, flip, pad, resize -> Grad-CAM -> back onto the file."""
   pixels = film_with_square()
   Image.fromarray(pixels).save(tmp_path / "film.png")
-  result = predict.predict_files(square_detector(SIZE), [str(tmp_path / "film.png")], stored_size=STORED,
-                                 image_size=SIZE, workers=1, explain_dir=str(tmp_path / "explain"))
+  result = predictor.predict_files(square_detector(SIZE), [str(tmp_path / "film.png")], stored_size=STORED,
+                                   image_size=SIZE, workers=1, explain_dir=str(tmp_path / "explain"))
   assert result.images[0].prepared.flipped and result.images[0].prepared.source.pixels.size == 0  # dropped
   heatmap = np.load(tmp_path / "explain" / "film.png.npy")
   assert heatmap.shape == pixels.shape
@@ -402,7 +405,7 @@ def test_command_line_stops_in_one_line_when_the_converted_model_disagrees(train
   from onnx import numpy_helper  # pylint: disable=import-outside-toplevel
   run = tmp_path / "run"
   shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("runtimes"))
-  path = runtimes.onnx_file(runtime.load_trained_run(str(run)).model, str(run / "runtimes"))
+  path = runtimes.onnx_file(run_folder.load(str(run)).model, str(run / "runtimes"))
   graph = onnx.load(path)
   for tensor in graph.graph.initializer:  # every weight 5% off: the file still answers for the run's weights
     if numpy_helper.to_array(tensor).dtype == np.float32 and numpy_helper.to_array(tensor).size > 1:
@@ -421,7 +424,7 @@ def test_command_line_names_a_damaged_converted_model_in_one_line(trained_run, s
                                                                   monkeypatch):
   run = tmp_path / "run"
   shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("runtimes"))
-  path = runtimes.onnx_file(runtime.load_trained_run(str(run)).model, str(run / "runtimes"))
+  path = runtimes.onnx_file(run_folder.load(str(run)).model, str(run / "runtimes"))
   pathlib.Path(path).write_bytes(pathlib.Path(path).read_bytes()[:1000])  # a truncated copy
   status, printed = _predict_cli([f"--run={run}", f"--out={tmp_path / 'out'}", "--runtime=onnxruntime",
                                   str(shared_data / "real-mammograms" / "nyu_gmic_0_L-CC.png")], capsys, monkeypatch)

@@ -25,7 +25,8 @@ from mammo_tfds import audit, builder_configs, sources
 from mammo_tfds.reasons import Reason
 from mammo_tfds.rsna_screening import examples, rsna_screening_dataset_builder as rsna
 from mammo_train import __main__ as trainer
-from mammo_train import assessment, config
+from mammo_train import config
+from mammo_train.evaluation import assessment
 from tests.test_audit import _read_audit
 from tools import write_rsna
 

@@ -8,8 +8,10 @@ import onnx
 from onnx import numpy_helper
 import pytest
 
-from mammo_train import config, data, feature_cache, models
+from mammo_train import config
 from mammo_train.inference import runtimes
+from mammo_train.inputs import data, feature_cache
+from mammo_train.models import classifiers
 
 CONVERTED = [name for name in ("onnxruntime", "openvino") if runtimes.installed(name)]
 
@@ -21,7 +23,7 @@ def _images(size, count=8):
 @pytest.fixture(scope="module")
 def cnn():
   keras.utils.set_random_seed(0)
-  return models.build("cnn", 64, 2, "none", dropout=0.5, l2=1e-4)
+  return classifiers.build("cnn", 64, 2, "none", dropout=0.5, l2=1e-4)
 
 
 def test_auto_takes_the_fastest_installed_runtime_and_keras_where_conversion_does_not_pay(monkeypatch):
@@ -93,9 +95,9 @@ def test_only_the_first_call_is_checked(cnn):
 @pytest.mark.skipif("onnxruntime" not in CONVERTED, reason="onnxruntime is not installed")
 def test_feature_cache_on_a_converted_resnet50_gives_kerass_features(tiny_builder, tmp_path):
   keras.utils.set_random_seed(0)
-  model = models.build("resnet50", 32, 2, "none", dropout=0.5, l2=1e-4)
-  models.set_fine_tune(model, 0)
-  extractor, _ = models.split_head(model)
+  model = classifiers.build("resnet50", 32, 2, "none", dropout=0.5, l2=1e-4)
+  classifiers.set_fine_tune(model, 0)
+  extractor, _ = classifiers.split_head(model)
   folders = {name: feature_cache.compute(str(tmp_path / name), tiny_builder, extractor, 32, 16,
                                          data.Augmentation.none(), 1, 0, runtime=name)
              for name in ("keras", "onnxruntime")}

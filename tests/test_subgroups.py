@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mammo_train import assessment, baselines, metrics, subgroups
+from mammo_train.evaluation import assessment, baselines, metrics, subgroups
 
 NAMES = metrics.BINARY_NAMES
 CMMD_LIKE = {"features": [{"name": "subset"}, {"name": "age", "bands": [40, 50, 60, 70], "missing": -1},

@@ -6,7 +6,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from mammo_tfds import phantom
-from mammo_train import data
+from mammo_train.inputs import data
 
 
 def test_no_patient_is_in_two_splits(tiny_builder):

@@ -18,7 +18,7 @@ TOOLS = REPO / "tools"
 def _run(argv, tmp_path, timeout=300) -> subprocess.CompletedProcess:
   env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "MAMMO_BUILD_WORKERS": "1",
          "TMPDIR": str(tmp_path)}
-  command = [sys.executable, *argv] if argv[0].endswith(".py") else argv
+  command = [sys.executable, *argv] if argv[0].endswith(".py") or argv[0] == "-c" else argv
   return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -97,7 +97,8 @@ def test_write_cmmd(tmp_path):
 
 
 def test_write_cbis(tmp_path):
-  _writer("write_cbis.py", tmp_path, "--patients=1", "--height=64", "--width=48")
+  # The smallest films tests/test_cbis_ddsm.py writes (at 64 x 48 the breast mask is empty).
+  _writer("write_cbis.py", tmp_path, "--patients=1", "--height=120", "--width=72")
 
 
 def test_write_manifest(tmp_path):
@@ -115,3 +116,19 @@ def test_gpu_bench(tmp_path):
     pytest.skip("a GPU is here: the full benchmark ran")
   assert result.returncode == 2 and result.stderr.strip() == (
       "gpu_bench.sh: no NVIDIA GPU here (nvidia-smi lists none): run it on a GPU machine")
+
+
+def test_bench_model_step_reaches_its_models_without_tensorflow(tmp_path):
+  """On the GPU machine there is no TensorFlow: the script's mammo_train imports (the Keras-only
+  classifiers) must not reach it. TensorFlow is blocked and Keras stubbed; an unknown model then
+  has to be refused by the script's own check, which needs `classifiers` imported."""
+  script = ("import runpy, sys\nfrom unittest import mock\nsys.modules['tensorflow'] = None\n"
+            "sys.modules['keras'] = mock.MagicMock()\n"
+            f"sys.argv = [{str(TOOLS / 'bench_model_step.py')!r}, '--models=nosuchnet']\n"
+            f"runpy.run_path({str(TOOLS / 'bench_model_step.py')!r}, run_name='__main__')\n")
+  result = _run(["-c", script], tmp_path)
+  assert result.returncode == 2 and "--models: each must be one of cnn, resnet50" in result.stderr, result.stderr
+
+
+def test_write_rsna(tmp_path):
+  _writer("write_rsna.py", tmp_path, "--patients=1", "--scale=0.02", "--test-patients=0")

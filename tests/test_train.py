@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from mammo_train import __main__ as trainer
-from mammo_train import cli, config, data
+from mammo_train import cli, config
+from mammo_train.inputs import data
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Small and quick: 32 px tiny synthetic images, few bootstrap resamples.

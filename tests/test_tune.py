@@ -16,7 +16,8 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from mammo_train import config, runtime, tune
+from mammo_train import config
+from mammo_train.training import runtime, search
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 QUIET = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -40,16 +41,23 @@ def _flags(workdir, data_dir, *args) -> flags.FlagValues:
   return values
 
 
+def _search(values: flags.FlagValues) -> list[dict]:
+  """The search as `python -m mammo_train.tune` runs it on these flags (without its printing)."""
+  cfg = config.tune_from_flags(values)
+  return search.run(cfg, config.flagfile(values, config.TUNE_FLAGS),
+                    lambda trial: config.trial_flagfile(values, trial, cfg.train.workdir))
+
+
 @pytest.fixture
 def trials_run(monkeypatch):
   """Records each trial the tuners start: its id and the replicas it trains on."""
   ran = []
-  run_trial = tune._RecordedTrials.run_trial  # pylint: disable=protected-access
+  run_trial = search._RecordedTrials.run_trial  # pylint: disable=protected-access
 
   def recorded(self, trial, *args, **kwargs):
     ran.append((trial.trial_id, self.distribution_strategy.num_replicas_in_sync))
     return run_trial(self, trial, *args, **kwargs)
-  monkeypatch.setattr(tune._RecordedTrials, "run_trial", recorded)  # pylint: disable=protected-access
+  monkeypatch.setattr(search._RecordedTrials, "run_trial", recorded)  # pylint: disable=protected-access
   return ran
 
 
@@ -66,7 +74,7 @@ def trials_run(monkeypatch):
 ])
 def test_bad_search_flags_are_refused(tmp_path, args, message):
   with pytest.raises(config.ConfigError, match=message):
-    tune.run(_flags(tmp_path / "run", tmp_path / "tfds", *args))
+    _search(_flags(tmp_path / "run", tmp_path / "tfds", *args))
   assert not (tmp_path / "run").exists()
 
 
@@ -89,7 +97,7 @@ def resumed_search(tiny_data_dir, tmp_path_factory):
   """
   workdir = tmp_path_factory.mktemp("tune") / "random"
   args = (workdir, tiny_data_dir, "--tuner=random", "--max_trials=3")
-  run_trial = tune._RecordedTrials.run_trial  # pylint: disable=protected-access
+  run_trial = search._RecordedTrials.run_trial  # pylint: disable=protected-access
   started = {"first": [], "second": []}
 
   def killed_at_trial_1(self, trial, *args, **kwargs):
@@ -103,13 +111,13 @@ def resumed_search(tiny_data_dir, tmp_path_factory):
     return run_trial(self, trial, *args, **kwargs)
 
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(tune._RecordedTrials, "run_trial", killed_at_trial_1)  # pylint: disable=protected-access
+    patch.setattr(search._RecordedTrials, "run_trial", killed_at_trial_1)  # pylint: disable=protected-access
     with pytest.raises(Interrupted):
-      tune.run(_flags(*args))
-    record = workdir / tune.PROJECT / "trial_0" / tune.RECORD
+      _search(_flags(*args))
+    record = workdir / search.PROJECT / "trial_0" / search.RECORD
     digest = hashlib.sha256(record.read_bytes()).hexdigest()
-    patch.setattr(tune._RecordedTrials, "run_trial", recorded)  # pylint: disable=protected-access
-    rows = tune.run(_flags(*args))
+    patch.setattr(search._RecordedTrials, "run_trial", recorded)  # pylint: disable=protected-access
+    rows = _search(_flags(*args))
   return workdir, started, rows, (record, digest)
 
 
@@ -117,7 +125,7 @@ def test_interrupted_search_resumes_without_repeating_finished_trials(resumed_se
   workdir, started, rows, (record, digest) = resumed_search
   assert started == {"first": ["0", "1"], "second": ["1", "2"]}  # trial 0 is not run again
   assert hashlib.sha256(record.read_bytes()).hexdigest() == digest
-  with open(workdir / tune.SUMMARY) as f:
+  with open(workdir / search.SUMMARY) as f:
     table = list(csv.DictReader(f))
   assert sorted(row["trial"] for row in table) == ["0", "1", "2"]
   assert all(row["status"] == "COMPLETED" and row["epochs"] == "1" and row["seconds"] for row in table)
@@ -145,19 +153,19 @@ def test_each_trial_logs_its_hyperparameters_for_the_hparams_dashboard(resumed_s
   workdir, _, rows, _ = resumed_search
   for row in rows:
     # One session per trial: the retried trial 1's logs start over.
-    assert _hparams_sessions(workdir / tune.LOGS / row["trial"] / "execution0") == [
-        {name: pytest.approx(row[name]) for name in tune.HYPERPARAMETERS}]
-    assert glob.glob(str(workdir / tune.LOGS / row["trial"] / "execution0" / "validation" / "events.*"))
+    assert _hparams_sessions(workdir / search.LOGS / row["trial"] / "execution0") == [
+        {name: pytest.approx(row[name]) for name in search.HYPERPARAMETERS}]
+    assert glob.glob(str(workdir / search.LOGS / row["trial"] / "execution0" / "validation" / "events.*"))
 
 
 def test_best_flags_train_the_best_trial_through_the_trainer(resumed_search):
   workdir, _, rows, _ = resumed_search
   best = rows[0]
-  lines = (workdir / tune.BEST_FLAGS).read_text().splitlines()
-  for name in tune.HYPERPARAMETERS:
+  lines = (workdir / search.BEST_FLAGS).read_text().splitlines()
+  for name in search.HYPERPARAMETERS:
     assert f"--{name}={best[name]!r}" in lines
   assert "--epochs=1" in lines and "--image_size=32" in lines and f"--workdir={workdir / 'best'}" in lines
-  result = subprocess.run([sys.executable, "-m", "mammo_train", f"--flagfile={workdir / tune.BEST_FLAGS}"],
+  result = subprocess.run([sys.executable, "-m", "mammo_train", f"--flagfile={workdir / search.BEST_FLAGS}"],
                           cwd=REPO, env=QUIET, capture_output=True, text=True, timeout=600, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   assert (workdir / "best" / "final.keras").exists()
@@ -165,24 +173,24 @@ def test_best_flags_train_the_best_trial_through_the_trainer(resumed_search):
 
 def test_hyperband_continues_trials_under_a_mirrored_strategy(tiny_data_dir, tmp_path, trials_run):
   # max_epochs 2, factor 2: trials 0 and 1 train 1 epoch, trial 2 takes the better one on to 2.
-  rows = tune.run(_flags(tmp_path, tiny_data_dir, "--strategy=mirrored", "--max_epochs=2",
+  rows = _search(_flags(tmp_path, tiny_data_dir, "--strategy=mirrored", "--max_epochs=2",
                          "--hyperband_factor=2", "--max_trials=3", "--search=dropout,learning_rate"))
   assert trials_run == [("0", 2), ("1", 2), ("2", 2)]  # conftest splits the CPU in two
   assert all(row["status"] == "COMPLETED" for row in rows)
   assert {row["trial"]: row["epochs"] for row in rows} == {"0": 1, "1": 1, "2": 2}
   assert all(row["l2"] == 1e-4 for row in rows)  # not searched: the trainer's --l2
-  with open(tmp_path / tune.PROJECT / "trial_2" / "trial.json") as f:
+  with open(tmp_path / search.PROJECT / "trial_2" / "trial.json") as f:
     continued = json.load(f)["hyperparameters"]["values"]
   assert continued["tuner/trial_id"] in ("0", "1") and continued["tuner/initial_epoch"] == 1
-  assert "--strategy=mirrored" in (tmp_path / tune.BEST_FLAGS).read_text().splitlines()
+  assert "--strategy=mirrored" in (tmp_path / search.BEST_FLAGS).read_text().splitlines()
 
 
 def test_other_settings_need_overwrite(tiny_data_dir, tmp_path, trials_run):
   args = (tmp_path, tiny_data_dir, "--tuner=bayesian", "--max_trials=1", "--search=learning_rate")
-  tune.run(_flags(*args))
+  _search(_flags(*args))
   with pytest.raises(config.ConfigError, match=r"holds a search with other settings \(search.ranges\).*--overwrite"):
-    tune.run(_flags(*args, "--learning_rate_range=1e-4,1e-3"))
-  rows = tune.run(_flags(*args, "--learning_rate_range=1e-4,1e-3", "--overwrite"))
+    _search(_flags(*args, "--learning_rate_range=1e-4,1e-3"))
+  rows = _search(_flags(*args, "--learning_rate_range=1e-4,1e-3", "--overwrite"))
   assert trials_run == [("0", 1), ("0", 1)]  # started over: trial 0 again, in the new range
   assert len(rows) == 1 and 1e-4 <= rows[0]["learning_rate"] <= 1e-3
 
@@ -190,7 +198,7 @@ def test_other_settings_need_overwrite(tiny_data_dir, tmp_path, trials_run):
 def test_every_trial_model_gets_the_precision_policy(tiny_data_dir, tmp_path):
   cfg = config.tune_from_flags(_flags(tmp_path, tiny_data_dir, "--precision=mixed_bfloat16"))
   prepared = runtime.set_up_training(cfg.train)
-  hypermodel = tune.HyperModel(prepared, cfg.train, cfg.search)
+  hypermodel = search.HyperModel(prepared, cfg.train, cfg.search)
   keras.backend.clear_session()  # as Keras Tuner does before each trial: it resets the policy
   try:
     model = hypermodel.build(kt.HyperParameters())
@@ -204,10 +212,10 @@ def test_a_frozen_backbone_search_trains_every_trial_on_one_feature_cache(tiny_d
   compute = runtime.feature_cache.compute
   monkeypatch.setattr(runtime.feature_cache, "compute",
                       lambda *args, **kwargs: computed.append(args[0]) or compute(*args, **kwargs))
-  rows = tune.run(_flags(tmp_path, tiny_data_dir, "--model=resnet50", "--weights=none", "--fine_tune_layers=0",
+  rows = _search(_flags(tmp_path, tiny_data_dir, "--model=resnet50", "--weights=none", "--fine_tune_layers=0",
                          "--tuner=random", "--max_trials=2", "--search=dropout,learning_rate"))
   assert [row["status"] for row in rows] == ["COMPLETED", "COMPLETED"]
   assert computed == [str(tmp_path / "feature_cache")]  # once for the whole search
   assert len(os.listdir(tmp_path / "feature_cache")) == 1
-  trial = json.loads((tmp_path / tune.PROJECT / "trial_0" / "trial.json").read_text())
+  trial = json.loads((tmp_path / search.PROJECT / "trial_0" / "trial.json").read_text())
   assert trial["status"] == "COMPLETED"

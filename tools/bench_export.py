@@ -63,18 +63,19 @@ def latencies(fn, images, budget_s: float, min_calls: int = 3) -> list[float]:
 def bench_model(name: str, size: int, budget_s: float) -> tuple[list, dict]:
   import keras  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from mammo_train import export, models  # pylint: disable=import-outside-toplevel
+  from mammo_train.deployment import serving_graph  # pylint: disable=import-outside-toplevel
+  from mammo_train.models import classifiers  # pylint: disable=import-outside-toplevel
 
   keras.utils.set_random_seed(0)
-  model = models.build(name, size, 2, "none", 0.0, 0.0)
+  model = classifiers.build(name, size, 2, "none", 0.0, 0.0)
   rows, sizes = [], {}
   with tempfile.TemporaryDirectory(prefix="bench-export-") as scratch:
     folder = pathlib.Path(scratch)
-    serving = export.Serving(model)
+    serving = serving_graph.Serving(model)
     start = time.perf_counter()
-    export.save_saved_model(serving, folder / "saved_model")
-    export.save_tflite(folder / "saved_model", folder / "model_float32.tflite", folder / "model_int8.tflite")
-    export.save_onnx(serving, folder / "model.onnx")
+    serving_graph.save_saved_model(serving, folder / "saved_model")
+    serving_graph.save_tflite(folder / "saved_model", folder / "model_float32.tflite", folder / "model_int8.tflite")
+    serving_graph.save_onnx(serving, folder / "model.onnx")
     convert_s = time.perf_counter() - start
     for item in sorted(folder.iterdir()):
       sizes[item.name] = sum(f.stat().st_size for f in item.rglob("*")) if item.is_dir() else item.stat().st_size
@@ -97,7 +98,7 @@ def bench_model(name: str, size: int, budget_s: float) -> tuple[list, dict]:
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--models", default="cnn:600,resnet50:160",
-                      help="comma-separated MODEL:SIZE (models of mammo_train.models, weights none)")
+                      help="comma-separated MODEL:SIZE (models of mammo_train.models.classifiers, weights none)")
   parser.add_argument("--budget", type=float, default=3.0, help="seconds timed per runtime and batch size")
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args()

@@ -59,7 +59,7 @@ def runtime_rates(extractor, images, names: list, batch: int, repeats: int, fold
 
 def head_epoch_seconds(head, width: int, classes: int, batch: int, train: int, validation: int, views: int) -> float:
   """One epoch of head training on a CMMD-size cache of random features (a warm-up epoch first)."""
-  from mammo_train import feature_cache  # pylint: disable=import-outside-toplevel
+  from mammo_train.inputs import feature_cache  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(0)
   with tempfile.TemporaryDirectory() as folder:
     for view in range(views):
@@ -79,7 +79,8 @@ def head_epoch_seconds(head, width: int, classes: int, batch: int, train: int, v
 
 def compare_plain(args, builder, fresh_model) -> list:
   """Rows of the plain fit (backbone every epoch) against the cached path, with validation AUCs."""
-  from mammo_train import data, feature_cache, models  # pylint: disable=import-outside-toplevel
+  from mammo_train.inputs import data, feature_cache  # pylint: disable=import-outside-toplevel
+  from mammo_train.models import classifiers  # pylint: disable=import-outside-toplevel
   classes, size, batch = data.num_classes(builder), args.image_size, args.batch_size
   steps = data.steps_per_epoch(builder, batch)
   augmentation = data.Augmentation()
@@ -93,8 +94,8 @@ def compare_plain(args, builder, fresh_model) -> list:
   plain_epoch = (time.perf_counter() - start) / args.plain_epochs
   plain_auc = history.history["val_auc"][-1]
   model = fresh_model()
-  extractor, head = models.split_head(model)
-  models.compile(head, classes, 1e-3)
+  extractor, head = classifiers.split_head(model)
+  classifiers.compile(head, classes, 1e-3)
   with tempfile.TemporaryDirectory() as root:
     start = time.perf_counter()
     folder = feature_cache.compute(root, builder, extractor, size, batch, augmentation, args.views, seed=0,
@@ -147,19 +148,20 @@ def main():
       parser.error(f"--{name} must be at least 1")
 
   import keras  # pylint: disable=import-outside-toplevel
-  from mammo_train import data, models  # pylint: disable=import-outside-toplevel
+  from mammo_train.inputs import data  # pylint: disable=import-outside-toplevel
+  from mammo_train.models import classifiers  # pylint: disable=import-outside-toplevel
   builder = data.load_builder(f"synthetic/{args.config}", bench_common.ensure_synthetic(args.data_dir, args.config))
   classes = data.num_classes(builder)
 
   def fresh_model():
     keras.utils.set_random_seed(0)
-    model = models.build(args.model, args.image_size, classes, "none", dropout=0.5, l2=1e-4)
-    models.set_fine_tune(model, 0)
-    models.compile(model, classes, 1e-3)
+    model = classifiers.build(args.model, args.image_size, classes, "none", dropout=0.5, l2=1e-4)
+    classifiers.set_fine_tune(model, 0)
+    classifiers.compile(model, classes, 1e-3)
     return model
 
-  extractor, head = models.split_head(fresh_model())
-  models.compile(head, classes, 1e-3)
+  extractor, head = classifiers.split_head(fresh_model())
+  classifiers.compile(head, classes, 1e-3)
   images = np.concatenate([np.asarray(batch[0]) for batch in
                            data.eval_batches(builder, "train", args.image_size, args.batch_size)])
   images = np.resize(images, (args.images, *images.shape[1:]))  # repeated if the split is smaller

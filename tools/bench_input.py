@@ -5,7 +5,7 @@ all measured in one run on one machine, so the ratios hold even where the
 absolute figures are noisy:
 
   decode limit, 1 thread / all cores  bare TFRecord read + PNG decode
-  trainer, flips only / full aug      mammo_train.data.train_batches, not cached
+  trainer, flips only / full aug      mammo_train.inputs.data.train_batches, not cached
   naive, full aug                     per-image PNG files read with Pillow,
                                       augmented with scipy.ndimage, stacked
 
@@ -49,7 +49,7 @@ def decode_limit(builder, images: int, threads: int | None):
 
 
 def trainer_pipeline(builder, images: int, batch: int, augmentation):
-  from mammo_train import data  # pylint: disable=import-outside-toplevel
+  from mammo_train.inputs import data  # pylint: disable=import-outside-toplevel
   size = builder.info.features["image"].shape[0]
   batches = data.train_batches(builder, image_size=size, global_batch_size=batch, augmentation=augmentation,
                                oversample=False, cache=False, seed=0, deterministic=False)
@@ -109,7 +109,7 @@ def main():
   parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
   args = parser.parse_args()
 
-  from mammo_train import data  # pylint: disable=import-outside-toplevel
+  from mammo_train.inputs import data  # pylint: disable=import-outside-toplevel
   data_dir = bench_common.ensure_synthetic(args.data_dir) if args.dataset == "synthetic" else args.data_dir
   builder = data.load_builder(args.dataset, data_dir)
   flips = data.Augmentation(flip=True, rotation=0.0, zoom=0.0, shift=0.0)

@@ -4,7 +4,7 @@ For each model (cnn, resnet50, vgg16, inceptionv3), side (224, 600) and
 dtype policy (float32 and the device's mixed one), on the current Keras
 backend (TensorFlow here; JAX on the GPU machine, which has no TensorFlow:
 this script imports only Keras and builds the models with
-`mammo_train.models.build`, weights none):
+`mammo_train.models.classifiers.build`, weights none):
 
 - data resident: one batch converted to a backend tensor once, reused;
 - warm-up excluded: --warmup calls (tracing / compilation) before timing;
@@ -22,10 +22,9 @@ this script imports only Keras and builds the models with
   python tools/bench_model_step.py --models=resnet50 --sizes=600 --batch_size=64   # on the GPU machine
   python tools/bench_model_step.py --models=cnn --sizes=32 --policies=float32 --steps=1 --warmup=1  # smoke
 
-On the GPU machine (no TensorFlow): note `mammo_train.models` imports
-`mammo_train.config`, which imports `mammo_train.data` and so TensorFlow,
-until the restructuring makes the models module Keras-only; until then this
-script cannot import the models there.
+On the GPU machine (no TensorFlow): `mammo_train.models.classifiers` is
+Keras-only, and this script imports nothing else of mammo_train (not
+`mammo_train.config`, which reaches TensorFlow through `inputs.data`).
 """
 import argparse
 import os
@@ -99,12 +98,12 @@ def timed(call, warmup: int, steps: int, max_seconds: float) -> tuple:
 
 def measure(name: str, size: int, policy: str, args) -> dict:
   import keras  # pylint: disable=import-outside-toplevel
-  from mammo_train import models  # pylint: disable=import-outside-toplevel
+  from mammo_train.models import classifiers  # pylint: disable=import-outside-toplevel
   keras.mixed_precision.set_global_policy(policy)
   keras.utils.set_random_seed(0)
-  model = models.build(name, size, 2, "none", dropout=0.5, l2=1e-4)
-  models.set_fine_tune(model, None)
-  models.compile(model, 2, 1e-3)
+  model = classifiers.build(name, size, 2, "none", dropout=0.5, l2=1e-4)
+  classifiers.set_fine_tune(model, None)
+  classifiers.compile(model, 2, 1e-3)
   rng = np.random.default_rng(0)
   images = keras.ops.convert_to_tensor(rng.integers(0, 256, (args.batch_size, size, size, 1), dtype=np.uint8))
   labels = keras.ops.convert_to_tensor(rng.integers(0, 2, (args.batch_size, 1)).astype(np.float32))
@@ -132,9 +131,10 @@ def main():
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args()
   names = args.models.split(",")
-  from mammo_train import config  # pylint: disable=import-outside-toplevel
-  if any(name not in config.MODELS for name in names):
-    parser.error(f"--models: each must be one of {', '.join(config.MODELS)}")
+  from mammo_train.models import classifiers  # pylint: disable=import-outside-toplevel
+  known = ("cnn", *classifiers.BACKBONES)
+  if any(name not in known for name in names):
+    parser.error(f"--models: each must be one of {', '.join(known)}")
   try:
     sizes = [int(size) for size in args.sizes.split(",")]
     given_peak = None if args.peak_tflops in (None, "unknown") else float(args.peak_tflops)

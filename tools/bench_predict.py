@@ -3,11 +3,11 @@
 Writes a CMMD-layout tree once (tools/write_cmmd.py, 2294x1914 8-bit DICOMs,
 kept in --tree_dir for reruns), then times, on this machine:
 
-- decode + preprocess alone: `predict.prepared_stream` over every file, at
+- decode + preprocess alone: `reading.prepared_stream` over every file, at
   the stored size (600), with 1 and 2 worker processes;
 - each model alone: its scores on the prepared images from memory, batch by
   batch, as `predict_files` calls it (resize to the input size included);
-- end to end: `predict.expand_paths` -> `predict.predict_files` -> `predict.rows`,
+- end to end: `discovery.expand_paths` -> `predictor.predict_files` -> `predictor.rows`,
   with 1 and 2 workers, for the cnn and ResNet50 (weights none: speed does
   not depend on them) at 600 px, float32;
 - each of the above per runtime of the model stage (--runtimes: keras and
@@ -57,7 +57,7 @@ WARMUP_CALLS = 2
 
 def ensure_tree(folder: pathlib.Path, files: int) -> list:
   """The first `files` DICOMs (in expand_paths order) of a tree written once with enough patients."""
-  from mammo_train import predict  # pylint: disable=import-outside-toplevel
+  from mammo_train.inference import discovery  # pylint: disable=import-outside-toplevel
   marker = folder / "complete"
   if not marker.exists():
     from tools import write_cmmd  # pylint: disable=import-outside-toplevel
@@ -69,32 +69,32 @@ def ensure_tree(folder: pathlib.Path, files: int) -> list:
       if written >= files:
         break
     marker.write_text("")
-  found = predict.expand_paths([str(folder)])
+  found = discovery.expand_paths([str(folder)])
   if len(found) < files:
     raise SystemExit(f"--tree_dir: {folder} holds {len(found)} DICOMs, fewer than --files={files}: remove it")
   return found[:files]
 
 
 def decode_alone(files: list, workers: int = 1) -> None:
-  from mammo_train import predict  # pylint: disable=import-outside-toplevel
-  outcomes = list(predict.prepared_stream(files, STORED_SIZE, workers=workers))
-  failed = [o for o in outcomes if isinstance(o, predict.Failure)]
+  from mammo_train.inference import reading  # pylint: disable=import-outside-toplevel
+  outcomes = list(reading.prepared_stream(files, STORED_SIZE, workers=workers))
+  failed = [o for o in outcomes if isinstance(o, reading.Failure)]
   if failed:
     raise SystemExit(f"{failed[0].path}: {failed[0].detail}")
 
 
 def end_to_end(model, forward, files: list, workers: int) -> None:
-  from mammo_train import predict  # pylint: disable=import-outside-toplevel
-  result = predict.predict_files(model, predict.expand_paths(files), stored_size=STORED_SIZE,
-                                 image_size=IMAGE_SIZE, batch_size=BATCH_SIZE, workers=workers, score_with=forward)
-  image_rows, _ = predict.rows(result, THRESHOLDS)
+  from mammo_train.inference import discovery, predictor  # pylint: disable=import-outside-toplevel
+  result = predictor.predict_files(model, discovery.expand_paths(files), stored_size=STORED_SIZE,
+                                   image_size=IMAGE_SIZE, batch_size=BATCH_SIZE, workers=workers, score_with=forward)
+  image_rows, _ = predictor.rows(result, THRESHOLDS)
   if len(image_rows) != len(files):
     raise SystemExit(f"scored {len(image_rows)} of {len(files)} files: {result.failures[:1]}")
 
 
 def model_alone(forward, images) -> None:
   """The model stage as predict_files runs it: batches of stored images resized to the input (a no-op at 600)."""
-  from mammo_train import data  # pylint: disable=import-outside-toplevel
+  from mammo_train.inputs import data  # pylint: disable=import-outside-toplevel
   for start in range(0, len(images), BATCH_SIZE):
     forward(np.asarray(data.resize(images[start:start + BATCH_SIZE], IMAGE_SIZE)))
 
@@ -103,7 +103,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--files", type=int, default=24, help="DICOMs read (decode alone, and models without :FILES)")
   parser.add_argument("--models", default="cnn,resnet50:6",
-                      help="comma-separated MODEL[:FILES] of mammo_train.models (weights none), at 600 px; "
+                      help="comma-separated MODEL[:FILES] of mammo_train.models.classifiers (weights none), at 600 px; "
                            "FILES: score only the first FILES files (default --files)")
   parser.add_argument("--repeats", type=int, default=3, help="runs of each case; the fastest counts")
   parser.add_argument("--runtimes", default=None,
@@ -132,16 +132,17 @@ def main():
   names = ["keras"] + [name for name in names if name != "keras"]  # every ratio is to Keras in the same run
 
   import keras  # pylint: disable=import-outside-toplevel
-  from mammo_train import models, predict  # pylint: disable=import-outside-toplevel
+  from mammo_train.inference import reading  # pylint: disable=import-outside-toplevel
+  from mammo_train.models import classifiers  # pylint: disable=import-outside-toplevel
 
   files = ensure_tree(pathlib.Path(args.tree_dir) / f"files_{args.files}", args.files)
   decode_alone(files, 1)  # warms the page cache and the imports: every case then reads from memory
-  images = np.stack([p.image for p in predict.prepared_stream(files, STORED_SIZE, workers=1)])
+  images = np.stack([p.image for p in reading.prepared_stream(files, STORED_SIZE, workers=1)])
   built, forwards = {}, {}
   conversions = tempfile.mkdtemp(prefix="mammo_bench_predict_onnx")
   for name, count in specs:
     keras.utils.set_random_seed(0)
-    built[name] = models.build(name, IMAGE_SIZE, 2, "none", 0.0, 0.0)
+    built[name] = classifiers.build(name, IMAGE_SIZE, 2, "none", 0.0, 0.0)
     for runtime in names:  # converted and checked against Keras before any timing
       forwards[(name, runtime)] = runtimes.checked_forward(built[name], runtime, conversions)
       for _ in range(WARMUP_CALLS):  # tracing and oneDNN's first calls, for every batch shape timed

@@ -1,7 +1,7 @@
 """Training-step benchmark: images per second per model, size and precision policy.
 
 For each model at each size and dtype policy, trains a few steps twice: fed by
-the trainer's real input pipeline (mammo_train.data.train_batches, full
+the trainer's real input pipeline (mammo_train.inputs.data.train_batches, full
 augmentation) and by one batch repeated from memory. Their ratio says whether
 the input pipeline is the bottleneck (it must not be: ratio ~1). Runs on CPU
 or GPU; on a GPU, mixed_float16 is the one that matters.
@@ -73,12 +73,13 @@ def measure(builder, model_name: str, size: int, policy: str, args) -> dict:
   """
   import keras  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from mammo_train import data, models  # pylint: disable=import-outside-toplevel
+  from mammo_train.inputs import data  # pylint: disable=import-outside-toplevel
+  from mammo_train.models import classifiers  # pylint: disable=import-outside-toplevel
   keras.mixed_precision.set_global_policy(policy)
   classes = data.num_classes(builder)
-  model = models.build(model_name, size, classes, "none", dropout=0.5, l2=1e-4)
-  models.set_fine_tune(model, None)
-  models.compile(model, classes, 1e-3)
+  model = classifiers.build(model_name, size, classes, "none", dropout=0.5, l2=1e-4)
+  classifiers.set_fine_tune(model, None)
+  classifiers.compile(model, classes, 1e-3)
   batches = data.train_batches(builder, image_size=size, global_batch_size=args.batch_size,
                                augmentation=data.Augmentation(), oversample=False, cache=True, seed=0,
                                deterministic=False)
@@ -107,7 +108,7 @@ def main():
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args()
 
-  from mammo_train import data  # pylint: disable=import-outside-toplevel
+  from mammo_train.inputs import data  # pylint: disable=import-outside-toplevel
   builder = data.load_builder(f"synthetic/{args.config}", bench_common.ensure_synthetic(args.data_dir, args.config))
   rows, results = [], []
   for model_name in args.models.split(","):

@@ -14,7 +14,7 @@ from mammo_tfds import features, generation, splits
 from mammo_tfds.cbis_ddsm import cases, examples, layouts
 
 HOMEPAGE = "https://www.cancerimagingarchive.net/collection/cbis-ddsm/"
-# Subgroups the evaluation reports (schema: mammo_train/subgroups.py; README
+# Subgroups the evaluation reports (schema: mammo_train/evaluation/subgroups.py; README
 # "Subgroups and possible shortcuts"), stored in metadata.json with the prepared
 # dataset. No possible shortcut: the CSVs hold no site, scanner or age, and
 # density, abnormality type and subtlety are readings of the film itself, each

@@ -13,7 +13,7 @@ from mammo_tfds.cmmd import examples
 
 HOMEPAGE = "https://www.cancerimagingarchive.net/collection/cmmd/"
 # Subgroups the evaluation reports and the possible shortcuts its metadata-only
-# baseline is fitted on (schema: mammo_train/subgroups.py; README "Subgroups
+# baseline is fitted on (schema: mammo_train/evaluation/subgroups.py; README "Subgroups
 # and possible shortcuts"). Stored in metadata.json with the prepared dataset.
 SUBGROUPS = {
     "features": [{"name": "subset"}, {"name": "age", "bands": [40, 50, 60, 70], "missing": -1},

@@ -24,7 +24,7 @@ from mammo_tfds.mias import examples, info
 ARCHIVE = "all-mias.tar.gz"
 LABEL_TABLES = ("Info.txt", "Info_kaggle.txt")  # the first one found is used
 SPLIT_SEED = 0
-# Subgroups the evaluation reports, per task (schema: mammo_train/subgroups.py;
+# Subgroups the evaluation reports, per task (schema: mammo_train/evaluation/subgroups.py;
 # README "Subgroups and possible shortcuts"). No possible shortcut is declared:
 # tissue density is read from the film itself. For the density task the
 # tissue is the label, so its subgroups are the severities instead.

@@ -76,7 +76,7 @@ LABEL_NAMES = ("no cancer", "cancer")
 VIEWS = {"CC": "CC", "MLO": "MLO", "ML": "MLO", "LM": "MLO", "LMO": "MLO"}
 LEFT_OUT_VIEWS = ("AT",)
 DENSITIES = ("A", "B", "C", "D")
-MISSING = "missing"  # density not recorded (mammo_train.subgroups.MISSING)
+MISSING = "missing"  # density not recorded (mammo_train.evaluation.subgroups.MISSING)
 SPLIT_SEED = 0
 TRAIN_FOLDER, TEST_FOLDER = "train_images", "test_images"
 

@@ -14,7 +14,7 @@ from mammo_tfds.rsna_screening import examples
 
 HOMEPAGE = "https://www.kaggle.com/competitions/rsna-breast-cancer-detection"
 # Subgroups the evaluation reports and the possible shortcuts its metadata-only
-# baseline is fitted on (schema: mammo_train/subgroups.py; README "Subgroups
+# baseline is fitted on (schema: mammo_train/evaluation/subgroups.py; README "Subgroups
 # and possible shortcuts"). Site and machine predict the label without a pixel
 # (prevalence differs by machine); the model is compared with the baseline
 # inside each site's and each machine's stratum.

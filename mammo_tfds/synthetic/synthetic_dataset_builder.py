@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 from mammo_tfds import builder_configs, features, generation, phantom, splits
 from mammo_tfds.synthetic import examples
 
-# Subgroups the evaluation reports (schema: mammo_train/subgroups.py; README
+# Subgroups the evaluation reports (schema: mammo_train/evaluation/subgroups.py; README
 # "Subgroups and possible shortcuts"): the images carry no non-image cue.
 SUBGROUPS = {"features": [{"name": "laterality"}, {"name": "view"}], "shortcuts": []}
 

@@ -1,1 +1,2 @@
-"""Evaluation library: metrics, operating point, calibration, subgroups, comparison, reporting checklist."""
+"""Judging a model: metrics, operating points, calibration, subgroups, baselines, the report, saliency,
+comparison of models, the reporting checklist."""

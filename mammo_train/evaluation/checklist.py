@@ -39,7 +39,8 @@ import time
 
 import numpy as np
 
-from mammo_train import calibration, data, metrics, report
+from mammo_train.evaluation import calibration, metrics, report
+from mammo_train.inputs import data
 
 AUTHORS = "to be filled by the authors"
 CHECKLIST = "checklist.json"
@@ -247,7 +248,6 @@ def evaluation_items(result: dict, slopes: dict | None) -> list:
   """Operating point, metrics with intervals per level, calibration, subgroups, failure cases.
 
   `result` is JSON-plain (`report.plain`: undefined values are None)."""
-  # pylint: disable=protected-access (report's interval formatting, shared until the evaluation package owns it)
   threshold = result.get("threshold")
   boot = result["bootstrap"]
   metric_name = "roc_auc" if "roc_auc" in next(iter(result["levels"].values())) else "macro_roc_auc"
@@ -258,8 +258,8 @@ def evaluation_items(result: dict, slopes: dict | None) -> list:
            + f"95% intervals: percentile bootstrap over {boot['unit']}s ({boot['n_resamples']} resamples, seed "
            f"{boot['seed']})."),
       Item("37, 38", "23a", "performance at each level", "; ".join(
-          f"{level}: {metric_name} {report._interval(entry.get(metric_name), entry['ci'].get(metric_name))}"
-          + "".join(f", {m} {report._interval(entry[m], entry['ci'][m])}" for m in ("sensitivity", "specificity")
+          f"{level}: {metric_name} {report.interval(entry.get(metric_name), entry['ci'].get(metric_name))}"
+          + "".join(f", {m} {report.interval(entry[m], entry['ci'][m])}" for m in ("sensitivity", "specificity")
                     if m in entry)
           + f" ({entry['n']} units, {entry['n_patients']} patients)" for level, entry in result["levels"].items())
            + "."),
@@ -269,15 +269,15 @@ def evaluation_items(result: dict, slopes: dict | None) -> list:
     text = ""
     if cal:
       def measured(entry, name):
-        return (f"{name} {report._interval(entry['before'], entry['before_ci'])} raw, "
-                f"{report._interval(entry['after'], entry['after_ci'])} after")
+        return (f"{name} {report.interval(entry['before'], entry['before_ci'])} raw, "
+                f"{report.interval(entry['after'], entry['after_ci'])} after")
 
       text = "; ".join(f"{level}: {measured(e['ece'], 'ECE')} the {e['map']['method']} map, "
                        f"{measured(e['brier'], 'Brier')}" for level, e in cal["levels"].items()) + ". "
     if slopes:
       text += "Calibration slope / intercept of the raw scores (1 / 0 when calibrated): " + "; ".join(
-          f"{level}: {report._interval(s['slope']['value'], s['slope']['ci'])} / "
-          f"{report._interval(s['intercept']['value'], s['intercept']['ci'])}" for level, s in slopes.items()) + "."
+          f"{level}: {report.interval(s['slope']['value'], s['slope']['ci'])} / "
+          f"{report.interval(s['intercept']['value'], s['intercept']['ci'])}" for level, s in slopes.items()) + "."
     items.append(Item("28, 37", "12e, 12f, 23a, 24", "calibration", text))
   verdict = result.get("verdict") or {}
   baseline = verdict.get("baseline")

@@ -25,7 +25,7 @@ import itertools
 import numpy as np
 from scipy import stats
 
-from mammo_train import metrics
+from mammo_train.evaluation import metrics
 
 MCNEMAR_EXACT_BELOW = 25  # discordant pairs; below this the chi-square approximation is poor
 

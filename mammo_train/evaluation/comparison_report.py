@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
-from mammo_train import assessment, metrics, report
+from mammo_train.evaluation import assessment, metrics, report
 from mammo_train.evaluation import checklist, comparison, scored
 
 DECIDING_LEVEL = "breast"
@@ -60,7 +60,7 @@ def compare_folders(paths, workdir, n_bootstrap: int = 1000, seed: int = 0) -> d
   for level in units:
     file = f"roc_{level}.png"
     overlay = _roc_overlay(level, {name: levels[level] for name, levels in decided.items()})
-    (workdir / file).write_bytes(report._png(overlay))  # pylint: disable=protected-access
+    (workdir / file).write_bytes(report.png(overlay))
     figures[level] = file
   stored = report.plain(result)
   (workdir / "compare.json").write_text(json.dumps(stored, indent=2) + "\n")
@@ -122,7 +122,6 @@ def _p(value) -> str:
 
 
 def markdown(result: dict, figures: dict, loaded: list) -> str:
-  # pylint: disable=protected-access (report's interval formatting, shared until the evaluation package owns it)
   dataset = result["dataset"]
   counts = dataset["counts"]
   boot = result["bootstrap"]
@@ -145,7 +144,7 @@ def markdown(result: dict, figures: dict, loaded: list) -> str:
   for name, model in result["models"].items():
     for level, row in model["levels"].items():
       lines.append(f"| {name} | {level} | {row['n']} | {row['n_patients']} | "
-                   + " | ".join(report._interval(row[m], row["ci"][m]) for m in SHOWN) + " |")
+                   + " | ".join(report.interval(row[m], row["ci"][m]) for m in SHOWN) + " |")
   lines += ["", "## Pairs", "",
             "AUC difference: A minus B, paired patient-bootstrap interval. DeLong: treats units as independent, "
             "exact at patient level, optimistic at image and breast level (several units per patient). "
@@ -162,10 +161,10 @@ def markdown(result: dict, figures: dict, loaded: list) -> str:
       mc_p = _p(mc["p"]) + (f" (Holm {_p(mc['p_holm'])})" if holm else "")
       lines.append(
           f"| {pair['a']} | {pair['b']} | {level} | "
-          f"{report._difference_text(entry['auc_difference'])} | "
+          f"{report.difference_text(entry['auc_difference'])} | "
           f"{delong_p} | "
-          f"{report._difference_text(entry['a_at_b_specificity'])} | "
-          f"{report._difference_text(entry['b_at_a_specificity'])} | "
+          f"{report.difference_text(entry['a_at_b_specificity'])} | "
+          f"{report.difference_text(entry['b_at_a_specificity'])} | "
           f"{mc['only_a_right']} / {mc['only_b_right']}, {mc_p} |")
   lines += [""] + [f"![ROC {level}]({file})" for level, file in figures.items()] + [""]
   lines += checklist.section(checklist.facts_for_comparison(loaded, result))

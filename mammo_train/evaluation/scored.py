@@ -23,7 +23,7 @@ import pathlib
 
 import numpy as np
 
-from mammo_train import assessment
+from mammo_train.evaluation import assessment
 
 PREDICTIONS = "predictions.csv"  # the name mammo_train.evaluate writes
 METRICS = "metrics.json"

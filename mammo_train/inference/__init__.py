@@ -1,1 +1,2 @@
-"""Prediction on new files: the model stage and its runtimes."""
+"""Prediction on new source files: discovery, breast placement, preparing in a pool, scoring with a chosen
+runtime, writing, the review page."""

@@ -30,7 +30,8 @@ from typing import Callable
 import keras
 import numpy as np
 
-from mammo_train.config import RUNTIMES, ConfigError
+from mammo_train.config.shared import RUNTIMES
+from mammo_train.errors import ConfigError
 
 # Fastest first, as measured on 2 CPU cores (module docstring); Keras is always there.
 _PREFERENCE = ("openvino", "onnxruntime")

@@ -9,15 +9,17 @@ scope. Doing it here, once, is what keeps a tuning trial, a training run and
 a prediction on the same footing.
 """
 import dataclasses
-import json
 import os
 import tempfile
 
 import keras
 import tensorflow as tf
 
-from mammo_train import config, data, feature_cache, models, multiworker
+from mammo_train import config
 from mammo_train.inference import runtimes
+from mammo_train.inputs import data, feature_cache
+from mammo_train.models import classifiers
+from mammo_train.training import multiworker
 
 # On CPU, mixed_bfloat16 only pays where the hardware has bfloat16 arithmetic
 # (AVX512-BF16 / AMX); elsewhere it is emulated and slower than float32.
@@ -146,13 +148,13 @@ def build_model(run: Run, cfg: config.Train, *, dropout: float | None = None, l2
   """
   with run.strategy.scope():  # variables are made per replica
     if cfg.init_from:
-      model = models.load(cfg.init_from, run.classes, flag="init_from", image_size=run.image_size,
+      model = classifiers.load(cfg.init_from, run.classes, flag="init_from", image_size=run.image_size,
                           name=cfg.model)
     else:
-      model = models.build(cfg.model, run.image_size, run.classes, cfg.weights,
+      model = classifiers.build(cfg.model, run.image_size, run.classes, cfg.weights,
                            cfg.dropout if dropout is None else dropout, cfg.l2 if l2 is None else l2)
-    models.set_fine_tune(model, cfg.fine_tune_layers)
-    models.compile(model, run.classes, cfg.learning_rate if learning_rate is None else learning_rate)
+    classifiers.set_fine_tune(model, cfg.fine_tune_layers)
+    classifiers.compile(model, run.classes, cfg.learning_rate if learning_rate is None else learning_rate)
   return model
 
 
@@ -168,7 +170,7 @@ def training_inputs(run: Run, cfg: config.Train, model: keras.Model, cache_root:
   to train the head (`models.split_head`) on.
   """
   if uses_feature_cache(cfg):
-    extractor, _ = models.split_head(model)
+    extractor, _ = classifiers.split_head(model)
     folder = feature_cache.compute(cache_root, run.builder, extractor, run.image_size, run.global_batch,
                                    cfg.augmentation, cfg.cache_views, cfg.seed, run.backbone_runtime)
     batches = (feature_cache.train_batches(folder, run.classes, run.global_batch, cfg.oversample, cfg.seed),
@@ -190,8 +192,8 @@ def trained_part(run: Run, cfg: config.Train, model: keras.Model, learning_rate:
   if not uses_feature_cache(cfg):
     return model
   with run.strategy.scope():
-    _, head = models.split_head(model)
-    models.compile(head, run.classes, learning_rate)
+    _, head = classifiers.split_head(model)
+    classifiers.compile(head, run.classes, learning_rate)
   return head
 
 
@@ -200,52 +202,3 @@ def fit_arguments(run: Run, cfg: config.Train) -> dict:
   counts = data.class_counts(run.builder)
   return {"steps_per_epoch": data.steps_per_epoch(run.builder, run.global_batch), "shuffle": False,
           "class_weight": data.balancing_class_weights(counts) if cfg.class_weights else None}
-
-
-def write_flags(workdir: str, text: str):
-  """Keeps the command's resolved flags in its workdir, so `--flagfile` reproduces the run."""
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, config.FLAGS_FILE), "w") as f:
-    f.write(text)
-
-
-@dataclasses.dataclass
-class TrainedRun:
-  """A finished training run, as prediction needs it: no dataset, only what the run kept."""
-  folder: str
-  info: dict  # run.json
-  model: keras.Model
-  stored_size: int  # the dataset's stored side: new files are preprocessed to it, then resized to the model's
-  operating_point: str | None  # the run's eval/operating_point.json
-  calibration: str | None  # the run's eval/calibration.json
-
-  @property
-  def identity(self) -> dict:
-    """What every output made with this run names: dataset, version, model, how the threshold was chosen."""
-    name = self.info["dataset"]["name"]
-    return {"dataset": name.rsplit("/", 1)[0], "dataset_version": self.info["dataset"]["version"],
-            "model": self.model.name, "run": self.folder}
-
-
-def load_trained_run(folder: str, model_path: str | None = None, flag: str = "run") -> TrainedRun:
-  """A training run's folder and model (default: its best.keras), checked; one-line errors.
-
-  Sets the float32 policy and the default strategy: a loaded model predicts
-  with the dtypes it was saved with, whatever the run trained under.
-  """
-  run_json = os.path.join(folder, "run.json")
-  config.check(os.path.isfile(run_json), f"--{flag}={folder}: no run.json: pass a training run's workdir")
-  try:
-    with open(run_json) as f:
-      info = json.load(f)
-    classes, stored_size = len(info["dataset"]["classes"]), int(info["dataset"]["stored_size"])
-  except (OSError, ValueError, KeyError) as error:
-    raise config.ConfigError(f"{run_json}: not a run.json of this version of mammo_train ({error!r})") from None
-  model_path = model_path or os.path.join(folder, "best.keras")
-  config.check(os.path.isfile(model_path), f"--model={model_path}: no such file")
-  keras.mixed_precision.set_global_policy("float32")
-  model = models.load(model_path, classes, flag="model")
-  evaluation = os.path.join(folder, "eval")
-  found = {name: os.path.join(evaluation, f"{name}.json") for name in ("operating_point", "calibration")}
-  return TrainedRun(folder, info, model, stored_size,
-                    *(path if os.path.exists(path) else None for path in found.values()))

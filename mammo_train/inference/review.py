@@ -7,7 +7,7 @@ input the model saw, and with `--explain` the heatmap overlay from
 threshold and where the breast came from; one card per file that was not
 scored, with the reason; counts at the top; filters by decision, view,
 laterality and reason. Thumbnails are made by the workers that read the
-files (`predict.prepare`) and written to `review/`.
+files (`reading.prepare`) and written to `review/`.
 """
 import collections
 import pathlib
@@ -32,8 +32,8 @@ def write(out_dir, result, image_rows: list, summary: str, explain_dir: Optional
   """Writes review.html and its thumbnails into `out_dir`; returns the page's path.
 
   Args:
-    result: `predict.Result` (its images in the order of `image_rows`).
-    image_rows: `predict.rows`' image rows.
+    result: `predictor.Result` (its images in the order of `image_rows`).
+    image_rows: `predictor.rows`' image rows.
     summary: the prediction's summary line, shown under the title.
     explain_dir: the heatmap overlays' folder relative to `out_dir`, if written.
   """

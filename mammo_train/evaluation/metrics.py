@@ -91,7 +91,16 @@ def breast_level(labels, scores, decisions, patient_ids, lateralities):
   labels = np.asarray(labels)
   if np.any(labels != labels[index][inverse]):
     raise ValueError("the views of a breast disagree on its label")
-  return labels[index], pool(scores, inverse), pool(decisions, inverse), np.asarray(patient_ids)[index]
+  _, scores, decisions = pool_breasts(patient_ids, lateralities, scores, decisions)
+  return labels[index], scores, decisions, np.asarray(patient_ids)[index]
+
+
+def pool_breasts(patient_ids, lateralities, *values) -> tuple:
+  """(index, *pooled): each breast's mean of its views' `values` ([N] or [N, K] each), ordered by breast id
+  (patient id + laterality); `index` is each breast's first view. The one rule for a breast's score,
+  in evaluation and in prediction."""
+  index, inverse = units(breast_ids(patient_ids, lateralities))
+  return (index, *(pool(v, inverse) for v in values))
 
 
 def _expanded(labels, decisions):

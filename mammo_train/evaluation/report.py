@@ -23,6 +23,8 @@ from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
 # Metrics shown in the summary tables, in this order, where the task has them.
+REPORT = "report.md"
+METRICS = "metrics.json"
 HEADLINE = ("roc_auc", "pr_auc", "pf1", "macro_roc_auc", "accuracy", "balanced_accuracy", "sensitivity",
             "specificity")
 
@@ -40,7 +42,7 @@ def plain(value):
   return value
 
 
-def _png(figure: Figure) -> bytes:
+def png(figure: Figure) -> bytes:
   buffer = io.BytesIO()
   FigureCanvasAgg(figure).print_png(buffer)
   return buffer.getvalue()
@@ -162,7 +164,7 @@ def _baseline_section(baselines: dict, levels) -> list:
   return lines + [""]
 
 
-def _difference_text(row: dict) -> str:
+def difference_text(row: dict) -> str:
   """'+0.031 [-0.012, +0.074]' for a comparison entry (difference, ci)."""
   if row.get("difference") is None:
     return "n/a"
@@ -192,7 +194,7 @@ def verdict_lines(verdict: dict) -> list:
     said = "beats" if overall.get("beats") else "does NOT beat"
     lines.append(f"- **The model {said} the metadata-only baseline** ({baseline['name']}: logistic regression on "
                  f"{' + '.join(baseline['shortcuts'])}, no pixels) at {level} level: {metric} model minus "
-                 f"baseline {_difference_text(overall)} (95% paired patient-bootstrap interval; beats = the "
+                 f"baseline {difference_text(overall)} (95% paired patient-bootstrap interval; beats = the "
                  "whole interval above 0).")
     cells = []
     for row in baseline["strata"]:
@@ -200,7 +202,7 @@ def verdict_lines(verdict: dict) -> list:
       if row["too_few"]:
         cells.append(f"{where}: too few to say")
       else:
-        cells.append(f"{where}: {_difference_text(row)} {'beats' if row.get('beats') else 'does not beat'}")
+        cells.append(f"{where}: {difference_text(row)} {'beats' if row.get('beats') else 'does not beat'}")
     lines.append("- **Within each stratum** (the shortcut partly or wholly removed): " + "; ".join(cells) + ".")
   weakest = verdict.get("weakest")
   if weakest is None:
@@ -208,9 +210,9 @@ def verdict_lines(verdict: dict) -> list:
                  "any level.")
   else:
     ci, at = weakest["ci"], weakest["level"]
-    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else ""
+    bounds = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else ""
     lines.append(f"- **Weakest subgroup** ({at} level {metric}): {weakest['feature']} {weakest['subgroup']}, "
-                 f"{weakest['value']:.3f}{interval} ({weakest['n']} {at}s, {weakest['n_patients']} patients)"
+                 f"{weakest['value']:.3f}{bounds} ({weakest['n']} {at}s, {weakest['n_patients']} patients)"
                  + ("." if at == level else f"; no {level}-level subgroup has enough patients of each class."))
   return lines
 
@@ -262,9 +264,9 @@ def _strata_section(strata: dict, baselines: dict, metric: str) -> list:
         continue
       comparison = row["comparison"][metric]
       lines.append(f"| {row['feature']} | {row['subgroup']} | {row['n']} | {row['n_patients']} | "
-                   f"{_interval(row['model'].get(metric), None)} | "
-                   f"{_interval(row['baseline'].get(metric), None)} | "
-                   f"{_difference_text(comparison)} | {'yes' if comparison['beats'] else 'no'} |")
+                   f"{interval(row['model'].get(metric), None)} | "
+                   f"{interval(row['baseline'].get(metric), None)} | "
+                   f"{difference_text(comparison)} | {'yes' if comparison['beats'] else 'no'} |")
     lines.append("")
   return lines
 
@@ -280,8 +282,8 @@ def _calibration_section(calibrated: dict, figure_file: str | None) -> list:
     cells = []
     for measure in ("ece", "brier"):
       m = entry[measure]
-      cells += [_interval(m["before"], m["before_ci"]), _interval(m["after"], m["after_ci"]),
-                _difference_text({"difference": m["difference"], "ci": m["difference_ci"]})]
+      cells += [interval(m["before"], m["before_ci"]), interval(m["after"], m["after_ci"]),
+                difference_text({"difference": m["difference"], "ci": m["difference_ci"]})]
     fitted = entry["map"]
     described = fitted["method"] + (f" (slope {fitted['slope']:.3f}, intercept {fitted['intercept']:+.3f})"
                                     if fitted["method"] == "platt" else "")
@@ -310,13 +312,13 @@ def _saliency_section(saliency: dict, localisation: dict | None) -> list:
     entry = localisation.get(name)
     if not entry:
       continue
-    cells = [_interval(entry[m]["value"], entry[m]["ci"]) for m in ("pointing_game", "mass_inside")]
+    cells = [interval(entry[m]["value"], entry[m]["ci"]) for m in ("pointing_game", "mass_inside")]
     lines.append(f"| {name} | {entry['n']} | {entry['n_patients']} | {cells[0]} | {cells[1]} | "
                  f"{entry['n_without_lesion_box']} | {entry['n_blank']} |")
   return lines + [""]
 
 
-def _interval(value, ci) -> str:
+def interval(value, ci) -> str:
   if value is None:
     return "n/a"
   if not ci or ci[0] is None:
@@ -414,10 +416,10 @@ def write(result: dict, curves: dict, workdir, tb_logdir=None, step: int = 0, pi
     figures[level_name] = []
     for kind, figure in drawn.items():
       file = f"{level_name}_{kind}.png"
-      images[file] = _png(figure)
+      images[file] = png(figure)
       figures[level_name].append((f"{level_name} {kind}", file))
   if result.get("calibration"):
-    images["calibration_reliability.png"] = _png(_reliability(plain(result["calibration"])))
+    images["calibration_reliability.png"] = png(_reliability(plain(result["calibration"])))
     figures["calibration"] = "calibration_reliability.png"
   images.update(pictures or {})
   written = []
@@ -425,9 +427,9 @@ def write(result: dict, curves: dict, workdir, tb_logdir=None, step: int = 0, pi
     (workdir / file).write_bytes(data)
     written.append(workdir / file)
   stored = plain(result)
-  (workdir / "metrics.json").write_text(json.dumps(stored, indent=2) + "\n")
-  (workdir / "report.md").write_text(markdown(stored, figures) + "\n")
-  written += [workdir / "metrics.json", workdir / "report.md"]
+  (workdir / METRICS).write_text(json.dumps(stored, indent=2) + "\n")
+  (workdir / REPORT).write_text(markdown(stored, figures) + "\n")
+  written += [workdir / METRICS, workdir / REPORT]
   if tb_logdir:
     with tf.summary.create_file_writer(str(tb_logdir)).as_default():
       for file, data in images.items():

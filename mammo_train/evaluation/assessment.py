@@ -23,7 +23,7 @@ import pathlib
 
 import numpy as np
 
-from mammo_train import metrics, subgroups
+from mammo_train.evaluation import metrics, subgroups
 
 OPERATING_POINT = "operating_point.json"
 DEFAULT_THRESHOLD = 0.5
@@ -78,10 +78,20 @@ class OperatingPoint:
     path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
 
   @classmethod
+  def read(cls, path) -> "OperatingPoint":
+    """The operating point as it was saved (where it was chosen); a damaged file is an error naming it."""
+    try:
+      stored = json.loads(pathlib.Path(path).read_text())
+      return cls(thresholds=stored["thresholds"], how=stored["how"], rule=stored.get("rule"),
+                 target_recall=stored.get("target_recall"))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+      raise ValueError(f"{path}: not an operating point ({error!r})") from None
+
+  @classmethod
   def load(cls, path) -> "OperatingPoint":
-    stored = json.loads(pathlib.Path(path).read_text())
-    return cls(thresholds=stored["thresholds"], how=f"taken from {path}, where it was {stored['how']}",
-               rule=stored.get("rule"), target_recall=stored.get("target_recall"))
+    """The saved operating point, applied elsewhere: its `how` names the file it is taken from."""
+    stored = cls.read(path)
+    return dataclasses.replace(stored, how=f"taken from {path}, where it was {stored.how}")
 
 
 def levels(predictions: Predictions, num_classes: int) -> dict:

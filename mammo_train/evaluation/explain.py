@@ -19,18 +19,13 @@ a lesion box; Zhang et al., 2016) and the share of heatmap mass inside the
 boxes, both with a patient-level bootstrap interval.
 """
 import dataclasses
-import pathlib
 
 import keras
 import numpy as np
 import tensorflow as tf
-from matplotlib import colormaps
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
-from PIL import Image
 
 from mammo_tfds import imaging
-from mammo_train import metrics, report
+from mammo_train.evaluation import metrics
 
 # The layer whose feature maps Grad-CAM weighs, per model (models.py names the
 # models): the cnn's last conv block after its ReLU, before the pooling that
@@ -83,7 +78,7 @@ def grad_cam(model: keras.Model, images: np.ndarray, batch_size: int = 32,
   """Grad-CAM heatmaps [N, S, S] float32 in [0, 1] of uint8 images [N, S, S, 1].
 
   Args:
-    model: a model of `mammo_train.models` (cnn, resnet50, vgg16, inceptionv3).
+    model: a model of `mammo_train.models.classifiers` (cnn, resnet50, vgg16, inceptionv3).
     images: the model's input, uint8 at its input size.
     target_class: the class whose score is explained. None: malignant for a
       binary (sigmoid) model, the predicted class for a softmax one.
@@ -177,7 +172,7 @@ def lesion_boxes(example: dict):
   return None
 
 
-def _boxes(lesion_boxes) -> np.ndarray:
+def as_boxes(lesion_boxes) -> np.ndarray:
   """One image's boxes as [K, 4], empty boxes (y1 <= y0 or x1 <= x0) left out."""
   boxes = np.asarray(lesion_boxes, dtype=np.int64).reshape(-1, 4)
   return boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
@@ -204,7 +199,7 @@ def pointing_hits(heatmaps, lesion_boxes) -> np.ndarray:
       hits.append(False)
       continue
     row, col = np.unravel_index(np.argmax(heatmap), heatmap.shape)
-    hits.append(bool(_inside(heatmap.shape, _boxes(boxes))[row, col]))
+    hits.append(bool(_inside(heatmap.shape, as_boxes(boxes))[row, col]))
   return np.array(hits, dtype=bool)
 
 
@@ -214,7 +209,7 @@ def mass_inside(heatmaps, lesion_boxes) -> np.ndarray:
   for heatmap, boxes in zip(heatmaps, lesion_boxes):
     heatmap = np.clip(np.asarray(heatmap, dtype=np.float64), 0, None)
     total = heatmap.sum()
-    shares.append(float(heatmap[_inside(heatmap.shape, _boxes(boxes))].sum() / total) if total > 0 else 0.0)
+    shares.append(float(heatmap[_inside(heatmap.shape, as_boxes(boxes))].sum() / total) if total > 0 else 0.0)
   return np.array(shares)
 
 
@@ -245,7 +240,7 @@ def localisation(heatmaps, lesion_boxes, patient_ids, n_resamples: int = 1000, s
 
 def image_localisation(heatmap, lesion_boxes):
   """(hit, mass inside, blank) of one heatmap against its image's boxes; None when it has no non-empty box."""
-  if not len(_boxes(lesion_boxes)):
+  if not len(as_boxes(lesion_boxes)):
     return None
   return (bool(pointing_hits([heatmap], [lesion_boxes])[0]), float(mass_inside([heatmap], [lesion_boxes])[0]),
           not np.asarray(heatmap).max() > 0)
@@ -276,20 +271,6 @@ def summarise_localisation(measures, patient_ids, n_resamples: int = 1000, seed:
                     "ci": metrics.percentile_interval(weights @ values / totals, confidence)}
   result["bootstrap"] = {"unit": "patient", "n_resamples": n_resamples, "seed": seed}
   return result
-
-
-def split_localisation(heatmaps, crop_boxes, flipped, boxes, labels, patient_ids, n_resamples: int = 1000,
-                       seed: int = 0) -> dict:
-  """`localisation` of a binary split's heatmaps (model input frame), per class: malignant is the target.
-
-  `boxes` per image as `lesion_boxes` gives them (None: not recorded, left
-  out and counted like an empty box). Benign lesions are scored too, for
-  comparison: the heatmap explains the malignant score, so on a benign
-  image it shows what looked most malignant.
-  """
-  sources = to_source(heatmaps, crop_boxes, flipped)
-  measures = [None if b is None else image_localisation(s, b) for s, b in zip(sources, boxes)]
-  return localisation_by_class(measures, labels, patient_ids, n_resamples, seed)
 
 
 def localisation_by_class(measures, labels, patient_ids, n_resamples: int = 1000, seed: int = 0) -> dict:
@@ -337,14 +318,14 @@ def explain_split(model: keras.Model, examples, batch_size: int, keep=()) -> Spl
       index = len(result.measures)
       boxes = lesion_boxes(example)
       measure = None
-      if boxes is not None and len(_boxes(boxes)):
+      if boxes is not None and len(as_boxes(boxes)):
         source = to_source([heatmap], [example["crop_box"]], [example["flipped"]])[0]
         measure = image_localisation(source, boxes)
       result.measures.append(measure)
       if index in keep:
         size = heatmap.shape[0]
         drawn = np.array([box_to_output(box, example["crop_box"], example["flipped"], size)
-                          for box in _boxes(boxes if boxes is not None else np.zeros((0, 4)))]).reshape(-1, 4)
+                          for box in as_boxes(boxes if boxes is not None else np.zeros((0, 4)))]).reshape(-1, 4)
         result.cases[index] = (example["image"], heatmap, drawn)
     batch.clear()
 
@@ -354,103 +335,3 @@ def explain_split(model: keras.Model, examples, batch_size: int, keep=()) -> Spl
       flush()
   flush()
   return result
-
-
-# --- Pictures ----------------------------------------------------------------------------------------------
-
-
-def overlay(pixels: np.ndarray, heatmap: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
-  """RGB uint8: the grayscale image with the heatmap coloured over it, more opaque where hotter.
-
-  Where the heatmap is 0 the image shows unchanged, so the breast stays
-  readable around the hot spots.
-  """
-  pixels = np.asarray(pixels)
-  heatmap = np.clip(np.asarray(heatmap, dtype=np.float32), 0, 1)
-  if pixels.ndim != 2 or heatmap.shape != pixels.shape:
-    raise ValueError(f"overlay: expected a 2-D image and a heatmap of its shape, got {pixels.shape} and "
-                     f"{heatmap.shape}")
-  # uint8 colours and float32 [H, W, 1] factors: a full-field film's overlay
-  # costs a few bytes per pixel and channel, not matplotlib's float64 RGBA.
-  colour = colormaps[colormap](heatmap, bytes=True)[..., :3]
-  alpha = (np.float32(opacity) * heatmap)[..., None]
-  blended = (1 - alpha) * pixels[..., None].astype(np.float32) + alpha * colour
-  return np.round(blended, out=blended).astype(np.uint8)
-
-
-def write_overlay(path, pixels: np.ndarray, heatmap: np.ndarray) -> list:
-  """Writes PATH.png (the overlay on the source image) and PATH.npy (the heatmap, float32); returns both paths.
-
-  `pixels` is the source image as the reader gives it (2-D uint8) and
-  `heatmap` the map in its pixels (`to_source`).
-  """
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  png, npy = path.with_name(path.name + ".png"), path.with_name(path.name + ".npy")
-  Image.fromarray(overlay(pixels, heatmap)).save(png)
-  np.save(npy, np.asarray(heatmap, dtype=np.float32))
-  return [png, npy]
-
-
-# Rows of the grid figure: (label, whether the decision was right).
-GRID_ROWS = ((1, True), (1, False), (0, True), (0, False))
-
-
-def grid_cases(labels, scores, threshold: float, per_row: int) -> list:
-  """Per row of GRID_ROWS, the indices of its `per_row` most confident cases.
-
-  Most confident: highest scores first where the decision was malignant,
-  lowest first where it was benign (so the wrong rows show the worst
-  mistakes).
-  """
-  labels, scores = np.asarray(labels), np.asarray(scores)
-  decided = scores >= threshold
-  rows = []
-  for label, correct in GRID_ROWS:
-    members = np.flatnonzero((labels == label) & ((decided == bool(label)) == correct))
-    decided_malignant = (label == 1) == correct
-    order = np.argsort(-scores[members] if decided_malignant else scores[members], kind="stable")
-    rows.append(members[order][:per_row])
-  return rows
-
-
-def grid_figure(images, heatmaps, labels, scores, threshold: float, per_row: int = 6, boxes=None,
-                class_names=metrics.BINARY_NAMES) -> Figure:
-  """Test images with their heatmaps: malignant / benign x correct / wrong, one row each (`grid_cases`).
-
-  For binary tasks: `scores` are P(malignant), decided at `threshold`. The score is above each case; a row without a case says so. `images`
-  [N, S, S(, 1)] and `heatmaps` [N, S, S] are in the model's input frame;
-  `boxes`, optional, per image [K, 4] lesion boxes in that frame
-  (`box_to_output`), drawn as outlines.
-  """
-  images, scores = np.asarray(images), np.asarray(scores)
-  images = images[..., 0] if images.ndim == 4 else images
-  figure = Figure(figsize=(1.6 * per_row, 1.8 * len(GRID_ROWS)), dpi=100, layout="constrained")
-  axes = figure.subplots(len(GRID_ROWS), per_row, squeeze=False)
-  for row, ((label, correct), members) in enumerate(zip(GRID_ROWS, grid_cases(labels, scores, threshold,
-                                                                               per_row))):
-    for column in range(per_row):
-      cell = axes[row, column]
-      cell.set_xticks([])
-      cell.set_yticks([])
-      if column == 0:
-        cell.set_ylabel(f"{class_names[label]}\n{'correct' if correct else 'wrong'}", fontsize=8)
-      if column >= len(members):
-        if column == 0:
-          cell.text(0.5, 0.5, "none", ha="center", va="center", transform=cell.transAxes)
-        for spine in cell.spines.values():
-          spine.set_visible(column == 0)
-        continue
-      index = members[column]
-      cell.imshow(overlay(images[index], heatmaps[index]))
-      cell.set_title(f"p={scores[index]:.2f}", fontsize=8)
-      for y0, x0, y1, x1 in ([] if boxes is None else _boxes(np.round(boxes[index]))):
-        cell.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="white",
-                                 linewidth=0.8))
-  figure.suptitle(f"Grad-CAM of the malignant score; decided at threshold {threshold:.3f}", fontsize=9)
-  return figure
-
-
-def grid_png(*args, **kwargs) -> bytes:
-  """`grid_figure` as PNG bytes (for report.md and TensorBoard's image tab)."""
-  return report._png(grid_figure(*args, **kwargs))  # pylint: disable=protected-access

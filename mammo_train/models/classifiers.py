@@ -17,7 +17,7 @@ import socket
 
 import keras
 
-from mammo_train.config import ConfigError
+from mammo_train.errors import ConfigError
 
 # Keras applications constructor, its preprocessing ("caffe": BGR mean
 # subtraction, "tf": scale to [-1, 1]), smallest input side, notop ImageNet file.
@@ -44,6 +44,23 @@ def _output(features, classes: int, dropout: float, l2: float):
   return keras.layers.Dense(
       1 if classes == 2 else classes, activation="sigmoid" if classes == 2 else "softmax",
       kernel_regularizer=keras.regularizers.L2(l2) if l2 else None, dtype="float32", name="output")(x)
+
+
+def is_binary(outputs_width: int) -> bool:
+  """Whether a model with this many outputs is a binary (benign / malignant) classifier: one sigmoid
+  unit (`_output`), or two softmax units (older or foreign models)."""
+  return outputs_width in (1, 2)
+
+
+def p_malignant(outputs):
+  """P(malignant) from a binary classifier's outputs [N, 1] or [N, 2]: the last column.
+
+  The one place the output layer is read: evaluation, prediction and every
+  export go through it. Works on NumPy arrays and on tensors of any backend.
+  """
+  if not is_binary(outputs.shape[-1]):
+    raise ValueError(f"outputs of shape {tuple(outputs.shape)} are not a binary classifier's ([N, 1] or [N, 2])")
+  return outputs[:, -1]
 
 
 def cnn(image_size: int, classes: int, dropout: float, l2: float) -> keras.Model:

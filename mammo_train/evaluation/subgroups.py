@@ -38,7 +38,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mammo_train import metrics
+from mammo_train.evaluation import metrics
 
 KEY = "subgroups"
 FALLBACK = {"features": [{"name": "laterality"}, {"name": "view"}], "shortcuts": []}

@@ -24,7 +24,7 @@ workers on one machine (TF 2.21, Keras 3.15):
 """
 import tensorflow as tf
 
-KNOWN_KERAS = ("3.",)
+KNOWN_KERAS = ("3.15.",)  # the Keras whose TensorFlow trainer `patch_keras` was checked against
 
 
 def patch_keras():
@@ -38,7 +38,7 @@ def patch_keras():
   if not (keras.__version__.startswith(KNOWN_KERAS) and all(hasattr(trainer.TensorFlowTrainer, n) for n in names)
           and hasattr(trainer, "reduce_per_replica") and hasattr(trainer, "_collective_all_reduce_multi_worker")):
     raise RuntimeError(f"--strategy=multiworker: Keras {keras.__version__}'s trainer is not the one this "
-                       "package patches for multi-worker training (mammo_train/multiworker.py)")
+                       "package patches for multi-worker training (mammo_train/training/multiworker.py)")
 
   def maybe_symbolic_build(self, iterator=None, data_batch=None):
     """Builds from this worker's own first batch: only its shapes matter."""

@@ -15,7 +15,6 @@ import shutil
 import keras
 import numpy as np
 
-BACKUP = "backup"
 _STAGING, _PREVIOUS = ".staging", ".previous"
 # Where keras.callbacks.BackupAndRestore records the last epoch it backed up.
 _BACKUP_METADATA = "training_metadata.json"
@@ -29,6 +28,7 @@ def save_model(model: keras.Model, path: str):
 
 
 def write_json(path: str, value):
+  """JSON replaced whole: written under a temporary name, then renamed."""
   partial = path + ".partial"
   with open(partial, "w") as f:
     json.dump(value, f, indent=2)
@@ -51,6 +51,23 @@ def backed_up_epochs(backup_dir: str) -> int:
     return json.load(f)["epoch"]
 
 
+# AtomicBackup replaces keras.callbacks.BackupAndRestore's private `_save_model` (Keras writes the
+# weights in place; see the module docstring) and reads what that method writes: `_weights_path`,
+# `_current_epoch`, `_last_batch_seen` (keras/src/callbacks/backup_and_restore.py). Private names
+# change without notice, so only the Keras versions checked against that file are accepted.
+KNOWN_KERAS = ("3.15.",)
+_BACKUP_PRIVATES = ("_save_model", "_weights_path", "_current_epoch", "_last_batch_seen")
+
+
+def _check_backup_privates(callback) -> None:
+  """Refuses, in one line, a Keras whose BackupAndRestore is not the one AtomicBackup overrides."""
+  missing = [name for name in _BACKUP_PRIVATES if not hasattr(callback, name)]
+  if missing or not keras.__version__.startswith(KNOWN_KERAS):
+    raise RuntimeError(f"Keras {keras.__version__} is not a version mammo_train's crash-safe backup was checked "
+                       f"against ({', '.join(KNOWN_KERAS)}x; missing {missing or 'nothing'}): install keras "
+                       "as setup.cfg pins it (mammo_train/training/checkpoints.py)")
+
+
 class AtomicBackup(keras.callbacks.BackupAndRestore):
   """BackupAndRestore whose backup (weights + epoch) is replaced whole, in one folder rename.
 
@@ -63,6 +80,7 @@ class AtomicBackup(keras.callbacks.BackupAndRestore):
   def __init__(self, backup_dir: str, writes: bool = True):
     super().__init__(backup_dir)
     self.writes = writes
+    _check_backup_privates(self)
 
   def on_train_begin(self, logs=None):
     if self.writes:

@@ -1,7 +1,7 @@
 """Runs one export the way a deployer would, with nothing of this package: plain TensorFlow for a
 SavedModel, the TFLite interpreter, ONNX Runtime.
 
-  python -I export_check.py IMAGES.npy OUTPUTS.npz FORMAT EXPORT_PATH [FORMAT EXPORT_PATH ...]
+  python -I clean_check.py IMAGES.npy OUTPUTS.npz FORMAT EXPORT_PATH [FORMAT EXPORT_PATH ...]
 
 `mammo_train.export` runs this file as a script in a fresh, isolated interpreter (`python -I`, so
 neither PYTHONPATH nor the working directory is on sys.path), so a match with Keras proves the export

@@ -28,8 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mammo_train import data
 from mammo_train.inference import runtimes
+from mammo_train.inputs import data
 
 KEY_FILE = "key.json"
 
@@ -121,18 +121,3 @@ def validation_batches(folder: str, classes: int, global_batch_size: int) -> tf.
   labels = np.load(os.path.join(folder, "validation_labels.npy"))
   return (tf.data.Dataset.from_tensor_slices((features, labels)).batch(global_batch_size)
           .map(lambda f, l: (f, data.targets(l, classes))))
-
-
-class SaveModelOnImprovement(keras.callbacks.Callback):
-  """ModelCheckpoint for head training: saves the FULL model when the head improves."""
-
-  def __init__(self, model: keras.Model, path: str, monitor: str, initial_value: float | None):
-    super().__init__()
-    self.full_model, self.path, self.monitor = model, path, monitor
-    self.best = -np.inf if initial_value is None else initial_value
-
-  def on_epoch_end(self, epoch, logs=None):
-    value = (logs or {}).get(self.monitor)
-    if value is not None and value > self.best:
-      self.best = value
-      self.full_model.save(self.path)

@@ -32,7 +32,7 @@ import pathlib
 import numpy as np
 from sklearn import isotonic, linear_model
 
-from mammo_train import metrics
+from mammo_train.evaluation import metrics
 
 CALIBRATION = "calibration.json"
 ISOTONIC_MIN_EXAMPLES = 1000

@@ -1,0 +1,1 @@
+"""What the model is fed: tf.data pipelines from the prepared TFDS datasets, and the feature cache."""
