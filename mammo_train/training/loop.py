@@ -83,7 +83,8 @@ def dataset_info(builder, partition: data.Partition = data.Partition()) -> dict:
   if partition != data.Partition():  # a cross-validation fold: which patients played each role
     info["partition"] = {role: {"name": str(part), "splits": data.split_names(builder, part),
                                 "images": data.num_examples(builder, part)}
-                         for role, part in dataclasses.asdict(partition).items()}
+                         for role, part in ((field.name, getattr(partition, field.name))
+                                            for field in dataclasses.fields(partition))}
   return info
 
 
