@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from mammo_train import config
+from mammo_train import cli, config, cv
 from mammo_train.inputs import data, feature_cache
 from mammo_train.training import cross_validation
 
@@ -123,12 +124,16 @@ def test_a_frozen_backbone_s_features_are_computed_once_for_every_fold(tiny_data
     (["--folds=2"], "--folds must be at least 3"),
     (["--oversample", "--class_weights"], "correct it twice"),
 ])
-def test_bad_flags_are_one_line(args, message, tiny_data_dir, tmp_path):
-  result = subprocess.run([sys.executable, "-m", "mammo_train.cv", *QUICK, f"--data_dir={tiny_data_dir}",
-                           f"--workdir={tmp_path / 'w'}", *args], cwd=REPO, env=QUIET, capture_output=True,
-                          text=True, timeout=300, check=False)
-  assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
-  assert result.stderr.startswith("mammo_train.cv: error:") and message in result.stderr
+def test_bad_flags_are_one_line(args, message, tiny_data_dir, tmp_path, capsys, monkeypatch):
+  values = flags.FlagValues()
+  config.define_cv_flags(values)
+  values(["cv", *QUICK, f"--data_dir={tiny_data_dir}", f"--workdir={tmp_path / 'w'}", *args])
+  monkeypatch.setattr(flags, "FLAGS", values)
+  with pytest.raises(SystemExit) as exit_:
+    cli.invoke("mammo_train.cv", cv.main, ["cv"])
+  err = capsys.readouterr().err
+  assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith("mammo_train.cv: error:"), err
+  assert message in err and not (tmp_path / "w").exists()
 
 
 def _kill_cv(argv, point=None) -> subprocess.CompletedProcess:
@@ -156,3 +161,4 @@ def test_killed_cv_finishes_the_folds_left_and_never_retrains_one(point, tiny_da
     assert (workdir / f"fold_{fold}" / "run.json").stat().st_mtime_ns == mtime
   sources = [row["source"] for row in _rows(workdir / "cv" / "predictions.csv")]
   assert len(sources) == len(set(sources)) == 78  # synthetic/tiny's train 66 + validation 12
+
