@@ -13,6 +13,7 @@ flag ends in one line on stderr and exit status 2.
 from absl import flags
 
 from mammo_train import cli, config
+from mammo_train.evaluation import report
 from mammo_train.training import cross_validation
 
 
@@ -22,8 +23,7 @@ def main(argv):
   metrics = cross_validation.run(cfg, config.flagfile(flags.FLAGS, config.CV_FLAGS))
   for level, scores in metrics["levels"].items():
     auc = "roc_auc" if "roc_auc" in scores else "macro_roc_auc"
-    low, high = scores["ci"][auc]
-    print(f"pooled out-of-fold {level}: {auc} {scores[auc]:.3f} [{low:.3f}, {high:.3f}]")
+    print(f"pooled out-of-fold {level}: {auc} {report.interval_text(scores, auc)}")
   print(f"report: {cfg.train.workdir}/{cross_validation.CV}/report.md")
 
 
