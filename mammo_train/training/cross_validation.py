@@ -179,7 +179,7 @@ def _pooled_baselines(builder, development_data, folds: Folds, pooled, declarati
   fold_of = pooled.features["fold"]
   n, k = len(pooled.labels), len(class_names)
   fixed = {name: np.zeros((n, k)) for name in ("majority", "prior_random")}
-  fixed_scores = np.zeros((n,) if k == 2 else (n, k))
+  fixed_scores = np.zeros((n,) if k == 2 else (n, k))  # both score the training part's class shares
   metadata_scores, metadata_thresholds = np.zeros(n), {}
   for fold in range(folds.count):
     parts = {"train": ~np.isin(fold_of, [fold, folds.validation_of(fold)]),
@@ -216,8 +216,7 @@ def fold_figures(workdir: str, folds: Folds) -> dict:
   for fold in range(folds.count):
     with open(run_folder.RunFolder(fold_folder(workdir, fold)).test_metrics) as f:
       levels = json.load(f)["levels"]
-    per_fold[str(fold)] = {level: {name: value for name, value in report_metrics(scores).items()}
-                           for level, scores in levels.items()}
+    per_fold[str(fold)] = {level: report_metrics(scores) for level, scores in levels.items()}
   summary = {}
   for level in per_fold["0"]:
     summary[level] = {}
