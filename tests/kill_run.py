@@ -1,6 +1,8 @@
-"""Runs `python -m mammo_train` and SIGKILLs it at one named point, for the resume tests.
+"""Runs `python -m mammo_train` (or, with --cv, `python -m mammo_train.cv`) and SIGKILLs it at one
+named point, for the resume tests.
 
   python tests/kill_run.py POINT TRAINER_FLAGS...
+  python tests/kill_run.py --cv POINT CV_FLAGS...
 
 The point is reached through the trainer's own code (a callback it runs, a
 file it writes), never by timing, so each kill lands exactly where the test
@@ -16,6 +18,7 @@ import numpy as np
 
 from mammo_train import __main__ as trainer
 from mammo_train import cli, config
+from mammo_train import cv
 from mammo_train.evaluation import report
 from mammo_train.training import loop
 
@@ -51,7 +54,20 @@ def kill_on_nth_write(owner, method, matches, nth):
   setattr(owner, method, write)
 
 
+def kill_on_second_training():
+  """Dies as the second training run starts: with --cv, once fold 0 has finished."""
+  train, started = loop.train, []
+
+  def second(*args, **kwargs):
+    started.append(1)
+    if len(started) == 2:
+      die()
+    return train(*args, **kwargs)
+  loop.train = second
+
+
 POINTS = {
+    "between_folds": kill_on_second_training,
     # Before the first epoch has ended: history.csv is still empty.
     "first_epoch": lambda: kill_in_callback(on_train_batch_end=lambda batch, logs: die()),
     "between_epochs": lambda: kill_in_callback(on_epoch_begin=lambda epoch, logs: epoch == 2 and die()),
@@ -67,5 +83,9 @@ POINTS = {
 }
 
 if __name__ == "__main__":
+  cross_validation = sys.argv[1] == "--cv" and sys.argv.pop(1)
   POINTS[sys.argv.pop(1)]()
-  cli.run("mammo_train", config.define_train_flags, trainer.main)
+  if cross_validation:
+    cli.run("mammo_train.cv", config.define_cv_flags, cv.main)
+  else:
+    cli.run("mammo_train", config.define_train_flags, trainer.main)

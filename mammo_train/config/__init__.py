@@ -1,6 +1,6 @@
 """Every command's flags, and the frozen configs they resolve to: one module per command.
 
-Each command (`python -m mammo_train`, `.tune`, `.evaluate`, `.baselines`,
+Each command (`python -m mammo_train`, `.tune`, `.cv`, `.evaluate`, `.baselines`,
 `.predict`, `.export`, `.compare`) defines its flags with `define_<command>_flags` and
 resolves them once with `<command>_from_flags` into a frozen, validated
 dataclass; nothing below a command reads absl flags. A command's flags live
@@ -11,6 +11,7 @@ its names below. A bad value or combination raises `ConfigError`, which
 """
 from mammo_train.config.baselines import BASELINES_FLAGS, Baselines, baselines_from_flags, define_baselines_flags
 from mammo_train.config.compare import COMPARE_FLAGS, Compare, compare_from_flags, define_compare_flags
+from mammo_train.config.cv import CV_FLAGS, CrossValidation, cv_from_flags, define_cv_flags
 from mammo_train.config.evaluate import EVALUATE_FLAGS, Evaluate, define_evaluate_flags, evaluate_from_flags
 from mammo_train.config.export import EXPORT_FLAGS, Export, define_export_flags, export_from_flags
 from mammo_train.config.predict import PREDICT_FLAGS, Predict, define_predict_flags, predict_from_flags

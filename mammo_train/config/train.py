@@ -92,6 +92,10 @@ class Train:
   deterministic: bool
   tensorboard_graph: bool
   protocol: Protocol
+  # Set by cross-validation, not by a flag: which data trains, selects and is scored (default: the
+  # train / validation / test splits), and a feature cache shared by the folds (default: the workdir's).
+  partition: data.Partition = data.Partition()
+  feature_cache_root: str | None = None
 
   @property
   def frozen_backbone(self) -> bool:

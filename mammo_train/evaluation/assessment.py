@@ -66,11 +66,18 @@ class Predictions:
 
 @dataclasses.dataclass
 class OperatingPoint:
-  """Thresholds per level (binary tasks) and how they were obtained, for the report."""
+  """Thresholds per level (binary tasks) and how they were obtained, for the report.
+
+  `by_fold` (cross-validation's pooled out-of-fold predictions): fold -> its
+  own thresholds per level, each chosen on that fold's validation part; a
+  unit is then decided at its fold's threshold (its "fold" feature), and
+  `thresholds` holds the folds' medians, for display only.
+  """
   thresholds: dict
   how: str
   rule: str | None = None
   target_recall: float | None = None
+  by_fold: dict | None = None
 
   def save(self, workdir) -> None:
     path = pathlib.Path(workdir) / OPERATING_POINT
@@ -83,7 +90,7 @@ class OperatingPoint:
     try:
       stored = json.loads(pathlib.Path(path).read_text())
       return cls(thresholds=stored["thresholds"], how=stored["how"], rule=stored.get("rule"),
-                 target_recall=stored.get("target_recall"))
+                 target_recall=stored.get("target_recall"), by_fold=stored.get("by_fold"))
     except (OSError, ValueError, KeyError, TypeError) as error:
       raise ValueError(f"{path}: not an operating point ({error!r})") from None
 
@@ -130,10 +137,14 @@ def choose_operating_point(validation: Predictions, split_name: str, rule: str =
                         target_recall if rule == "recall" else None)
 
 
-def _threshold(operating: OperatingPoint | None, level: str) -> float:
+def _threshold(operating: OperatingPoint | None, level: str, units: Level | None = None):
+  """The level's threshold; per unit (an array) when the operating point has one per fold."""
   if operating is None:
     return DEFAULT_THRESHOLD
-  return operating.thresholds[level if level in THRESHOLD_LEVELS else "breast"]
+  key = level if level in THRESHOLD_LEVELS else "breast"
+  if operating.by_fold and units is not None:
+    return np.array([operating.by_fold[str(fold)][key] for fold in units.features["fold"]], dtype=float)
+  return operating.thresholds[key]
 
 
 def decide(predictions: Predictions, num_classes: int, operating: OperatingPoint | None) -> dict:
@@ -142,7 +153,7 @@ def decide(predictions: Predictions, num_classes: int, operating: OperatingPoint
   for name, level in levels(predictions, num_classes).items():
     if level.decisions is None:
       if num_classes == 2:
-        threshold = _threshold(operating, name)
+        threshold = _threshold(operating, name, level)
         level = level._replace(decisions=metrics.threshold_decisions(level.scores, threshold))
       else:
         level = level._replace(decisions=metrics.one_hot(np.argmax(level.scores, axis=1), num_classes))
@@ -198,7 +209,8 @@ def assess(target: Predictions, class_names, operating: OperatingPoint | None, *
           "values": {name: _threshold(operating, name) for name in decided if name in THRESHOLD_LEVELS},
           "how": operating.how if operating else f"no operating point was available: default {DEFAULT_THRESHOLD}",
           "rule": operating.rule if operating else None,
-          "target_recall": operating.target_recall if operating else None},
+          "target_recall": operating.target_recall if operating else None,
+          **({"by_fold": operating.by_fold} if operating and operating.by_fold else {})},
       "bootstrap": {"unit": "patient", "n_resamples": n_bootstrap, "seed": seed, "confidence": 0.95,
                     "method": "percentile"},
       "levels": {name: metrics.with_intervals(level.labels, level.scores, level.decisions, level.groups,

@@ -34,7 +34,7 @@ LOCATIONS = {"lesion_box": "where the synthetic generator drew the lesion (its l
 PREDICTIONS = "predictions.csv"
 
 
-def predict(model, builder, split: str, image_size: int, batch_size: int) -> assessment.Predictions:
+def predict(model, builder, split, image_size: int, batch_size: int) -> assessment.Predictions:
   """The model's scores on `split`, with the labels and ids in the same order."""
   metadata = data.split_metadata(builder, split)
   images = data.eval_batches(builder, split, image_size, batch_size).map(lambda image, label: image)
@@ -45,18 +45,16 @@ def predict(model, builder, split: str, image_size: int, batch_size: int) -> ass
   return assessment.Predictions(metadata["label"], scores, metadata["patient_id"], metadata["laterality"])
 
 
-def _chooses_threshold(builder, split: str, threshold) -> bool:
+def _chooses_threshold(builder, split, threshold, partition: data.Partition) -> bool:
   """Whether the threshold is chosen here, on the validation split, rather than given or stored."""
-  return threshold is None and split != "all" and "validation" in builder.info.splits
+  return threshold is None and split != "all" and data.has_split(builder, partition.validation)
 
 
-def _operating_point(model, model_path, builder, split, image_size, batch_size, threshold, rule,
-                     target_recall, validation=None) -> assessment.OperatingPoint | None:
-  if _chooses_threshold(builder, split, threshold):
-    if validation is None:
-      validation = predict(model, builder, "validation", image_size, batch_size)
+def _operating_point(model_path, builder, split, threshold, rule, target_recall, validation,
+                     partition: data.Partition) -> assessment.OperatingPoint | None:
+  if _chooses_threshold(builder, split, threshold, partition):
     return assessment.choose_operating_point(
-        validation, f"{builder.info.full_name} validation", rule, target_recall)
+        validation, f"{builder.info.full_name} {partition.validation}", rule, target_recall)
   if isinstance(threshold, (int, float)):
     return assessment.OperatingPoint({"image": float(threshold), "breast": float(threshold)},
                                      "given on the command line")
@@ -64,9 +62,9 @@ def _operating_point(model, model_path, builder, split, image_size, batch_size, 
   return assessment.OperatingPoint.load(stored) if stored else None
 
 
-def evaluate_model(model, builder, split: str, workdir, image_size: int | None, batch_size: int,
+def evaluate_model(model, builder, split, workdir, image_size: int | None, batch_size: int,
                    protocol: config.Protocol = config.Protocol(), *, tb_logdir=None, baselines_dir=None,
-                   threshold=None) -> dict:
+                   threshold=None, partition: data.Partition = data.Partition()) -> dict:
   """Scores `model` on `split`, compares it with the baselines, writes the report into workdir.
 
   The report covers every declared subgroup of the dataset (`subgroups`); where
@@ -92,6 +90,9 @@ dataset records lesion locations, the pointing game (`_saliency`).
       this dataset and split are compared with the model too (majority and
       prior_random always are).
     threshold: a float, or an operating_point.json, to use instead of choosing one.
+    partition: the data that trained the model (the baselines are fitted on it) and that chose its
+      threshold and calibration (a cross-validation fold's parts; default the train and validation
+      splits). `split` may be a `data.Selection` too.
 
   Returns:
     The metrics dict as written to metrics.json (undefined values are None).
@@ -105,17 +106,17 @@ dataset records lesion locations, the pointing game (`_saliency`).
   binary = len(class_names) == 2
   declaration = subgroups.declared(builder)
   # Validation predictions: where the threshold (unless given) and the calibration maps are fitted.
-  fits_here = binary and split != "all" and "validation" in builder.info.splits
-  validation = predict(model, builder, "validation", image_size, batch_size) if fits_here else None
+  fits_here = binary and split != "all" and data.has_split(builder, partition.validation)
+  validation = predict(model, builder, partition.validation, image_size, batch_size) if fits_here else None
   operating = None
   if binary:
-    operating = _operating_point(model, model_path, builder, split, image_size, batch_size, threshold,
-                                 protocol.threshold_rule, protocol.target_recall, validation)
+    operating = _operating_point(model_path, builder, split, threshold, protocol.threshold_rule,
+                                 protocol.target_recall, validation, partition)
   target = predict(model, builder, split, image_size, batch_size)
-  tables = {"train": data.split_metadata(builder, "train", declaration.columns),
+  tables = {"train": data.split_metadata(builder, partition.train, declaration.columns),
             "target": data.split_metadata(builder, split, declaration.columns)}
-  if "validation" in builder.info.splits:
-    tables["validation"] = data.split_metadata(builder, "validation", declaration.columns)
+  if data.has_split(builder, partition.validation):
+    tables["validation"] = data.split_metadata(builder, partition.validation, declaration.columns)
   if not np.array_equal(tables["target"]["patient_id"], target.patient_id):
     raise ValueError(f"the metadata of {builder.info.full_name} {split} is not in the order of its predictions")
   target.features = {key: value for key, value in tables["target"].items() if key not in ("label", "patient_id")}
@@ -130,7 +131,7 @@ dataset records lesion locations, the pointing game (`_saliency`).
     compared.update(baselines.load(baselines_dir, builder.info.full_name, split))
   result, curves = assessment.assess(target, class_names, operating, baselines=compared,
                                      n_bootstrap=protocol.n_bootstrap, seed=protocol.seed, declaration=declaration)
-  maps, how = _calibration_maps(validation, model_path, threshold, builder)
+  maps, how = _calibration_maps(validation, model_path, threshold, builder, partition)
   if maps:
     result["calibration"] = calibration.judge_levels(assessment.levels(target, 2), maps, how,
                                                      protocol.n_bootstrap, protocol.seed)
@@ -139,13 +140,13 @@ dataset records lesion locations, the pointing game (`_saliency`).
     saliency, pictures = _saliency(model, builder, split, image_size, batch_size, target,
                                    result["threshold"]["values"]["image"], protocol)
     result.update(saliency)
-  result = {"dataset": assessment.dataset_entry(builder, split, target, class_names),
+  result = {"dataset": assessment.dataset_entry(builder, str(split), target, class_names),
             "model": model_path or model.name, **result}
   report.write(result, curves, workdir, tb_logdir, pictures=pictures)
   checklist.record(builder, report.plain(result), workdir, model_path, assessment.levels(target, 2) if binary
                    else None, protocol.n_bootstrap, protocol.seed)
   write_predictions(workdir, builder, split, target, class_names)
-  if operating is not None and _chooses_threshold(builder, split, threshold):
+  if operating is not None and _chooses_threshold(builder, split, threshold, partition):
     operating.save(workdir)
   if maps and validation is not None:
     calibration.save(maps, workdir)
@@ -153,7 +154,7 @@ dataset records lesion locations, the pointing game (`_saliency`).
   return report.plain(result)
 
 
-def write_predictions(workdir, builder, split: str, target: assessment.Predictions, class_names) -> pathlib.Path:
+def write_predictions(workdir, builder, split, target: assessment.Predictions, class_names) -> pathlib.Path:
   """workdir/predictions.csv: one row per scored image (source, patient, laterality, view, label, score),
   the rows `mammo_train.predict` writes for the same files, so the two can be compared."""
   metadata = data.split_metadata(builder, split, ("source",))
@@ -169,7 +170,7 @@ def write_predictions(workdir, builder, split: str, target: assessment.Predictio
   return path
 
 
-def _saliency(model, builder, split: str, image_size: int, batch_size: int, target: assessment.Predictions,
+def _saliency(model, builder, split, image_size: int, batch_size: int, target: assessment.Predictions,
               threshold: float, protocol: config.Protocol) -> tuple:
   """({"saliency", "localisation"}, {grid file: PNG}): one batched Grad-CAM pass over the scored split.
 
@@ -203,7 +204,7 @@ def _saliency(model, builder, split: str, image_size: int, batch_size: int, targ
   return entries, {SALIENCY_GRID: grid}
 
 
-def _in_order(examples, patient_ids, builder, split: str):
+def _in_order(examples, patient_ids, builder, split):
   """`examples`, checked to come in the order of the predictions (their patients), as they pass."""
   for index, example in enumerate(examples):
     if index >= len(patient_ids) or example["patient_id"].decode("utf-8") != patient_ids[index]:
@@ -211,7 +212,7 @@ def _in_order(examples, patient_ids, builder, split: str):
     yield example
 
 
-def _calibration_maps(validation, model_path, threshold, builder) -> tuple:
+def _calibration_maps(validation, model_path, threshold, builder, partition: data.Partition) -> tuple:
   """(level -> calibration map, how it was obtained), or (None, None).
 
   Fitted on the validation predictions when there are some; otherwise the
@@ -220,7 +221,7 @@ def _calibration_maps(validation, model_path, threshold, builder) -> tuple:
   """
   if validation is not None:
     validation_levels = assessment.levels(validation, 2)
-    fitted_on = f"the {builder.info.full_name} validation split"
+    fitted_on = f"the {builder.info.full_name} {partition.validation} split"
     return ({name: calibration.fit(validation_levels[name].labels, validation_levels[name].scores, fitted_on)
              for name in assessment.THRESHOLD_LEVELS}, f"fitted on {fitted_on}, rule: {calibration.RULE}")
   if isinstance(threshold, (int, float)):

@@ -69,7 +69,8 @@ def load(path, name: str | None = None) -> Scored:
     class_names = dataset.get("class_names", [])
     threshold = stored.get("threshold")
     operating = threshold and assessment.OperatingPoint(threshold["values"], threshold["how"],
-                                                        threshold.get("rule"), threshold.get("target_recall"))
+                                                        threshold.get("rule"), threshold.get("target_recall"),
+                                                        threshold.get("by_fold"))
     with open(folder / PREDICTIONS, newline="") as f:
       rows = list(csv.DictReader(f))
   except (OSError, ValueError, KeyError, TypeError) as error:
@@ -95,6 +96,8 @@ def load(path, name: str | None = None) -> Scored:
   except KeyError as error:
     raise NotComparableError(f"{folder / PREDICTIONS}: no column {error}") from None
   folds = np.array([row["fold"] for row in rows]) if "fold" in rows[0] else None
+  if folds is not None:  # a cv folder: each unit decided at its own fold's thresholds (`OperatingPoint.by_fold`)
+    predictions.features = {"fold": folds}
   return Scored(name or str(path), folder, *what, sources, predictions, operating, folds)
 
 

@@ -33,6 +33,31 @@ class DatasetNotBuiltError(Exception):
   """The dataset's prepared files are not in the data dir."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Selection:
+  """Some patients of some splits, read wherever a split name is (a cross-validation fold's part).
+
+  Folds are a view of the prepared records, not new TFRecords: the splits
+  are read as they are and filtered on patient_id. `patients` None keeps
+  every patient (e.g. the whole development data).
+  """
+  splits: tuple
+  patients: frozenset | None
+  name: str  # for logs and reports, e.g. "fold 2 of 5"
+
+  def __str__(self) -> str:
+    return self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class Partition:
+  """Which data plays each role of a run: trained on, model selection (best epoch, threshold,
+  calibration), scored. Each is a split name or a `Selection`."""
+  train: object = "train"
+  validation: object = "validation"
+  test: object = "test"
+
+
 def qualified_name(dataset: str) -> str:
   """'synthetic' -> 'synthetic/600': the name with its config made explicit.
 
@@ -70,8 +95,10 @@ def load_builder(dataset: str, data_dir: str | None) -> tfds.core.DatasetBuilder
   return builder
 
 
-def split_names(builder: tfds.core.DatasetBuilder, split: str) -> list[str]:
-  """The TFDS splits behind `split` ('all' = every split, in a fixed order)."""
+def split_names(builder: tfds.core.DatasetBuilder, split) -> list[str]:
+  """The TFDS splits behind `split` ('all' = every split, in a fixed order; a Selection's splits)."""
+  if isinstance(split, Selection):
+    return [name for part in split.splits for name in split_names(builder, part)]
   if split == "all":
     return [name for name in SPLITS if name in builder.info.splits]
   if split not in builder.info.splits:
@@ -79,7 +106,15 @@ def split_names(builder: tfds.core.DatasetBuilder, split: str) -> list[str]:
   return [split]
 
 
-def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
+def has_split(builder: tfds.core.DatasetBuilder, split) -> bool:
+  """Whether the dataset holds `split` (a Selection: all of its splits)."""
+  names = split.splits if isinstance(split, Selection) else [split]
+  return all(name in builder.info.splits or name == "all" for name in names)
+
+
+def num_examples(builder: tfds.core.DatasetBuilder, split) -> int:
+  if isinstance(split, Selection) and split.patients is not None:
+    return len(split_metadata(builder, split)["label"])
   return sum(builder.info.splits[name].num_examples for name in split_names(builder, split))
 
 
@@ -87,7 +122,7 @@ def num_classes(builder: tfds.core.DatasetBuilder) -> int:
   return builder.info.features["label"].num_classes
 
 
-def _read(builder, split: str, *, shuffle: bool = False, seed: int = 0, decoders=None,
+def _read(builder, split, *, shuffle: bool = False, seed: int = 0, decoders=None,
           deterministic: bool = True) -> tf.data.Dataset:
   """Examples of `split`, read with interleaved parallel reads and parallel decoding.
 
@@ -100,8 +135,19 @@ def _read(builder, split: str, *, shuffle: bool = False, seed: int = 0, decoders
   read_config = tfds.ReadConfig(
       shuffle_seed=seed, interleave_cycle_length=4, num_parallel_calls_for_interleave_files=_AUTOTUNE,
       num_parallel_calls_for_decode=_AUTOTUNE, try_autocache=False, options=options)
-  return builder.as_dataset(split="+".join(split_names(builder, split)), shuffle_files=shuffle,
-                            read_config=read_config, decoders=decoders)
+  examples = builder.as_dataset(split="+".join(split_names(builder, split)), shuffle_files=shuffle,
+                                read_config=read_config, decoders=decoders)
+  if isinstance(split, Selection) and split.patients is not None:
+    examples = examples.filter(_patient_filter(split.patients))
+  return examples
+
+
+def _patient_filter(patients):
+  """A tf.data predicate keeping the examples whose patient_id is one of `patients` (a hash-table lookup)."""
+  patients = sorted(patients)
+  table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+      tf.constant(patients + [""], tf.string), tf.constant([1] * len(patients) + [0], tf.int32)), default_value=0)
+  return lambda example: table.lookup(example["patient_id"]) > 0
 
 
 def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -116,7 +162,7 @@ def _image_label(example, image_size: int):
   return resize(example["image"], image_size), example["label"]
 
 
-def eval_batches(builder: tfds.core.DatasetBuilder, split: str, image_size: int,
+def eval_batches(builder: tfds.core.DatasetBuilder, split, image_size: int,
                  batch_size: int) -> tf.data.Dataset:
   """(uint8 images [B, S, S, 1], int labels [B]) of `split`, in the order of `split_metadata`.
 
@@ -129,7 +175,7 @@ def eval_batches(builder: tfds.core.DatasetBuilder, split: str, image_size: int,
           .prefetch(_AUTOTUNE))
 
 
-def split_metadata(builder: tfds.core.DatasetBuilder, split: str, extra=()) -> dict[str, np.ndarray]:
+def split_metadata(builder: tfds.core.DatasetBuilder, split, extra=()) -> dict[str, np.ndarray]:
   """Per-example metadata of `split`, in the order `eval_batches` yields the images.
 
   Returns 'label' (int), 'patient_id' (str), 'laterality' and 'view' (their
@@ -174,7 +220,7 @@ def image_digests(builder: tfds.core.DatasetBuilder, split: str) -> np.ndarray:
                    for encoded in batch.numpy()], dtype=str)
 
 
-def eval_examples(builder: tfds.core.DatasetBuilder, split: str, image_size: int, keys=()):
+def eval_examples(builder: tfds.core.DatasetBuilder, split, image_size: int, keys=()):
   """Numpy dicts per example of `split`, in the order of `split_metadata`: "image" and the features `keys`.
 
   The image as `eval_batches` gives it (resized to `image_size`), read in
@@ -255,7 +301,7 @@ def targets(labels: tf.Tensor, classes: int) -> tf.Tensor:
   return tf.one_hot(labels, classes)
 
 
-def class_counts(builder: tfds.core.DatasetBuilder, split: str = "train") -> np.ndarray:
+def class_counts(builder: tfds.core.DatasetBuilder, split="train") -> np.ndarray:
   labels = split_metadata(builder, split)["label"]
   return np.bincount(labels.astype(int), minlength=num_classes(builder))
 
@@ -267,14 +313,14 @@ def balancing_class_weights(counts: np.ndarray) -> dict[int, float]:
           for label, count in enumerate(counts) if count > 0}
 
 
-def fits_in_memory(builder: tfds.core.DatasetBuilder, split: str, image_size: int) -> bool:
+def fits_in_memory(builder: tfds.core.DatasetBuilder, split, image_size: int) -> bool:
   """Whether the decoded images of `split` take under half the free memory."""
   needed = num_examples(builder, split) * image_size * image_size
   available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
   return needed < available / 2
 
 
-def _maybe_cache(dataset: tf.data.Dataset, cache: bool, builder, split: str, image_size: int):
+def _maybe_cache(dataset: tf.data.Dataset, cache: bool, builder, split, image_size: int):
   if not cache:
     return dataset
   if not fits_in_memory(builder, split, image_size):
@@ -283,14 +329,14 @@ def _maybe_cache(dataset: tf.data.Dataset, cache: bool, builder, split: str, ima
   return dataset.cache()
 
 
-def steps_per_epoch(builder: tfds.core.DatasetBuilder, global_batch_size: int) -> int:
+def steps_per_epoch(builder: tfds.core.DatasetBuilder, global_batch_size: int, split="train") -> int:
   """One epoch = as many images as the training split (oversampled or not)."""
-  return max(1, math.ceil(num_examples(builder, "train") / global_batch_size))
+  return max(1, math.ceil(num_examples(builder, split) / global_batch_size))
 
 
 def train_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, global_batch_size: int,
                   augmentation: Augmentation, oversample: bool, cache: bool, seed: int,
-                  deterministic: bool) -> tf.data.Dataset:
+                  deterministic: bool, split="train") -> tf.data.Dataset:
   """Endless (uint8 images [B, S, S, 1], targets) batches of the training split.
 
   Reads shuffled shards, decodes and resizes in parallel, caches the decoded
@@ -300,10 +346,10 @@ def train_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, global_
   whole batches, so a cached image is augmented anew each time it is drawn.
   """
   classes = num_classes(builder)
-  examples = (_read(builder, "train", shuffle=True, seed=seed, deterministic=deterministic)
+  examples = (_read(builder, split, shuffle=True, seed=seed, deterministic=deterministic)
               .map(lambda example: _image_label(example, image_size), num_parallel_calls=_AUTOTUNE))
-  examples = _maybe_cache(examples, cache, builder, "train", image_size)
-  batches = endless(examples, class_counts(builder), oversample, seed).batch(global_batch_size, drop_remainder=True)
+  examples = _maybe_cache(examples, cache, builder, split, image_size)
+  batches = endless(examples, class_counts(builder, split), oversample, seed).batch(global_batch_size, drop_remainder=True)
   batches = augmented(batches, augmentation, seed)
   options = tf.data.Options()
   options.deterministic = deterministic
@@ -339,9 +385,9 @@ def augmented(batches: tf.data.Dataset, augmentation: Augmentation, seed: int) -
 
 
 def validation_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, global_batch_size: int,
-                       cache: bool) -> tf.data.Dataset:
+                       cache: bool, split="validation") -> tf.data.Dataset:
   """The validation split as (uint8 images, targets), in file order, never altered."""
   classes = num_classes(builder)
-  batches = eval_batches(builder, "validation", image_size, global_batch_size).map(
+  batches = eval_batches(builder, split, image_size, global_batch_size).map(
       lambda images, labels: (images, targets(labels, classes)))
-  return _maybe_cache(batches, cache, builder, "validation", image_size)
+  return _maybe_cache(batches, cache, builder, split, image_size)

@@ -14,8 +14,13 @@ the model, which is what is checkpointed and evaluated: nothing downstream
 knows the cache exists.
 
 A cache is reused on a rerun only when everything it depends on is the same:
-dataset name / config / version, backbone weights (hashed), image size,
-precision, augmentation, number of views and seed (`cache_key`).
+dataset name / config / version, the splits read, backbone weights (hashed),
+image size, precision, augmentation, number of views and seed (`cache_key`).
+
+Where the training or validation part is a `data.Selection` (a fold of
+cross-validation), the cache is computed over its whole splits, with each
+row's patient, and the selection only chooses rows: every fold of a
+cross-validation shares one cache of the development data.
 """
 import dataclasses
 import hashlib
@@ -32,13 +37,29 @@ from mammo_train.inference import runtimes
 from mammo_train.inputs import data
 
 KEY_FILE = "key.json"
+PARTS = ("train", "validation")  # the parts of a run's Partition the cache holds
+
+
+def _whole(split):
+  """What the cache is computed over for `split`: a Selection's splits with every patient."""
+  if isinstance(split, data.Selection):
+    return data.Selection(tuple(split.splits), None, "+".join(split.splits))
+  return split
+
+
+def _rows(folder: str, part: str, split) -> np.ndarray | slice:
+  """The cached rows of `part` that `split` selects (all of them for a plain split name)."""
+  if not isinstance(split, data.Selection) or split.patients is None:
+    return slice(None)
+  return np.isin(np.load(os.path.join(folder, f"{part}_patients.npy")), sorted(split.patients))
 
 
 def cache_key(builder, extractor: keras.Model, image_size: int, augmentation: data.Augmentation,
-              views: int, seed: int) -> dict:
+              views: int, seed: int, partition: data.Partition = data.Partition()) -> dict:
   """Everything the cached features depend on."""
   return {
       "dataset": builder.info.full_name,  # name/config/version
+      "splits": {part: data.split_names(builder, getattr(partition, part)) for part in PARTS},
       "backbone": extractor.name,
       "weights_sha256": runtimes.weights_digest(extractor),
       "image_size": image_size,
@@ -63,7 +84,8 @@ def _features(run, batches) -> tuple:
 
 
 def compute(root: str, builder, extractor, image_size: int, batch_size: int,
-            augmentation: data.Augmentation, views: int, seed: int, runtime: str = "keras") -> str:
+            augmentation: data.Augmentation, views: int, seed: int, runtime: str = "keras",
+            partition: data.Partition = data.Partition()) -> str:
   """The cache folder for this key, computed now unless a complete one exists.
 
   Written to a temporary folder and renamed when complete, so a killed run
@@ -72,7 +94,7 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   checked against Keras on the first batch.
   """
   views = views if augmentation.active else 1  # unaugmented views would all be the same
-  key = cache_key(builder, extractor, image_size, augmentation, views, seed)
+  key = cache_key(builder, extractor, image_size, augmentation, views, seed, partition)
   folder = _folder(root, key)
   if os.path.exists(os.path.join(folder, KEY_FILE)):
     logging.info("feature cache: reusing %s", folder)
@@ -81,16 +103,19 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   shutil.rmtree(partial, ignore_errors=True)
   os.makedirs(partial)
   run = runtimes.checked_forward(extractor, runtime, os.path.join(root, "runtimes"))
+  train, validation = _whole(partition.train), _whole(partition.validation)
   for view in range(views):
     # The training split in file order, augmented with seeds fixed per view and batch.
-    stream = data.augmented(data.eval_batches(builder, "train", image_size, batch_size), augmentation,
+    stream = data.augmented(data.eval_batches(builder, train, image_size, batch_size), augmentation,
                             seed * 1000 + view)
     features, labels = _features(run, stream)
     np.save(os.path.join(partial, f"train_view{view}.npy"), features)
   np.save(os.path.join(partial, "train_labels.npy"), labels)  # file order: the same for every view
-  features, labels = _features(run, data.eval_batches(builder, "validation", image_size, batch_size))
+  features, labels = _features(run, data.eval_batches(builder, validation, image_size, batch_size))
   np.save(os.path.join(partial, "validation.npy"), features)
   np.save(os.path.join(partial, "validation_labels.npy"), labels)
+  for part, split in (("train", train), ("validation", validation)):
+    np.save(os.path.join(partial, f"{part}_patients.npy"), data.split_metadata(builder, split)["patient_id"])
   with open(os.path.join(partial, KEY_FILE), "w") as f:
     json.dump({**key, "runtime": runtime}, f, indent=2)  # not in the folder's hash: features agree to 1e-4
   shutil.rmtree(folder, ignore_errors=True)
@@ -100,12 +125,13 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
 
 
 def train_batches(folder: str, classes: int, global_batch_size: int, oversample: bool,
-                  seed: int) -> tf.data.Dataset:
-  """Endless (features, targets) batches: each draw picks an image, then one of its views."""
+                  seed: int, split="train") -> tf.data.Dataset:
+  """Endless (features, targets) batches of `split`'s rows: each draw picks an image, then one of its views."""
   with open(os.path.join(folder, KEY_FILE)) as f:
     views = json.load(f)["views"]
-  stacked = np.stack([np.load(os.path.join(folder, f"train_view{v}.npy")) for v in range(views)], axis=1)
-  labels = np.load(os.path.join(folder, "train_labels.npy"))
+  rows = _rows(folder, "train", split)
+  stacked = np.stack([np.load(os.path.join(folder, f"train_view{v}.npy"))[rows] for v in range(views)], axis=1)
+  labels = np.load(os.path.join(folder, "train_labels.npy"))[rows]
   images = data.endless(tf.data.Dataset.from_tensor_slices((stacked, labels)),
                         np.bincount(labels, minlength=classes), oversample, seed)
   pick = tf.data.Dataset.random(seed=seed)
@@ -116,8 +142,9 @@ def train_batches(folder: str, classes: int, global_batch_size: int, oversample:
           .prefetch(tf.data.AUTOTUNE))
 
 
-def validation_batches(folder: str, classes: int, global_batch_size: int) -> tf.data.Dataset:
-  features = np.load(os.path.join(folder, "validation.npy"))
-  labels = np.load(os.path.join(folder, "validation_labels.npy"))
+def validation_batches(folder: str, classes: int, global_batch_size: int, split="validation") -> tf.data.Dataset:
+  rows = _rows(folder, "validation", split)
+  features = np.load(os.path.join(folder, "validation.npy"))[rows]
+  labels = np.load(os.path.join(folder, "validation_labels.npy"))[rows]
   return (tf.data.Dataset.from_tensor_slices((features, labels)).batch(global_batch_size)
           .map(lambda f, l: (f, data.targets(l, classes))))

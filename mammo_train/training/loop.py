@@ -10,6 +10,7 @@ epochs, while writing a backup or best.keras, or during the final evaluation
 (final.keras is there: only the evaluation is redone). A finished run
 (run.json says so) is refused.
 """
+import dataclasses
 import os
 
 from absl import logging
@@ -70,15 +71,21 @@ def callbacks(cfg: config.Train, out: run_folder.RunFolder, model: keras.Model, 
   ]
 
 
-def dataset_info(builder) -> dict:
-  return {
+def dataset_info(builder, partition: data.Partition = data.Partition()) -> dict:
+  info = {
       "name": builder.info.full_name, "version": str(builder.info.version),
       "data_dir": builder.data_dir,
       "splits": {split: data.num_examples(builder, split) for split in data.SPLITS},
       "classes": builder.info.features["label"].names,
       "stored_size": builder.info.features["image"].shape[0],  # what `predict` preprocesses new files to
-      "train_class_counts": data.class_counts(builder).tolist(),
+      "train_class_counts": data.class_counts(builder, partition.train).tolist(),
   }
+  if partition != data.Partition():  # a cross-validation fold: which patients played each role
+    info["partition"] = {role: {"name": str(part), "splits": data.split_names(builder, part),
+                                "images": data.num_examples(builder, part)}
+                         for role, part in ((field.name, getattr(partition, field.name))
+                                            for field in dataclasses.fields(partition))}
+  return info
 
 
 def train(cfg: config.Train, flagfile: str) -> dict:
@@ -96,8 +103,9 @@ def train(cfg: config.Train, flagfile: str) -> dict:
   run = runtime.set_up_training(cfg)
   out = run_folder.RunFolder(run.output_dir(cfg.workdir))
   model = runtime.build_model(run, cfg)
-  summary = {"dataset": dataset_info(run.builder), "image_size": run.image_size, **run.describe(),
-             "steps_per_epoch": data.steps_per_epoch(run.builder, run.global_batch), "finished": False}
+  summary = {"dataset": dataset_info(run.builder, cfg.partition), "image_size": run.image_size, **run.describe(),
+             "steps_per_epoch": data.steps_per_epoch(run.builder, run.global_batch, cfg.partition.train),
+             "finished": False}
   run_folder.write_flags(out.root, flagfile)
   out.write_summary(summary)
   logging.info("run: %s", summary)
@@ -115,7 +123,7 @@ def train(cfg: config.Train, flagfile: str) -> dict:
   result = {}
   if run.chief:
     best = keras.models.load_model(out.best)
-    result = evaluator.evaluate_model(best, run.builder, "test", out.eval, run.image_size,
-                                      run.global_batch, cfg.protocol, tb_logdir=out.logs)
+    result = evaluator.evaluate_model(best, run.builder, cfg.partition.test, out.eval, run.image_size,
+                                      run.global_batch, cfg.protocol, tb_logdir=out.logs, partition=cfg.partition)
   out.write_summary({**summary, "finished": True})
   return result

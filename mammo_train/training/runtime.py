@@ -171,17 +171,20 @@ def training_inputs(run: Run, cfg: config.Train, model: keras.Model, cache_root:
   """
   if uses_feature_cache(cfg):
     extractor, _ = classifiers.split_head(model)
-    folder = feature_cache.compute(cache_root, run.builder, extractor, run.image_size, run.global_batch,
-                                   cfg.augmentation, cfg.cache_views, cfg.seed, run.backbone_runtime)
-    batches = (feature_cache.train_batches(folder, run.classes, run.global_batch, cfg.oversample, cfg.seed),
-               feature_cache.validation_batches(folder, run.classes, run.global_batch))
+    folder = feature_cache.compute(cfg.feature_cache_root or cache_root, run.builder, extractor, run.image_size,
+                                   run.global_batch, cfg.augmentation, cfg.cache_views, cfg.seed,
+                                   runtime=run.backbone_runtime, partition=cfg.partition)
+    batches = (feature_cache.train_batches(folder, run.classes, run.global_batch, cfg.oversample, cfg.seed,
+                                           cfg.partition.train),
+               feature_cache.validation_batches(folder, run.classes, run.global_batch, cfg.partition.validation))
   else:
     cluster = multiworker.is_multiworker(run.strategy)
     batches = (data.train_batches(run.builder, image_size=run.image_size, global_batch_size=run.global_batch,
                                   augmentation=cfg.augmentation, oversample=cfg.oversample, cache=cfg.cache,
-                                  seed=cfg.seed, deterministic=cfg.deterministic or cluster),
+                                  seed=cfg.seed, deterministic=cfg.deterministic or cluster,
+                                  split=cfg.partition.train),
                data.validation_batches(run.builder, image_size=run.image_size, global_batch_size=run.global_batch,
-                                       cache=cfg.cache))
+                                       cache=cfg.cache, split=cfg.partition.validation))
   if multiworker.is_multiworker(run.strategy):
     batches = tuple(multiworker.shard_by_data(b) for b in batches)
   return batches
@@ -199,6 +202,7 @@ def trained_part(run: Run, cfg: config.Train, model: keras.Model, learning_rate:
 
 def fit_arguments(run: Run, cfg: config.Train) -> dict:
   """The `fit` arguments the trainer and the tuner share."""
-  counts = data.class_counts(run.builder)
-  return {"steps_per_epoch": data.steps_per_epoch(run.builder, run.global_batch), "shuffle": False,
+  counts = data.class_counts(run.builder, cfg.partition.train)
+  return {"steps_per_epoch": data.steps_per_epoch(run.builder, run.global_batch, cfg.partition.train),
+          "shuffle": False,
           "class_weight": data.balancing_class_weights(counts) if cfg.class_weights else None}
