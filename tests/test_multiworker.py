@@ -1,7 +1,8 @@
-"""Training across machines: two workers on this machine, one cluster, only the chief writes."""
+"""Training across machines: two workers on this machine, one cluster, only the chief writes,
+each reads and decodes its own half of the training split."""
 import json
-import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 
 import pytest
 
+from mammo_train.inputs import data
 from tests.test_train import QUICK, QUIET, history
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -33,7 +35,14 @@ def _read_only_view_works(folder: pathlib.Path) -> bool:
   return probe.returncode == 0 and not (folder / "probe").exists()
 
 
-def test_two_workers_train_one_model_and_only_the_chief_writes(tiny_data_dir, tmp_path):
+def _decoded(output: str) -> tuple[int, int, int]:
+  """(share, of shares, training examples decoded per epoch) from a worker's log (`data.train_batches`)."""
+  found = re.findall(r"training input: share (\d+) of (\d+) of \S+ train split: (\d+) examples decoded", output)
+  assert len(found) == 1, output[-3000:]
+  return tuple(int(value) for value in found[0])
+
+
+def test_two_workers_train_one_model_and_only_the_chief_writes(tiny_data_dir, tiny_builder, tmp_path):
   workdir = tmp_path / "run"
   workdir.mkdir()
   if not _read_only_view_works(workdir):
@@ -63,3 +72,10 @@ def test_two_workers_train_one_model_and_only_the_chief_writes(tiny_data_dir, tm
   assert (workdir / "final.keras").is_file() and (workdir / "eval" / "metrics.json").is_file()
   assert [row["epoch"] for row in history(workdir)] == ["0", "1"]
   assert "test image: roc_auc" in outputs[0] and "test image" not in outputs[1]  # only the chief evaluates
+  # Each worker decoded its own half of the training split, and together all of it.
+  total = data.num_examples(tiny_builder, "train")
+  decoded = [_decoded(output) for output in outputs]
+  assert [(share, shares) for share, shares, _ in decoded] == [(1, 2), (2, 2)]
+  for _, _, count in decoded:
+    assert 0.4 * total <= count <= 0.6 * total, (decoded, total)
+  assert sum(count for _, _, count in decoded) == total

@@ -15,7 +15,10 @@ knows the cache exists.
 
 A cache is reused on a rerun only when everything it depends on is the same:
 dataset name / config / version, backbone weights (hashed), image size,
-precision, augmentation, number of views and seed (`cache_key`).
+precision, augmentation, number of views, seed and the share of the
+training split (`cache_key`): a worker of a cluster computes and trains on
+the features of its own share only (`data.Share`), and the validation
+features whole.
 """
 import dataclasses
 import hashlib
@@ -41,7 +44,7 @@ def weights_digest(extractor: keras.Model) -> str:
 
 
 def cache_key(builder, extractor: keras.Model, image_size: int, augmentation: data.Augmentation,
-              views: int, seed: int) -> dict:
+              views: int, seed: int, share: data.Share = data.WHOLE) -> dict:
   """Everything the cached features depend on."""
   return {
       "dataset": builder.info.full_name,  # name/config/version
@@ -52,6 +55,7 @@ def cache_key(builder, extractor: keras.Model, image_size: int, augmentation: da
       "augmentation": dataclasses.asdict(augmentation),
       "views": views,
       "seed": seed,
+      "share": [share.index, share.count],
   }
 
 
@@ -69,14 +73,14 @@ def _features(run, batches) -> tuple:
 
 
 def compute(root: str, builder, extractor, image_size: int, batch_size: int,
-            augmentation: data.Augmentation, views: int, seed: int) -> str:
+            augmentation: data.Augmentation, views: int, seed: int, share: data.Share = data.WHOLE) -> str:
   """The cache folder for this key, computed now unless a complete one exists.
 
   Written to a temporary folder and renamed when complete, so a killed run
   never leaves a cache that looks complete.
   """
   views = views if augmentation.active else 1  # unaugmented views would all be the same
-  key = cache_key(builder, extractor, image_size, augmentation, views, seed)
+  key = cache_key(builder, extractor, image_size, augmentation, views, seed, share)
   folder = _folder(root, key)
   if os.path.exists(os.path.join(folder, KEY_FILE)):
     logging.info("feature cache: reusing %s", folder)
@@ -88,12 +92,14 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   # about 2x slower per image than inside fit.
   run = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
   for view in range(views):
-    # The training split in file order, augmented with seeds fixed per view and batch.
-    stream = data.augmented(data.eval_batches(builder, "train", image_size, batch_size), augmentation,
-                            seed * 1000 + view)
+    # The training split (this share of it) in file order, augmented with seeds fixed per view and batch.
+    stream = data.augmented(data.eval_batches(builder, "train", image_size, batch_size, share), augmentation,
+                            share.seed(seed) * 1000 + view)
     features, labels = _features(run, stream)
     np.save(os.path.join(partial, f"train_view{view}.npy"), features)
   np.save(os.path.join(partial, "train_labels.npy"), labels)  # file order: the same for every view
+  logging.info("feature cache: share %d of %d of the train split: %d images", share.index + 1, share.count,
+               len(labels))
   features, labels = _features(run, data.eval_batches(builder, "validation", image_size, batch_size))
   np.save(os.path.join(partial, "validation.npy"), features)
   np.save(os.path.join(partial, "validation_labels.npy"), labels)
@@ -105,11 +111,16 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   return folder
 
 
-def train_batches(folder: str, classes: int, global_batch_size: int, oversample: bool,
-                  seed: int) -> tf.data.Dataset:
-  """Endless (features, targets) batches: each draw picks an image, then one of its views."""
+def train_batches(folder: str, classes: int, batch_size: int, oversample: bool, seed: int,
+                  class_weight: dict | None = None) -> tf.data.Dataset:
+  """Endless (features, targets[, weights]) batches: each draw picks an image, then one of its views.
+
+  The images are those of the share the folder was computed for, drawn with
+  that share's seed; `batch_size` is this pipeline's (`data.train_batches`).
+  """
   with open(os.path.join(folder, KEY_FILE)) as f:
-    views = json.load(f)["views"]
+    key = json.load(f)
+  views, seed = key["views"], data.Share(*key["share"]).seed(seed)
   stacked = np.stack([np.load(os.path.join(folder, f"train_view{v}.npy")) for v in range(views)], axis=1)
   labels = np.load(os.path.join(folder, "train_labels.npy"))
   images = data.endless(tf.data.Dataset.from_tensor_slices((stacked, labels)),
@@ -117,13 +128,12 @@ def train_batches(folder: str, classes: int, global_batch_size: int, oversample:
   pick = tf.data.Dataset.random(seed=seed)
   return (tf.data.Dataset.zip(images, pick)
           .map(lambda example, r: (example[0][r % views], example[1]))
-          .batch(global_batch_size, drop_remainder=True)
-          .map(lambda features, labels: (features, data.targets(labels, classes)))
+          .batch(batch_size, drop_remainder=True)
+          .apply(lambda batches: data.fit_batches(batches, classes, class_weight))
           .prefetch(tf.data.AUTOTUNE))
 
 
 def validation_batches(folder: str, classes: int, global_batch_size: int) -> tf.data.Dataset:
   features = np.load(os.path.join(folder, "validation.npy"))
   labels = np.load(os.path.join(folder, "validation_labels.npy"))
-  return (tf.data.Dataset.from_tensor_slices((features, labels)).batch(global_batch_size)
-          .map(lambda f, l: (f, data.targets(l, classes))))
+  return data.fit_batches(tf.data.Dataset.from_tensor_slices((features, labels)).batch(global_batch_size), classes)

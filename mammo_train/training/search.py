@@ -215,7 +215,7 @@ def run(cfg: config.Tune, flagfile: str, best_flagfile: Callable[[dict], str]) -
       callbacks=[loop.lr_schedule(),
                  # Keras Tuner gives each trial its own folder under this one, with its hyperparameters.
                  keras.callbacks.TensorBoard(logs, write_graph=cfg.train.tensorboard_graph)],
-      verbose=2, **runtime.fit_arguments(prepared, cfg.train))
+      verbose=2, **runtime.fit_arguments(prepared))
 
   rows = summary_rows(tuner)
   with open(os.path.join(workdir, SUMMARY), "w", newline="") as f:
