@@ -36,7 +36,7 @@ def _read_only_view_works(folder: pathlib.Path) -> bool:
 
 
 def _decoded(output: str, what: str = r"training input: share (\d+) of (\d+) of \S+ train split: (\d+) examples"):
-  """(share, of shares, training examples decoded per epoch) from a worker's log (`data.train_batches`)."""
+  """(share, of shares, training examples it reads and decodes) from a worker's log (`data.train_batches`)."""
   found = re.findall(what, output)
   assert len(found) == 1, output[-3000:]
   return tuple(int(value) for value in found[0])

@@ -298,18 +298,19 @@ def balancing_class_weights(counts: np.ndarray) -> dict[int, float]:
           for label, count in enumerate(counts) if count > 0}
 
 
-def fits_in_memory(builder: tfds.core.DatasetBuilder, split: str, image_size: int) -> bool:
-  """Whether the decoded images of `split` take under half the free memory."""
-  needed = num_examples(builder, split) * image_size * image_size
+def fits_in_memory(examples: int, image_size: int) -> bool:
+  """Whether `examples` decoded images take under half the free memory."""
+  needed = examples * image_size * image_size
   available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
   return needed < available / 2
 
 
-def _maybe_cache(dataset: tf.data.Dataset, cache: bool, builder, split: str, image_size: int):
+def _maybe_cache(dataset: tf.data.Dataset, cache: bool, what: str, examples: int, image_size: int):
+  """`dataset` cached in memory on request, if its `examples` images fit (a worker's share: only those)."""
   if not cache:
     return dataset
-  if not fits_in_memory(builder, split, image_size):
-    logging.warning("%s %s at %d px does not fit in memory: not cached", builder.info.full_name, split, image_size)
+  if not fits_in_memory(examples, image_size):
+    logging.warning("%s (%d images) at %d px does not fit in memory: not cached", what, examples, image_size)
     return dataset
   return dataset.cache()
 
@@ -339,10 +340,11 @@ def train_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, batch_s
   seed = share.seed(seed)
   examples = (_read(builder, "train", shuffle=True, seed=seed, deterministic=deterministic, share=share)
               .map(lambda example: _image_label(example, image_size), num_parallel_calls=_AUTOTUNE))
-  logging.info("training input: share %d of %d of %s's train split: %d examples decoded per epoch",
-               share.index + 1, share.count, builder.info.full_name, int(examples.cardinality()))
-  examples = _maybe_cache(examples, cache, builder, "train", image_size)
   counts = class_counts(builder, share=share)
+  what = f"share {share.index + 1} of {share.count} of {builder.info.full_name}'s train split"
+  logging.info("training input: %s: %d examples, the only ones this pipeline reads and decodes", what,
+               int(examples.cardinality()))
+  examples = _maybe_cache(examples, cache, what, int(counts.sum()), image_size)
   batches = endless(examples, counts, oversample, seed).batch(batch_size, drop_remainder=True)
   batches = augmented(batches, augmentation, seed)
   options = tf.data.Options()
@@ -381,4 +383,5 @@ def validation_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, gl
                        cache: bool) -> tf.data.Dataset:
   """The validation split as (uint8 images, targets), in file order, never altered."""
   batches = fit_batches(eval_batches(builder, "validation", image_size, global_batch_size), num_classes(builder))
-  return _maybe_cache(batches, cache, builder, "validation", image_size)
+  return _maybe_cache(batches, cache, f"{builder.info.full_name}'s validation split",
+                      num_examples(builder, "validation"), image_size)
