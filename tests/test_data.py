@@ -27,7 +27,7 @@ def test_eval_batches_follow_split_metadata_order(tiny_builder):
 
 
 def _train(builder, oversample, augmentation=data.Augmentation.none(), batch=16):
-  return data.train_batches(builder, image_size=SIZE, global_batch_size=batch, augmentation=augmentation,
+  return data.train_batches(builder, image_size=SIZE, batch_size=batch, augmentation=augmentation,
                             oversample=oversample, cache=True, seed=1, deterministic=True)
 
 
@@ -65,3 +65,37 @@ def test_missing_and_unknown_datasets_say_what_to_do(tmp_path):
 def test_class_weights_balance_the_classes():
   weights = data.balancing_class_weights(np.array([10, 30]))
   assert weights[0] * 10 == pytest.approx(weights[1] * 30)
+
+
+def test_the_shares_of_a_split_are_disjoint_and_cover_it(tiny_builder):
+  whole = data.split_metadata(tiny_builder, "train")
+  parts = [data.split_metadata(tiny_builder, "train", share=data.Share(index, 3)) for index in range(3)]
+  total = len(whole["label"])
+  for part in parts:  # near-equal ranges of examples, not of files
+    assert abs(len(part["label"]) - total / 3) <= 1, [len(p["label"]) for p in parts]
+  for key, column in whole.items():  # in file order, one after the other: every example exactly once
+    np.testing.assert_array_equal(np.concatenate([part[key] for part in parts]), column)
+  images = np.concatenate([x.numpy() for x, _ in data.eval_batches(tiny_builder, "train", SIZE, 8, data.Share(1, 3))])
+  assert len(images) == len(parts[1]["label"])
+  with pytest.raises(ValueError, match="share 2 of 2"):
+    data.Share(2, 2)
+
+
+def test_a_share_is_oversampled_to_balance_with_its_own_seed(tiny_builder):
+  share = data.Share(1, 2)
+  counts = data.class_counts(tiny_builder, share=share)
+  assert counts.sum() < data.num_examples(tiny_builder, "train") and counts.min() > 0
+  batches = data.train_batches(tiny_builder, image_size=SIZE, batch_size=16, augmentation=data.Augmentation.none(),
+                               oversample=True, cache=True, seed=1, deterministic=True, share=share)
+  balanced = _labels(batches, 40)
+  assert 0.42 < balanced.mean() < 0.58, balanced.mean()
+  assert share.seed(1) != data.WHOLE.seed(1) == 1  # one machine keeps the run's seed
+
+
+def test_class_weights_ride_in_the_batches(tiny_builder):
+  weights = data.balancing_class_weights(data.class_counts(tiny_builder))
+  batches = data.train_batches(tiny_builder, image_size=SIZE, batch_size=16, augmentation=data.Augmentation.none(),
+                               oversample=False, cache=True, seed=1, deterministic=True, class_weight=weights)
+  for _, targets, sample_weights in batches.take(5):
+    expected = [weights[int(label)] for label in targets.numpy()[:, 0]]
+    np.testing.assert_allclose(sample_weights.numpy(), expected, rtol=1e-6)

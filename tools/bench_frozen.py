@@ -85,7 +85,7 @@ def compare_plain(args, builder, fresh_model) -> list:
   steps = data.steps_per_epoch(builder, batch)
   augmentation = data.Augmentation()
   model = fresh_model()
-  batches = data.train_batches(builder, image_size=size, global_batch_size=batch, augmentation=augmentation,
+  batches = data.train_batches(builder, image_size=size, batch_size=batch, augmentation=augmentation,
                                oversample=True, cache=True, seed=0, deterministic=False)
   validation = data.validation_batches(builder, image_size=size, global_batch_size=batch, cache=True)
   start = time.perf_counter()

@@ -51,7 +51,7 @@ def decode_limit(builder, images: int, threads: int | None):
 def trainer_pipeline(builder, images: int, batch: int, augmentation):
   from mammo_train.inputs import data  # pylint: disable=import-outside-toplevel
   size = builder.info.features["image"].shape[0]
-  batches = data.train_batches(builder, image_size=size, global_batch_size=batch, augmentation=augmentation,
+  batches = data.train_batches(builder, image_size=size, batch_size=batch, augmentation=augmentation,
                                oversample=False, cache=False, seed=0, deterministic=False)
   iterator = iter(batches)
   next(iterator)  # warm up: graph tracing and the shuffle buffer's first fill

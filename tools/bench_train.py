@@ -80,7 +80,7 @@ def measure(builder, model_name: str, size: int, policy: str, args) -> dict:
   model = classifiers.build(model_name, size, classes, "none", dropout=0.5, l2=1e-4)
   classifiers.set_fine_tune(model, None)
   classifiers.compile(model, classes, 1e-3)
-  batches = data.train_batches(builder, image_size=size, global_batch_size=args.batch_size,
+  batches = data.train_batches(builder, image_size=size, batch_size=args.batch_size,
                                augmentation=data.Augmentation(), oversample=False, cache=True, seed=0,
                                deterministic=False)
   pipeline, pipeline_steps = timed_fit(model, batches, WARMUP_STEPS, args)

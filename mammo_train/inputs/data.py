@@ -58,6 +58,35 @@ class Partition:
   test: object = "test"
 
 
+@dataclasses.dataclass(frozen=True)
+class Share:
+  """One input pipeline's part of a split: the `index`-th of `count` near-equal ranges of its examples.
+
+  The ranges are contiguous in file order (`tfds.even_splits`), so a worker
+  of a cluster reads, and decodes, only the records of its own range: input
+  cost falls as workers are added. The shares of one split are disjoint and
+  together cover it (`tests/test_data.py`).
+  """
+  index: int = 0
+  count: int = 1
+
+  def __post_init__(self):
+    if not 0 <= self.index < self.count:
+      raise ValueError(f"input share {self.index} of {self.count} does not exist")
+
+  def of(self, split: str):
+    """The TFDS split expression of this share of `split` ('train', or 'train+validation')."""
+    return split if self.count == 1 else tfds.even_splits(split, self.count)[self.index]
+
+  def seed(self, seed: int) -> int:
+    """This share's random seed: the run's on one machine, a different one on each other worker, so the
+    workers do not draw the same shuffles and augmentations for their different images."""
+    return seed + 1_000_003 * self.index
+
+
+WHOLE = Share()
+
+
 def qualified_name(dataset: str) -> str:
   """'synthetic' -> 'synthetic/600': the name with its config made explicit.
 
@@ -123,8 +152,8 @@ def num_classes(builder: tfds.core.DatasetBuilder) -> int:
 
 
 def _read(builder, split, *, shuffle: bool = False, seed: int = 0, decoders=None,
-          deterministic: bool = True) -> tf.data.Dataset:
-  """Examples of `split`, read with interleaved parallel reads and parallel decoding.
+          deterministic: bool = True, share: Share = WHOLE) -> tf.data.Dataset:
+  """Examples of `share` of `split`, read with interleaved parallel reads and parallel decoding.
 
   With shuffle=False the file order is fixed, and the interleave deterministic,
   so every read of a split yields the same examples in the same order: the
@@ -135,7 +164,7 @@ def _read(builder, split, *, shuffle: bool = False, seed: int = 0, decoders=None
   read_config = tfds.ReadConfig(
       shuffle_seed=seed, interleave_cycle_length=4, num_parallel_calls_for_interleave_files=_AUTOTUNE,
       num_parallel_calls_for_decode=_AUTOTUNE, try_autocache=False, options=options)
-  examples = builder.as_dataset(split="+".join(split_names(builder, split)), shuffle_files=shuffle,
+  examples = builder.as_dataset(split=share.of("+".join(split_names(builder, split))), shuffle_files=shuffle,
                                 read_config=read_config, decoders=decoders)
   if isinstance(split, Selection) and split.patients is not None:
     examples = examples.filter(_patient_filter(split.patients))
@@ -163,20 +192,21 @@ def _image_label(example, image_size: int):
 
 
 def eval_batches(builder: tfds.core.DatasetBuilder, split, image_size: int,
-                 batch_size: int) -> tf.data.Dataset:
-  """(uint8 images [B, S, S, 1], int labels [B]) of `split`, in the order of `split_metadata`.
+                 batch_size: int, share: Share = WHOLE) -> tf.data.Dataset:
+  """(uint8 images [B, S, S, 1], int labels [B]) of `split` (its `share`), in the order of `split_metadata`.
 
   Never shuffled, augmented or oversampled. `split` is 'train', 'validation',
   'test' or 'all' (every split, for evaluating on a dataset not trained on).
   """
-  return (_read(builder, split)
+  return (_read(builder, split, share=share)
           .map(lambda example: _image_label(example, image_size), num_parallel_calls=_AUTOTUNE)
           .batch(batch_size)
           .prefetch(_AUTOTUNE))
 
 
-def split_metadata(builder: tfds.core.DatasetBuilder, split, extra=()) -> dict[str, np.ndarray]:
-  """Per-example metadata of `split`, in the order `eval_batches` yields the images.
+def split_metadata(builder: tfds.core.DatasetBuilder, split, extra=(),
+                   share: Share = WHOLE) -> dict[str, np.ndarray]:
+  """Per-example metadata of `split` (its `share`), in the order `eval_batches` yields the images.
 
   Returns 'label' (int), 'patient_id' (str), 'laterality' and 'view' (their
   class names, e.g. 'L', 'MLO'), 'age' where the dataset has it, and the
@@ -193,7 +223,7 @@ def split_metadata(builder: tfds.core.DatasetBuilder, split, extra=()) -> dict[s
       raise ValueError(f"{builder.info.full_name} has no scalar feature {key!r} to return as metadata")
   keys = [key for key in METADATA if key in features] + [key for key in extra if key not in METADATA]
   keys = list(dict.fromkeys(keys))
-  examples = _read(builder, split, decoders={"image": tfds.decode.SkipDecoding()})
+  examples = _read(builder, split, decoders={"image": tfds.decode.SkipDecoding()}, share=share)
   columns = {key: [] for key in keys}
   for batch in examples.map(lambda example: {key: example[key] for key in keys}).batch(1024):
     for key in keys:
@@ -301,8 +331,23 @@ def targets(labels: tf.Tensor, classes: int) -> tf.Tensor:
   return tf.one_hot(labels, classes)
 
 
-def class_counts(builder: tfds.core.DatasetBuilder, split="train") -> np.ndarray:
-  labels = split_metadata(builder, split)["label"]
+def fit_batches(batches: tf.data.Dataset, classes: int, class_weight: dict | None = None) -> tf.data.Dataset:
+  """(x, int labels) batches -> what `fit` takes: (x, targets), or (x, targets, weights) with `class_weight`.
+
+  The class weights are applied here, as per-example weights, rather than by
+  `fit(class_weight=...)`: Keras can add them only to a plain tf.data.Dataset,
+  not to the per-worker datasets of a cluster (`training.multiworker`).
+  Shared by the image pipeline and the feature cache's.
+  """
+  if class_weight is None:
+    return batches.map(lambda x, labels: (x, targets(labels, classes)), num_parallel_calls=_AUTOTUNE)
+  table = tf.constant([class_weight.get(c, 0.0) for c in range(classes)], tf.float32)
+  return batches.map(lambda x, labels: (x, targets(labels, classes), tf.gather(table, labels)),
+                     num_parallel_calls=_AUTOTUNE)
+
+
+def class_counts(builder: tfds.core.DatasetBuilder, split="train", share: Share = WHOLE) -> np.ndarray:
+  labels = split_metadata(builder, split, share=share)["label"]
   return np.bincount(labels.astype(int), minlength=num_classes(builder))
 
 
@@ -313,18 +358,19 @@ def balancing_class_weights(counts: np.ndarray) -> dict[int, float]:
           for label, count in enumerate(counts) if count > 0}
 
 
-def fits_in_memory(builder: tfds.core.DatasetBuilder, split, image_size: int) -> bool:
-  """Whether the decoded images of `split` take under half the free memory."""
-  needed = num_examples(builder, split) * image_size * image_size
+def fits_in_memory(examples: int, image_size: int) -> bool:
+  """Whether `examples` decoded images take under half the free memory."""
+  needed = examples * image_size * image_size
   available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
   return needed < available / 2
 
 
-def _maybe_cache(dataset: tf.data.Dataset, cache: bool, builder, split, image_size: int):
+def _maybe_cache(dataset: tf.data.Dataset, cache: bool, what: str, examples: int, image_size: int):
+  """`dataset` cached in memory on request, if its `examples` images fit (a worker's share: only those)."""
   if not cache:
     return dataset
-  if not fits_in_memory(builder, split, image_size):
-    logging.warning("%s %s at %d px does not fit in memory: not cached", builder.info.full_name, split, image_size)
+  if not fits_in_memory(examples, image_size):
+    logging.warning("%s (%d images) at %d px does not fit in memory: not cached", what, examples, image_size)
     return dataset
   return dataset.cache()
 
@@ -334,27 +380,37 @@ def steps_per_epoch(builder: tfds.core.DatasetBuilder, global_batch_size: int, s
   return max(1, math.ceil(num_examples(builder, split) / global_batch_size))
 
 
-def train_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, global_batch_size: int,
+def train_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, batch_size: int,
                   augmentation: Augmentation, oversample: bool, cache: bool, seed: int,
-                  deterministic: bool, split="train") -> tf.data.Dataset:
-  """Endless (uint8 images [B, S, S, 1], targets) batches of the training split.
+                  deterministic: bool, split="train", share: Share = WHOLE,
+                  class_weight: dict | None = None) -> tf.data.Dataset:
+  """Endless (uint8 images [B, S, S, 1], targets[, weights]) batches of `share` of `split`.
+
+  `split` is the training split, or a cross-validation fold's training part.
 
   Reads shuffled shards, decodes and resizes in parallel, caches the decoded
   images, then shuffles; with `oversample`, draws each batch evenly from one
   endless shuffled stream per class (`sample_from_datasets`), so the minority
   classes are repeated on the fly, never written. Augmentation runs last, on
   whole batches, so a cached image is augmented anew each time it is drawn.
+
+  `batch_size` is this pipeline's batch: the global batch on one machine, a
+  replica's on a worker of a cluster, which reads and oversamples its own
+  `share` only (its class counts, its seed: `Share.seed`).
   """
   classes = num_classes(builder)
-  examples = (_read(builder, split, shuffle=True, seed=seed, deterministic=deterministic)
+  seed = share.seed(seed)
+  examples = (_read(builder, split, shuffle=True, seed=seed, deterministic=deterministic, share=share)
               .map(lambda example: _image_label(example, image_size), num_parallel_calls=_AUTOTUNE))
-  examples = _maybe_cache(examples, cache, builder, split, image_size)
-  batches = endless(examples, class_counts(builder, split), oversample, seed).batch(global_batch_size, drop_remainder=True)
+  counts = class_counts(builder, split, share=share)
+  what = f"share {share.index + 1} of {share.count} of {builder.info.full_name}'s {split}"
+  logging.info("training input: %s: %d examples, the only ones this pipeline decodes", what, int(counts.sum()))
+  examples = _maybe_cache(examples, cache, what, int(counts.sum()), image_size)
+  batches = endless(examples, counts, oversample, seed).batch(batch_size, drop_remainder=True)
   batches = augmented(batches, augmentation, seed)
   options = tf.data.Options()
   options.deterministic = deterministic
-  return (batches.map(lambda images, labels: (images, targets(labels, classes)), num_parallel_calls=_AUTOTUNE)
-          .prefetch(_AUTOTUNE).with_options(options))
+  return fit_batches(batches, classes, class_weight).prefetch(_AUTOTUNE).with_options(options)
 
 
 def endless(examples: tf.data.Dataset, counts: np.ndarray, oversample: bool, seed: int) -> tf.data.Dataset:
@@ -387,7 +443,6 @@ def augmented(batches: tf.data.Dataset, augmentation: Augmentation, seed: int) -
 def validation_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, global_batch_size: int,
                        cache: bool, split="validation") -> tf.data.Dataset:
   """The validation split as (uint8 images, targets), in file order, never altered."""
-  classes = num_classes(builder)
-  batches = eval_batches(builder, split, image_size, global_batch_size).map(
-      lambda images, labels: (images, targets(labels, classes)))
-  return _maybe_cache(batches, cache, builder, split, image_size)
+  batches = fit_batches(eval_batches(builder, split, image_size, global_batch_size), num_classes(builder))
+  return _maybe_cache(batches, cache, f"{builder.info.full_name}'s {split}", num_examples(builder, split),
+                      image_size)

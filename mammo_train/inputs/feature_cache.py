@@ -15,12 +15,15 @@ knows the cache exists.
 
 A cache is reused on a rerun only when everything it depends on is the same:
 dataset name / config / version, the splits read, backbone weights (hashed),
-image size, precision, augmentation, number of views and seed (`cache_key`).
+image size, precision, augmentation, number of views, seed and the share of
+the training split (`cache_key`).
 
 Where the training or validation part is a `data.Selection` (a fold of
 cross-validation), the cache is computed over its whole splits, with each
 row's patient, and the selection only chooses rows: every fold of a
-cross-validation shares one cache of the development data.
+cross-validation shares one cache of the development data. A worker of a
+cluster computes and trains on the features of its own share of the
+training part only (`data.Share`), and the validation features whole.
 """
 import dataclasses
 import hashlib
@@ -55,7 +58,8 @@ def _rows(folder: str, part: str, split) -> np.ndarray | slice:
 
 
 def cache_key(builder, extractor: keras.Model, image_size: int, augmentation: data.Augmentation,
-              views: int, seed: int, partition: data.Partition = data.Partition()) -> dict:
+              views: int, seed: int, partition: data.Partition = data.Partition(),
+              share: data.Share = data.WHOLE) -> dict:
   """Everything the cached features depend on."""
   return {
       "dataset": builder.info.full_name,  # name/config/version
@@ -67,6 +71,7 @@ def cache_key(builder, extractor: keras.Model, image_size: int, augmentation: da
       "augmentation": dataclasses.asdict(augmentation),
       "views": views,
       "seed": seed,
+      "share": [share.index, share.count],
   }
 
 
@@ -85,7 +90,7 @@ def _features(run, batches) -> tuple:
 
 def compute(root: str, builder, extractor, image_size: int, batch_size: int,
             augmentation: data.Augmentation, views: int, seed: int, runtime: str = "keras",
-            partition: data.Partition = data.Partition()) -> str:
+            partition: data.Partition = data.Partition(), share: data.Share = data.WHOLE) -> str:
   """The cache folder for this key, computed now unless a complete one exists.
 
   Written to a temporary folder and renamed when complete, so a killed run
@@ -94,7 +99,7 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   checked against Keras on the first batch.
   """
   views = views if augmentation.active else 1  # unaugmented views would all be the same
-  key = cache_key(builder, extractor, image_size, augmentation, views, seed, partition)
+  key = cache_key(builder, extractor, image_size, augmentation, views, seed, partition, share)
   folder = _folder(root, key)
   if os.path.exists(os.path.join(folder, KEY_FILE)):
     logging.info("feature cache: reusing %s", folder)
@@ -105,17 +110,20 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   run = runtimes.checked_forward(extractor, runtime, os.path.join(root, "runtimes"))
   train, validation = _whole(partition.train), _whole(partition.validation)
   for view in range(views):
-    # The training split in file order, augmented with seeds fixed per view and batch.
-    stream = data.augmented(data.eval_batches(builder, train, image_size, batch_size), augmentation,
-                            seed * 1000 + view)
+    # The training part (this share of it) in file order, augmented with seeds fixed per view and batch.
+    stream = data.augmented(data.eval_batches(builder, train, image_size, batch_size, share), augmentation,
+                            share.seed(seed) * 1000 + view)
     features, labels = _features(run, stream)
     np.save(os.path.join(partial, f"train_view{view}.npy"), features)
   np.save(os.path.join(partial, "train_labels.npy"), labels)  # file order: the same for every view
+  logging.info("feature cache: share %d of %d of %s: %d images", share.index + 1, share.count, train,
+               len(labels))
   features, labels = _features(run, data.eval_batches(builder, validation, image_size, batch_size))
   np.save(os.path.join(partial, "validation.npy"), features)
   np.save(os.path.join(partial, "validation_labels.npy"), labels)
-  for part, split in (("train", train), ("validation", validation)):
-    np.save(os.path.join(partial, f"{part}_patients.npy"), data.split_metadata(builder, split)["patient_id"])
+  for part, split, part_share in (("train", train, share), ("validation", validation, data.WHOLE)):
+    np.save(os.path.join(partial, f"{part}_patients.npy"),
+            data.split_metadata(builder, split, share=part_share)["patient_id"])
   with open(os.path.join(partial, KEY_FILE), "w") as f:
     json.dump({**key, "runtime": runtime}, f, indent=2)  # not in the folder's hash: features agree to 1e-4
   shutil.rmtree(folder, ignore_errors=True)
@@ -124,11 +132,17 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   return folder
 
 
-def train_batches(folder: str, classes: int, global_batch_size: int, oversample: bool,
-                  seed: int, split="train") -> tf.data.Dataset:
-  """Endless (features, targets) batches of `split`'s rows: each draw picks an image, then one of its views."""
+def train_batches(folder: str, classes: int, batch_size: int, oversample: bool, seed: int,
+                  class_weight: dict | None = None, split="train") -> tf.data.Dataset:
+  """Endless (features, targets[, weights]) batches of `split`'s rows: each draw picks an image, then one of
+  its views.
+
+  The images are those of the share the folder was computed for, drawn with
+  that share's seed; `batch_size` is this pipeline's (`data.train_batches`).
+  """
   with open(os.path.join(folder, KEY_FILE)) as f:
-    views = json.load(f)["views"]
+    key = json.load(f)
+  views, seed = key["views"], data.Share(*key["share"]).seed(seed)
   rows = _rows(folder, "train", split)
   stacked = np.stack([np.load(os.path.join(folder, f"train_view{v}.npy"))[rows] for v in range(views)], axis=1)
   labels = np.load(os.path.join(folder, "train_labels.npy"))[rows]
@@ -137,8 +151,8 @@ def train_batches(folder: str, classes: int, global_batch_size: int, oversample:
   pick = tf.data.Dataset.random(seed=seed)
   return (tf.data.Dataset.zip(images, pick)
           .map(lambda example, r: (example[0][r % views], example[1]))
-          .batch(global_batch_size, drop_remainder=True)
-          .map(lambda features, labels: (features, data.targets(labels, classes)))
+          .batch(batch_size, drop_remainder=True)
+          .apply(lambda batches: data.fit_batches(batches, classes, class_weight))
           .prefetch(tf.data.AUTOTUNE))
 
 
@@ -146,5 +160,4 @@ def validation_batches(folder: str, classes: int, global_batch_size: int, split=
   rows = _rows(folder, "validation", split)
   features = np.load(os.path.join(folder, "validation.npy"))[rows]
   labels = np.load(os.path.join(folder, "validation_labels.npy"))[rows]
-  return (tf.data.Dataset.from_tensor_slices((features, labels)).batch(global_batch_size)
-          .map(lambda f, l: (f, data.targets(l, classes))))
+  return data.fit_batches(tf.data.Dataset.from_tensor_slices((features, labels)).batch(global_batch_size), classes)

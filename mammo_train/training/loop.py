@@ -114,7 +114,8 @@ def train(cfg: config.Train, flagfile: str) -> dict:
   if not os.path.exists(run_folder.RunFolder(cfg.workdir).final):  # else only the evaluation is left
     train_batches, validation = runtime.training_inputs(run, cfg, model, out.feature_cache)
     if not runtime.uses_feature_cache(cfg):
-      write_pipeline_grid(out.logs, next(iter(train_batches))[0].numpy())
+      images = next(iter(train_batches))[0]  # on a cluster, this worker's first replica's images
+      write_pipeline_grid(out.logs, run.strategy.experimental_local_results(images)[0].numpy())
     trained = runtime.trained_part(run, cfg, model, cfg.learning_rate)
     trained.fit(train_batches, epochs=cfg.epochs, validation_data=validation,
                 callbacks=callbacks(cfg, out, model, run.chief), verbose=2, **runtime.fit_arguments(run, cfg))

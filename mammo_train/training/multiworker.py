@@ -11,12 +11,16 @@ workers on one machine (TF 2.21, Keras 3.15):
   `patch_keras` replaces those two private functions with ones that take
   this worker's batch and reduce scalars without an axis; it refuses to run
   on a Keras whose internals it does not know, rather than train wrongly.
-- Input is sharded by DATA, not by FILE: a TFDS split has few large shards,
-  often fewer than workers, and FILE (and AUTO, which tries FILE first for
-  TFDS's file lists) then fails at the first batch. With DATA every worker
-  reads the same stream and keeps its share, which is a partition of the
-  stream only if every worker makes the same stream: the training pipeline
-  is made deterministic, with the same seed on every worker.
+- Each worker reads and decodes only its own share of the training split
+  (`per_worker_batches`): a range of examples (`inputs.data.Share`, from
+  `tfds.even_splits`), not of files, since a TFDS split has few large
+  shards, often fewer than workers, and tf.data's FILE sharding (and AUTO,
+  which tries FILE first) then fails at the first batch. The worker
+  oversamples and shuffles its share with its own class counts and seed;
+  its batches are per replica, so a global batch is the per-replica batch
+  times the replicas. Validation is read whole by every worker and sharded
+  by DATA (`shard_by_data`): each keeps every n-th batch of the same
+  deterministic stream.
 - Keras callbacks have no notion of a chief: the chief alone writes models,
   logs, history, reports and the feature cache; the other workers write to
   a scratch folder and resume from the chief's backup (their weights are
@@ -75,8 +79,39 @@ def is_multiworker(distribution: tf.distribute.Strategy) -> bool:
   return isinstance(distribution, tf.distribute.MultiWorkerMirroredStrategy)
 
 
+def input_share(distribution: tf.distribute.MultiWorkerMirroredStrategy) -> tuple[int, int]:
+  """(this worker's input pipeline, the number of pipelines): its place among the chief and the workers.
+
+  What tf.distribute's InputContext will say (chief first, then the workers
+  in order), known here before any dataset is made, because a worker's
+  feature cache must be computed for its share before its batches are.
+  """
+  resolver = distribution.cluster_resolver
+  spec = resolver.cluster_spec().as_dict()
+  tasks = [("chief", i) for i in range(len(spec.get("chief", ())))] + [
+      ("worker", i) for i in range(len(spec.get("worker", ())))]
+  return tasks.index((resolver.task_type, resolver.task_id)), len(tasks)
+
+
+def per_worker_batches(distribution: tf.distribute.MultiWorkerMirroredStrategy, share: tuple[int, int],
+                       global_batch: int, make) -> tf.distribute.DistributedDataset:
+  """The training batches of a cluster: `make(per-replica batch size)` is this worker's stream of its `share`.
+
+  Raises:
+    RuntimeError: tf.distribute places this worker elsewhere than `input_share` said (a TF whose
+      input pipelines are numbered differently): training on it would read one share twice.
+  """
+  def this_worker(context: tf.distribute.InputContext) -> tf.data.Dataset:
+    if (context.input_pipeline_id, context.num_input_pipelines) != share:
+      raise RuntimeError(f"--strategy=multiworker: TensorFlow made this worker input pipeline "
+                         f"{context.input_pipeline_id} of {context.num_input_pipelines}, where "
+                         f"mammo_train/training/multiworker.py expected {share[0]} of {share[1]}")
+    return make(context.get_per_replica_batch_size(global_batch))
+  return distribution.distribute_datasets_from_function(this_worker)
+
+
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
-  """Each worker keeps its share of the elements (see the module docstring for why not by file)."""
+  """Each worker keeps its share of the elements of the same stream (validation: see the module docstring)."""
   options = tf.data.Options()
   options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
   return dataset.with_options(options)

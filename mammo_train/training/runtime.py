@@ -167,27 +167,37 @@ def training_inputs(run: Run, cfg: config.Train, model: keras.Model, cache_root:
 
   With a frozen backbone and the feature cache on, the backbone's features are
   computed once (or reused from `cache_root`) and the batches are features,
-  to train the head (`models.split_head`) on.
+  to train the head (`models.split_head`) on. On a cluster each worker reads,
+  and caches features of, only its share of the training split
+  (`training.multiworker`); class weights are per-example weights in the
+  batches (`data.fit_batches`), the same on every worker.
   """
+  cluster = multiworker.is_multiworker(run.strategy)
+  share = data.Share(*multiworker.input_share(run.strategy)) if cluster else data.WHOLE
+  class_weight = (data.balancing_class_weights(data.class_counts(run.builder, cfg.partition.train))
+                  if cfg.class_weights else None)
   if uses_feature_cache(cfg):
     extractor, _ = classifiers.split_head(model)
     folder = feature_cache.compute(cfg.feature_cache_root or cache_root, run.builder, extractor, run.image_size,
                                    run.global_batch, cfg.augmentation, cfg.cache_views, cfg.seed,
-                                   runtime=run.backbone_runtime, partition=cfg.partition)
-    batches = (feature_cache.train_batches(folder, run.classes, run.global_batch, cfg.oversample, cfg.seed,
-                                           cfg.partition.train),
-               feature_cache.validation_batches(folder, run.classes, run.global_batch, cfg.partition.validation))
+                                   runtime=run.backbone_runtime, partition=cfg.partition, share=share)
+    def train(batch_size):
+      return feature_cache.train_batches(folder, run.classes, batch_size, cfg.oversample, cfg.seed, class_weight,
+                                         cfg.partition.train)
+    validation = feature_cache.validation_batches(folder, run.classes, run.global_batch, cfg.partition.validation)
   else:
-    cluster = multiworker.is_multiworker(run.strategy)
-    batches = (data.train_batches(run.builder, image_size=run.image_size, global_batch_size=run.global_batch,
-                                  augmentation=cfg.augmentation, oversample=cfg.oversample, cache=cfg.cache,
-                                  seed=cfg.seed, deterministic=cfg.deterministic or cluster,
-                                  split=cfg.partition.train),
-               data.validation_batches(run.builder, image_size=run.image_size, global_batch_size=run.global_batch,
-                                       cache=cfg.cache, split=cfg.partition.validation))
-  if multiworker.is_multiworker(run.strategy):
-    batches = tuple(multiworker.shard_by_data(b) for b in batches)
-  return batches
+    def train(batch_size):
+      return data.train_batches(run.builder, image_size=run.image_size, batch_size=batch_size,
+                                augmentation=cfg.augmentation, oversample=cfg.oversample, cache=cfg.cache,
+                                seed=cfg.seed, deterministic=cfg.deterministic, split=cfg.partition.train,
+                                share=share, class_weight=class_weight)
+    validation = data.validation_batches(run.builder, image_size=run.image_size,
+                                         global_batch_size=run.global_batch, cache=cfg.cache,
+                                         split=cfg.partition.validation)
+  if cluster:
+    return (multiworker.per_worker_batches(run.strategy, (share.index, share.count), run.global_batch, train),
+            multiworker.shard_by_data(validation))
+  return train(run.global_batch), validation
 
 
 def trained_part(run: Run, cfg: config.Train, model: keras.Model, learning_rate: float) -> keras.Model:
@@ -201,8 +211,6 @@ def trained_part(run: Run, cfg: config.Train, model: keras.Model, learning_rate:
 
 
 def fit_arguments(run: Run, cfg: config.Train) -> dict:
-  """The `fit` arguments the trainer and the tuner share."""
-  counts = data.class_counts(run.builder, cfg.partition.train)
+  """The `fit` arguments the trainer and the tuner share (class weights are in the batches: `training_inputs`)."""
   return {"steps_per_epoch": data.steps_per_epoch(run.builder, run.global_batch, cfg.partition.train),
-          "shuffle": False,
-          "class_weight": data.balancing_class_weights(counts) if cfg.class_weights else None}
+          "shuffle": False}
