@@ -14,12 +14,12 @@ import numpy as np
 import pydicom
 from PIL import Image
 import pytest
-import tensorflow_datasets as tfds
 
 from mammo_tfds import builder_configs, imaging, sources
 from mammo_tfds.cbis_ddsm import cases, cbis_ddsm_dataset_builder as cbis, examples
 from mammo_train.evaluation import subgroups
 from mammo_train.inputs import data
+from tests import prepared
 from tools import write_cbis
 
 SEED = 5
@@ -32,18 +32,9 @@ def _build(manual_dir, data_dir, beam=False, strict=False):
   """(builder, {key: (split, example)}) of a build at SIZE x SIZE."""
   builder = cbis.Builder(data_dir=str(data_dir), config=builder_configs.MammoConfig(name="64", image_size=SIZE),
                          strict=strict)
-  config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-  if beam:
-    import apache_beam as beam_lib  # pylint: disable=import-outside-toplevel
-    config = tfds.download.DownloadConfig(manual_dir=str(manual_dir), beam_options=(
-        beam_lib.options.pipeline_options.PipelineOptions(["--runner=DirectRunner"])))
-  builder.download_and_prepare(download_config=config)
-  found = {}
-  for split in builder.info.splits:
-    for example in tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)):
-      key = examples.film_key((example["patient_id"].decode(), "LR"[example["laterality"]],
-                               ("CC", "MLO")[example["view"]]))
-      found[key] = (split, example)
+  found = {examples.film_key((example["patient_id"].decode(), "LR"[example["laterality"]],
+                              ("CC", "MLO")[example["view"]])): (split, example)
+           for split, example in prepared.prepare_and_read(builder, manual_dir, beam)}
   return builder, found
 
 

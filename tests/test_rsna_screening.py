@@ -19,7 +19,6 @@ import keras
 import numpy as np
 import pydicom
 import pytest
-import tensorflow_datasets as tfds
 
 from mammo_tfds import audit, builder_configs, sources
 from mammo_tfds.reasons import Reason
@@ -27,6 +26,7 @@ from mammo_tfds.rsna_screening import examples, rsna_screening_dataset_builder a
 from mammo_train import __main__ as trainer
 from mammo_train import config
 from mammo_train.evaluation import assessment
+from tests import prepared
 from tests.test_audit import _read_audit
 from tools import write_rsna
 
@@ -41,17 +41,8 @@ def _build(manual_dir, data_dir, beam=False, strict=False):
   """(builder, {image_id: (split, example)}) of a build at SIZE x SIZE."""
   builder = rsna.Builder(data_dir=str(data_dir), config=builder_configs.MammoConfig(name="64", image_size=SIZE),
                          strict=strict)
-  download = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-  if beam:
-    import apache_beam as beam_lib  # pylint: disable=import-outside-toplevel
-    download = tfds.download.DownloadConfig(manual_dir=str(manual_dir), beam_options=(
-        beam_lib.options.pipeline_options.PipelineOptions(["--runner=DirectRunner"])))
-  builder.download_and_prepare(download_config=download)
-  found = {}
-  for split in builder.info.splits:
-    for example in tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)):
-      image_id = example["source"].decode().rsplit("/", 1)[1][:-len(".dcm")]
-      found[image_id] = (split, example)
+  found = {example["source"].decode().rsplit("/", 1)[1][:-len(".dcm")]: (split, example)
+           for split, example in prepared.prepare_and_read(builder, manual_dir, beam)}
   return builder, found
 
 

@@ -42,7 +42,7 @@ def test_a_runtime_that_is_missing_or_cannot_run_the_policy_is_refused_in_one_li
   with pytest.raises(config.ConfigError, match=r"--runtime=openvino: openvino is not installed: pip install "
                                                r"'mammo\[openvino\]'"):
     runtimes.resolve("openvino")
-  with pytest.raises(config.ConfigError, match="precision is mixed_bfloat16"):
+  with pytest.raises(config.ConfigError, match="computes in mixed_bfloat16"):
     runtimes.resolve("onnxruntime", "mixed_bfloat16")
   with pytest.raises(config.ConfigError, match="expected one of"):
     runtimes.resolve("tensorrt")
@@ -107,3 +107,19 @@ def test_feature_cache_on_a_converted_resnet50_gives_kerass_features(tiny_builde
   assert json.loads(open(os.path.join(folders["onnxruntime"], feature_cache.KEY_FILE)).read())["runtime"] == \
       "onnxruntime"
   assert len(list((tmp_path / "onnxruntime" / "runtimes").glob("*.onnx"))) == 1
+
+
+def test_a_model_trained_under_mixed_precision_is_scored_by_keras(tmp_path):
+  """A saved model keeps its training policy; a float32 graph of it would not give the scores its threshold
+  was chosen on, so auto keeps Keras and a converted runtime is refused (predict resolves by `compute_policy`)."""
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    classifiers.build("cnn", 32, 2, "none", dropout=0.5, l2=1e-4).save(tmp_path / "mixed.keras")
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  loaded = keras.models.load_model(tmp_path / "mixed.keras")
+  assert classifiers.compute_policy(loaded) == "mixed_bfloat16"
+  assert classifiers.compute_policy(classifiers.build("cnn", 32, 2, "none", dropout=0.5, l2=1e-4)) == "float32"
+  assert runtimes.resolve("auto", classifiers.compute_policy(loaded), accelerator=False) == "keras"
+  with pytest.raises(config.ConfigError, match="computes in mixed_bfloat16: use --runtime=keras"):
+    runtimes.resolve("onnxruntime", classifiers.compute_policy(loaded))

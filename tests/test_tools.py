@@ -97,8 +97,17 @@ def test_write_cmmd(tmp_path):
 
 
 def test_write_cbis(tmp_path):
-  # The smallest films tests/test_cbis_ddsm.py writes (at 64 x 48 the breast mask is empty).
+  # The smallest films tests/test_cbis_ddsm.py writes.
   _writer("write_cbis.py", tmp_path, "--patients=1", "--height=120", "--width=72")
+
+
+def test_write_cbis_refuses_films_too_small_to_show_a_breast(tmp_path):
+  result = _run([str(TOOLS / "write_cbis.py"), str(tmp_path / "out"), "--patients=2", "--height=20",
+                 "--width=20"], tmp_path)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      "write_cbis.py: --height=20 --width=20: a 20 x 20 film left no breast visible beside its border strips, "
+      "ruler and label: write larger films (at least about 140 x 84)"]
 
 
 def test_write_manifest(tmp_path):

@@ -68,7 +68,7 @@ def head_epoch_seconds(head, width: int, classes: int, batch: int, train: int, v
     np.save(os.path.join(folder, "validation.npy"), rng.random((validation, width), np.float32))
     np.save(os.path.join(folder, "validation_labels.npy"), rng.integers(0, classes, validation))
     with open(os.path.join(folder, feature_cache.KEY_FILE), "w") as f:
-      json.dump({"views": views}, f)
+      json.dump({"views": views, "share": [0, 1]}, f)  # the whole training split (feature_cache.cache_key)
     batches = feature_cache.train_batches(folder, classes, batch, oversample=True, seed=0)
     validation_batches = feature_cache.validation_batches(folder, classes, batch)
     head.fit(batches, epochs=1, steps_per_epoch=train // batch, validation_data=validation_batches, verbose=0)

@@ -197,6 +197,10 @@ def _uid(seed: int, *parts) -> str:
   return generate_uid(prefix=UID_PREFIX, entropy_srcs=[str(seed), *[str(p) for p in parts]])
 
 
+class FilmTooSmallError(ValueError):
+  """A film too small for its breast to show beside the artefacts drawn on it."""
+
+
 def film_pixels(seed: int, film: Film, shape=FILM_SHAPE):
   """(uint16 pixels, [(kind, id, bool mask)], chest wall side) of one film; a pure function of its arguments.
 
@@ -284,6 +288,9 @@ def film_pixels(seed: int, film: Film, shape=FILM_SHAPE):
   masks = [(kind, number, mask & ~hidden if (mask & ~hidden).any() else mask) for kind, number, mask in masks]
   pixels = np.rint(np.clip(image, 0, 1) * 65535).astype(np.uint16)
   visible = breast & ~hidden
+  if not visible.any():
+    raise FilmTooSmallError(f"a {height} x {width} film left no breast visible beside its border strips, ruler "
+                            "and label: write larger films (at least about 140 x 84)")
   mirror = (film.side == "RIGHT") != film.reversed
   if mirror:
     pixels, visible = pixels[:, ::-1], visible[:, ::-1]
@@ -507,7 +514,11 @@ def main(argv=None):
                       f"descriptions naming the mask the cropped image) and leave {ROI_MISSING_SHARE * 100:.0f}%% of rows "
                       "without their ROI files, as in the real download")
   args = parser.parse_args(argv)
-  written = write_tree(args.root, args.patients, args.layout, args.seed, (args.height, args.width), args.realistic)
+  try:
+    written = write_tree(args.root, args.patients, args.layout, args.seed, (args.height, args.width),
+                         args.realistic)
+  except FilmTooSmallError as error:
+    parser.exit(2, f"write_cbis.py: --height={args.height} --width={args.width}: {error}\n")
   outcomes = collections.Counter(outcome for w in written for _, _, outcome in w.roi_outcomes)
   print(f"wrote {len(written)} films ({sum(len(w.sources) for w in written)} full-mammogram series) "
         f"of {args.patients} patients to {args.root} ({args.layout} layout); ROI rows: "

@@ -15,10 +15,8 @@ class AbnormalTest(tfds.testing.DatasetBuilderTestCase):
   SPLITS = {"train": 4, "validation": 1, "test": 1}
 
 
-class DensityTest(tfds.testing.DatasetBuilderTestCase):
-  DATASET_CLASS = mias_dataset_builder.Builder
+class DensityTest(AbnormalTest):
   BUILDER_CONFIG_NAMES_TO_TEST = ["density"]
-  SKIP_CHECKSUMS = True
   SPLITS = {"train": 12, "validation": 4, "test": 2}
 
 

@@ -61,7 +61,7 @@ import dataclasses
 import functools
 import hashlib
 import io
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from etils import epath
 import pydicom
@@ -77,21 +77,20 @@ VIEWS = {"CC": "CC", "MLO": "MLO", "ML": "MLO", "LM": "MLO", "LMO": "MLO"}
 LEFT_OUT_VIEWS = ("AT",)
 DENSITIES = ("A", "B", "C", "D")
 MISSING = "missing"  # density not recorded (mammo_train.evaluation.subgroups.MISSING)
-SPLIT_SEED = 0
-TRAIN_FOLDER, TEST_FOLDER = "train_images", "test_images"
-
 # The audit's reasons for files left out by design (not skips: never counted as such, never strict-mode errors).
 AT_LEFT_OUT = "axillary tail view (by design)"
 TEST_IMAGE_LEFT_OUT = "test_images: no labels (by design)"
+SPLIT_SEED = 0
+TRAIN_FOLDER, TEST_FOLDER = "train_images", "test_images"
 
 
 @dataclasses.dataclass(frozen=True)
 class Row:
   """One train.csv row: one image and its breast's labels."""
-  row: int  # as a spreadsheet shows it: the header is row 1
-  site_id: str
   patient_id: str
   image_id: str
+  row: int  # as a spreadsheet shows it: the header is row 1
+  site_id: str
   laterality: str
   view: str  # as the CSV says
   age: int  # -1 if blank
@@ -109,8 +108,7 @@ class Row:
     return f"{TRAIN_FOLDER}/{self.patient_id}/{self.image_id}.dcm"
 
 
-@dataclasses.dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):
   """A work item: one row, its file and the hash of its stored pixel data."""
   row: Row
   digest: str

@@ -41,18 +41,11 @@ def _float32_config(config):
 
 def float32_model(model: keras.Model) -> keras.Model:
   """`model` with float32 compute in every layer and the same weights (itself if it already is)."""
-  if all(layer.dtype_policy.compute_dtype not in ("bfloat16", "float16") for layer in _all_layers(model)):
+  if classifiers.compute_policy(model) == "float32":
     return model
   rebuilt = model.__class__.from_config(_float32_config(copy.deepcopy(model.get_config())))
   rebuilt.set_weights(model.get_weights())
   return rebuilt
-
-
-def _all_layers(model):
-  for layer in model.layers:
-    yield layer
-    if isinstance(layer, keras.Model):
-      yield from _all_layers(layer)
 
 
 def is_binary_model(model: keras.Model) -> bool:

@@ -317,7 +317,10 @@ def run(cfg: config.Predict, flagfile: str) -> tuple:
   # Converted copies are kept beside the model when the run folder is writable, else in --out.
   conversions = (trained.folder.runtimes if os.access(trained.folder.root, os.W_OK)
                  else os.path.join(cfg.out, run_folder.RUNTIMES))
-  scorer = runtimes.checked_forward(trained.model, runtimes.resolve(cfg.runtime), conversions)
+  # A model trained under mixed precision is scored by Keras: a float32 graph's scores would differ from the
+  # ones its threshold was chosen on.
+  runtime = runtimes.resolve(cfg.runtime, classifiers.compute_policy(trained.model))
+  scorer = runtimes.checked_forward(trained.model, runtime, conversions)
   result = predict_files(trained.model, files, stored_size=trained.stored_size, image_size=trained.model.input_shape[1],
                          batch_size=cfg.batch_size, manifest=manifest, allow_non_mammogram=cfg.allow_non_mammogram,
                          allow_view_modifiers=cfg.allow_view_modifiers,

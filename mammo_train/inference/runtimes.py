@@ -73,8 +73,8 @@ def resolve(choice: str, precision: str = "float32", accelerator: bool | None = 
     if not installed(choice):
       raise ConfigError(f"--runtime={choice}: {_PACKAGES[choice][0]} is not installed: {_PACKAGES[choice][1]}")
     if precision != "float32":
-      raise ConfigError(f"--runtime={choice} runs float32 graphs; this run's precision is {precision}: "
-                        "pass --precision=float32 or --runtime=keras")
+      raise ConfigError(f"--runtime={choice} runs float32 graphs; this model computes in {precision}: "
+                        "use --runtime=keras, or train with --precision=float32")
   return choice
 
 

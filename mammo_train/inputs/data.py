@@ -403,8 +403,10 @@ def train_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, batch_s
   examples = (_read(builder, split, shuffle=True, seed=seed, deterministic=deterministic, share=share)
               .map(lambda example: _image_label(example, image_size), num_parallel_calls=_AUTOTUNE))
   counts = class_counts(builder, split, share=share)
-  what = f"share {share.index + 1} of {share.count} of {builder.info.full_name}'s {split}"
-  logging.info("training input: %s: %d examples, the only ones this pipeline decodes", what, int(counts.sum()))
+  what = f"share {share.index + 1} of {share.count} of {builder.info.full_name}'s {split_label(split)}"
+  logging.info("training input: %s: %d examples, %s", what, int(counts.sum()),
+               "chosen by patient from the records this pipeline reads and decodes" if isinstance(split, Selection)
+               else "the only ones this pipeline reads and decodes")
   examples = _maybe_cache(examples, cache, what, int(counts.sum()), image_size)
   batches = endless(examples, counts, oversample, seed).batch(batch_size, drop_remainder=True)
   batches = augmented(batches, augmentation, seed)
@@ -444,5 +446,10 @@ def validation_batches(builder: tfds.core.DatasetBuilder, *, image_size: int, gl
                        cache: bool, split="validation") -> tf.data.Dataset:
   """The validation split as (uint8 images, targets), in file order, never altered."""
   batches = fit_batches(eval_batches(builder, split, image_size, global_batch_size), num_classes(builder))
-  return _maybe_cache(batches, cache, f"{builder.info.full_name}'s {split}", num_examples(builder, split),
-                      image_size)
+  return _maybe_cache(batches, cache, f"{builder.info.full_name}'s {split_label(split)}",
+                      num_examples(builder, split), image_size)
+
+
+def split_label(split) -> str:
+  """How logs name a split ("train split") or a `Selection` (its own name, e.g. "fold 2 of 5's training part")."""
+  return str(split) if isinstance(split, Selection) else f"{split} split"

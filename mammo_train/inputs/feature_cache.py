@@ -116,8 +116,8 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
     features, labels = _features(run, stream)
     np.save(os.path.join(partial, f"train_view{view}.npy"), features)
   np.save(os.path.join(partial, "train_labels.npy"), labels)  # file order: the same for every view
-  logging.info("feature cache: share %d of %d of %s: %d images", share.index + 1, share.count, train,
-               len(labels))
+  logging.info("feature cache: share %d of %d of the %s: %d images", share.index + 1, share.count,
+               data.split_label(train), len(labels))
   features, labels = _features(run, data.eval_batches(builder, validation, image_size, batch_size))
   np.save(os.path.join(partial, "validation.npy"), features)
   np.save(os.path.join(partial, "validation_labels.npy"), labels)

@@ -147,6 +147,25 @@ def compile(model: keras.Model, classes: int, learning_rate: float):  # pylint: 
                else keras.metrics.CategoricalAccuracy(name="accuracy")])
 
 
+def compute_policy(model: keras.Model) -> str:
+  """The dtype policy `model` computes in: "float32", or the mixed policy it was trained under.
+
+  A saved model keeps its layers' policies, so a model trained under
+  mixed_bfloat16 still computes in bfloat16 when loaded in a float32 process.
+  """
+  for layer in _all_layers(model):
+    if layer.dtype_policy.compute_dtype in ("bfloat16", "float16"):
+      return layer.dtype_policy.name
+  return "float32"
+
+
+def _all_layers(model: keras.Model):
+  for layer in model.layers:
+    yield layer
+    if isinstance(layer, keras.Model):
+      yield from _all_layers(layer)
+
+
 def has_backbone(model: keras.Model) -> bool:
   return any(layer.name == "backbone" for layer in model.layers)
 
