@@ -362,6 +362,8 @@ def facts_for_comparison(loaded: list, result: dict) -> list:
   boot = result["bootstrap"]
   items.append(Item("29", "12e", "statistical comparison", (
       f"paired patient bootstrap ({boot['n_resamples']} resamples, seed {boot['seed']}) of every difference; "
-      "DeLong's test (Sun & Xu algorithm); McNemar's test on the decisions"
+      + ("DeLong's test (Sun & Xu algorithm)" if not result.get("not_computed")
+         else "DeLong's test not computed (binary ROC curves only)")
+      + "; McNemar's test on the decisions"
       + ("; Holm adjustment across pairs" if result.get("multiple_comparisons") else "") + ".")))
   return items + author_items()
