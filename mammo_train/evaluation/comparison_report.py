@@ -172,7 +172,8 @@ def markdown(result: dict, figures: dict, loaded: list) -> str:
   lines += ["", f"Same examples for every model: {counts['images']} images, {breasts}{counts['patients']} "
             f"patients; classes {scored.kind(dataset['class_names'])}. 95% intervals: {boot['method']} bootstrap "
             f"over {boot['unit']}s, {boot['n_resamples']} resamples, seed {boot['seed']}. A difference is "
-            f"resolved when the paired interval of its {result['deciding_metric']} difference excludes 0, at "
+            f"resolved when the paired interval of its {report.metric_label(result['deciding_metric'])} difference "
+            f"excludes 0, at "
             f"{result['deciding_level']} level.", ""]
   if result["multiple_comparisons"]:
     lines += [f"Multiple comparisons: {result['multiple_comparisons']}. With several pairs, some p-value is "
