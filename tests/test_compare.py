@@ -177,8 +177,14 @@ def test_three_class_cv_folders_are_compared_at_argmax_and_fold_by_fold_checked(
   a = _write_evaluation(tmp_path / "a" / "cv", rows, scores, class_names=DENSITY, split="cv", folds=folds).parent
   b = _write_evaluation(tmp_path / "b" / "cv", rows, _noisier(scores, rng, 0.5), class_names=DENSITY, split="cv",
                         folds=folds).parent
+  (a / "cv" / "checklist.json").write_text(json.dumps({"leakage": {"passed": True}, "items": [
+      {"claim_2024": ["22"], "tripod_ai": ["12c"], "topic": "model", "text": f"cnn at 128x128 (run {a}/fold_0)."},
+      {"claim_2024": ["7"], "tripod_ai": ["5a"], "topic": "data source", "text": "not a run item"}]}))
   result = comparison_report.compare_folders([a, b], tmp_path / "out", n_bootstrap=50)
   assert result["dataset"]["cross_validated"] and result["models"][str(a)]["decisions"].startswith("the most")
+  text = (tmp_path / "out" / "report.md").read_text()  # a cv folder's runs are its folds: its checklist names them
+  assert f"| model of {a} | cnn at 128x128 (run {a}/fold_0). |" in text and "not a run item" not in text
+  assert f"model and training of {b} | the model was not trained by a run" in text
   shifted = _write_evaluation(tmp_path / "c" / "cv", rows, scores, class_names=DENSITY, split="cv",
                               folds=[(fold + 1) % 5 for fold in folds]).parent
   with pytest.raises(scored.NotComparableError, match="different folds"):

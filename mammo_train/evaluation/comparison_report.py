@@ -126,7 +126,7 @@ def sentence(pair: dict, level: str, binary: bool, multiple: bool) -> str:
     better = pair["a"] if difference > 0 else pair["b"]
     ranks = f"malignant above benign {level}s" if binary else "each class above the others"
     return said + f"resolved: {better} ranks {ranks} better on this data."
-  return said + "not resolved: this test set cannot tell the two apart (the interval includes 0)."
+  return said + "not resolved: these examples cannot tell the two apart (the interval includes 0)."
 
 
 def _roc_overlay(level: str, units: dict, class_names) -> Figure:
