@@ -5,13 +5,12 @@
 
 Each argument is a training run (its eval/), an evaluation folder
 (`mammo_train.evaluate`'s workdir) or a cross-validation folder (its cv/).
-They must have scored the same examples (same dataset name and version,
-same split or folds, same images); otherwise one line names the difference
+Binary and multi-class evaluations alike (not mixed). They must have
+scored the same examples (same dataset name and version, same split or
+folds, same classes, same images); otherwise one line names the difference
 and the exit status is 2. Writes OUT/report.md, OUT/compare.json and
 OUT/roc_<level>.png (`mammo_train.evaluation.comparison_report`).
 """
-import pathlib
-
 from absl import flags
 
 from mammo_train import cli, config
@@ -26,7 +25,7 @@ def main(argv):
     raise config.ConfigError(str(error)) from None
   for pair in result["pairs"]:
     print(pair["sentence"])
-  print(f"report: {pathlib.Path(cfg.workdir) / 'report.md'}")
+  print(f"report: {comparison_report.report_path(cfg.workdir)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""python -m mammo_train.compare: recovers a known difference, finds none between equals, refuses mismatches."""
+"""python -m mammo_train.compare: recovers a known difference, finds none between equals, refuses mismatches;
+binary (CMMD-like: two views per breast) and multi-class (MIAS density-like: one film per breast) alike."""
 import csv
 import json
 import os
@@ -10,6 +11,7 @@ import sys
 from absl import flags
 import numpy as np
 import pytest
+from sklearn import metrics as skm
 
 from mammo_train import cli, compare, config
 from mammo_train.evaluation import comparison_report, evaluator, scored
@@ -17,6 +19,8 @@ from mammo_train.evaluation import comparison_report, evaluator, scored
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # TensorFlow's C++ runtime logs a few lines when imported (as in test_cli); they are not the command's output.
 TF_STARTUP = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWEF]\d{4} )")
+BINARY = ("benign", "malignant")
+DENSITY = ("fatty", "fatty-glandular", "dense")  # mias/density's classes
 
 
 def _cases(n_patients, seed=0):
@@ -30,21 +34,34 @@ def _cases(n_patients, seed=0):
   return rows
 
 
-def _write_evaluation(folder, rows, scores, *, dataset="synthetic/tiny", version="1.1.0", split="test",
-                      folds=None, threshold=0.5):
-  """An evaluation folder as mammo_train.evaluate writes it (the parts compare reads)."""
+def _films(n_patients, seed=0):
+  """MIAS-like: one MLO film per breast, both breasts of a patient, a density class per patient."""
+  rng = np.random.default_rng(seed)
+  rows = []
+  for p in range(n_patients):
+    label = int(rng.integers(len(DENSITY)))
+    rows += [(f"mdb{2 * p + i:04d}.pgm", f"mias-{p:04d}", side, "MLO", label) for i, side in enumerate("RL")]
+  return rows
+
+
+def _write_evaluation(folder, rows, scores, *, class_names=BINARY, dataset="synthetic/tiny", version="1.1.0",
+                      split="test", folds=None, threshold=0.5):
+  """An evaluation folder as mammo_train.evaluate writes it (the parts compare reads): a binary task's
+  P(malignant) `score` and thresholds, or a multi-class one's p_<class> columns and no thresholds."""
   folder = pathlib.Path(folder)
   folder.mkdir(parents=True)
-  names = ["benign", "malignant"]
+  binary = len(class_names) == 2
   with open(folder / "predictions.csv", "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(["source", "patient_id", "laterality", "view", "label", "score"] + (["fold"] if folds else []))
+    writer.writerow(["source", "patient_id", "laterality", "view", "label",
+                     *(["score"] if binary else [f"p_{name}" for name in class_names])] + (["fold"] if folds else []))
     for i, (source, patient, side, view, label) in enumerate(rows):
-      writer.writerow([source, patient, side, view, names[label], scores[i]] + ([folds[i]] if folds else []))
+      writer.writerow([source, patient, side, view, class_names[label], *np.atleast_1d(scores[i])]
+                      + ([folds[i]] if folds else []))
   (folder / "metrics.json").write_text(json.dumps({
-      "dataset": {"name": dataset, "version": version, "split": split, "class_names": names},
+      "dataset": {"name": dataset, "version": version, "split": split, "class_names": list(class_names)},
       "threshold": {"values": {"image": threshold, "breast": threshold}, "how": "chosen on validation",
-                    "rule": "youden", "target_recall": None}}))
+                    "rule": "youden", "target_recall": None} if binary else None}))
   return folder
 
 
@@ -53,6 +70,20 @@ def _breast_scores(rows, rng, noise):
   labels = np.array([row[4] for row in rows])
   signal = np.repeat(labels[::2] + rng.normal(scale=0.8, size=len(rows) // 2), 2)
   return 1 / (1 + np.exp(-(signal - 0.5 + rng.normal(scale=noise, size=len(rows)))))
+
+
+def _density_scores(rows, rng, noise):
+  """Class probabilities: a softmax of a patient-level signal towards the true class, plus per-film `noise`."""
+  labels = np.array([row[4] for row in rows])
+  logits = 1.5 * np.eye(len(DENSITY))[labels] + np.repeat(rng.normal(size=(len(rows) // 2, len(DENSITY))), 2, axis=0)
+  logits += rng.normal(scale=noise, size=logits.shape)
+  return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+def _noisier(probabilities, rng, noise):
+  """The same model with noise added to its log-probabilities, renormalised."""
+  logits = np.log(probabilities) + rng.normal(scale=noise, size=probabilities.shape)
+  return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
 
 
 def test_noise_makes_a_model_worse_and_the_difference_is_resolved(tmp_path):
@@ -86,6 +117,92 @@ def test_identical_models_differ_by_nothing(tmp_path):
     assert level["auc_difference"]["difference"] == 0 and not level["auc_difference"]["resolved"]
     assert level["mcnemar"]["p"] == 1.0 and "p_holm" in level["delong"]
     assert "not resolved" in pair["sentence"]
+
+
+@pytest.mark.parametrize("order", ["noisy first", "good first"])
+def test_noise_makes_a_three_class_model_worse_and_the_macro_auc_difference_is_resolved(tmp_path, order):
+  rows = _films(250)
+  rng = np.random.default_rng(4)
+  good = _density_scores(rows, rng, 0.3)
+  noisy = _noisier(good, rng, 1.5)
+  a = _write_evaluation(tmp_path / "good", rows, good, class_names=DENSITY, dataset="mias/density")
+  b = _write_evaluation(tmp_path / "noisy", rows, noisy, class_names=DENSITY, dataset="mias/density")
+  folders = [b, a] if order == "noisy first" else [a, b]
+  result = comparison_report.compare_folders(folders, tmp_path / "out", n_bootstrap=200)
+  pair = result["pairs"][0]
+  assert list(pair["levels"]) == ["image"] and result["deciding_level"] == "image"  # one film per breast
+  image = pair["levels"]["image"]
+  auc = image["auc_difference"]
+  labels = np.array([row[4] for row in rows])
+  macro = {folder: skm.roc_auc_score(labels, scores, multi_class="ovr") for folder, scores in ((a, good), (b, noisy))}
+  sign = 1 if order == "good first" else -1  # A minus B: the good model's advantage, signed by the order
+  assert auc["difference"] == pytest.approx(sign * (macro[a] - macro[b])) and sign * auc["difference"] > 0.05
+  assert auc["resolved"] and (auc["ci"][0] > 0 if sign > 0 else auc["ci"][1] < 0)
+  assert len(auc["per_class"]) == 3
+  assert f"resolved: {a} ranks each class above the others better" in pair["sentence"]
+  assert "delong" not in image and image["mcnemar"]["only_a_right"] + image["mcnemar"]["only_b_right"] > 0
+  good_row = result["models"][str(a)]["levels"]["image"]
+  assert good_row["macro_roc_auc"] == pytest.approx(macro[a])
+  assert good_row["accuracy"] == pytest.approx(np.mean(np.argmax(good, axis=1) == labels))
+  assert good_row["ci"]["accuracy"][0] < good_row["accuracy"] < good_row["ci"]["accuracy"][1]
+  assert set(good_row["one_vs_rest_roc_auc"]) == set(DENSITY)
+  assert good_row["one_vs_rest_roc_auc"]["dense"]["value"] == pytest.approx(skm.roc_auc_score(labels == 2, good[:, 2]))
+  assert "DeLong" in result["not_computed"]
+  text = (tmp_path / "out" / "report.md").read_text()
+  assert "Not computed: DeLong's test" in text and "AUC fatty-glandular vs rest" in text
+  assert "DeLong's test not computed" in text  # the checklist says so too
+  assert (tmp_path / "out" / "roc_image.png").is_file() and not (tmp_path / "out" / "roc_breast.png").exists()
+
+
+def test_identical_three_class_models_differ_by_nothing(tmp_path):
+  rows = _films(60)
+  scores = _density_scores(rows, np.random.default_rng(5), 0.5)
+  folders = [_write_evaluation(tmp_path / name, rows, scores, class_names=DENSITY) for name in ("a", "b", "c")]
+  result = comparison_report.compare_folders(folders, tmp_path / "out", n_bootstrap=100)
+  assert len(result["pairs"]) == 3 and result["multiple_comparisons"]
+  for pair in result["pairs"]:
+    image = pair["levels"]["image"]
+    assert image["auc_difference"]["difference"] == 0 and image["auc_difference"]["ci"] == [0, 0]
+    assert not image["auc_difference"]["resolved"]
+    assert image["mcnemar"]["p"] == 1.0 and image["mcnemar"]["p_holm"] == 1.0
+    assert "not resolved" in pair["sentence"] and "Holm-adjusted McNemar p 1" in pair["sentence"]
+
+
+def test_three_class_cv_folders_are_compared_at_argmax_and_fold_by_fold_checked(tmp_path):
+  """cv folders of a multi-class task: predictions.csv with p_<class> columns and `fold`, no thresholds."""
+  rows = _films(40)
+  rng = np.random.default_rng(6)
+  scores = _density_scores(rows, rng, 0.5)
+  folds = [int(row[1][-4:]) % 5 for row in rows]  # a patient's films in one fold
+  a = _write_evaluation(tmp_path / "a" / "cv", rows, scores, class_names=DENSITY, split="cv", folds=folds).parent
+  b = _write_evaluation(tmp_path / "b" / "cv", rows, _noisier(scores, rng, 0.5), class_names=DENSITY, split="cv",
+                        folds=folds).parent
+  (a / "cv" / "checklist.json").write_text(json.dumps({"leakage": {"passed": True}, "items": [
+      {"claim_2024": ["22"], "tripod_ai": ["12c"], "topic": "model", "text": f"cnn at 128x128 (run {a}/fold_0)."},
+      {"claim_2024": ["7"], "tripod_ai": ["5a"], "topic": "data source", "text": "not a run item"}]}))
+  result = comparison_report.compare_folders([a, b], tmp_path / "out", n_bootstrap=50)
+  assert result["dataset"]["cross_validated"] and result["models"][str(a)]["decisions"].startswith("the most")
+  text = (tmp_path / "out" / "report.md").read_text()  # a cv folder's runs are its folds: its checklist names them
+  assert f"| model of {a} | cnn at 128x128 (run {a}/fold_0). |" in text and "not a run item" not in text
+  assert f"model and training of {b} | the model was not trained by a run" in text
+  shifted = _write_evaluation(tmp_path / "c" / "cv", rows, scores, class_names=DENSITY, split="cv",
+                              folds=[(fold + 1) % 5 for fold in folds]).parent
+  with pytest.raises(scored.NotComparableError, match="different folds"):
+    comparison_report.compare_folders([a, shifted], tmp_path / "refused", n_bootstrap=10)
+
+
+@pytest.mark.parametrize("classes, message", [
+    (DENSITY, "a binary and a multi-class task (3-class (fatty / fatty-glandular / dense) vs binary"),
+    (("benign", "cancer"), "different classes (binary (benign / cancer) vs binary (benign / malignant))"),
+])
+def test_a_different_task_is_refused(tmp_path, classes, message):
+  rows = _cases(10)
+  a = _write_evaluation(tmp_path / "a", rows, np.linspace(0.01, 0.99, len(rows)))
+  other = np.full((len(rows), len(classes)), 1 / len(classes)) if len(classes) > 2 else np.linspace(0, 1, len(rows))
+  b = _write_evaluation(tmp_path / "b", rows, other, class_names=classes)
+  with pytest.raises(scored.NotComparableError, match=re.escape(message)):
+    comparison_report.compare_folders([a, b], tmp_path / "out", n_bootstrap=10)
+  assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("change, message", [
@@ -125,6 +242,7 @@ def test_different_folds_are_refused(tmp_path):
 
 @pytest.mark.parametrize("case, said", [
     ("other version", "different version (9.9.9 vs 1.1.0)"),
+    ("multi-class", "a binary and a multi-class task"),
     ("one folder", "give two or more"),
     ("not an evaluation", "not a training run, evaluation or cv folder"),
     ("no workdir", "--workdir is required"),
@@ -135,7 +253,8 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch, case, s
   scores = np.linspace(0.01, 0.99, len(rows))
   a = _write_evaluation(tmp_path / "a", rows, scores)
   b = _write_evaluation(tmp_path / "b", rows, scores, version="9.9.9")
-  argv = {"other version": [str(a), str(b)], "one folder": [str(a)], "not an evaluation": [str(a), str(tmp_path)],
+  c = _write_evaluation(tmp_path / "c", rows, np.full((len(rows), 3), 1 / 3), class_names=DENSITY)
+  argv = {"other version": [str(a), str(b)], "multi-class": [str(a), str(c)], "one folder": [str(a)], "not an evaluation": [str(a), str(tmp_path)],
           "no workdir": [str(a), str(a)], "bad bootstrap": ["--n_bootstrap=0", str(a), str(a)]}[case]
   if case != "no workdir":
     argv = [f"--workdir={tmp_path / 'out'}"] + argv
@@ -148,6 +267,24 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch, case, s
   lines = capsys.readouterr().err.splitlines()
   assert exit_.value.code == 2
   assert len(lines) == 1 and lines[0].startswith("mammo_train.compare: error: ") and said in lines[0], lines
+
+
+def test_the_command_prints_the_report_it_wrote(tmp_path, capsys, monkeypatch):
+  """The printed path is the real OUT/report.md, relative as --workdir was given, not a bare 'report.md'."""
+  rows = _films(10)
+  scores = _density_scores(rows, np.random.default_rng(7), 0.5)
+  for name in ("a", "b"):
+    _write_evaluation(tmp_path / name, rows, scores, class_names=DENSITY)
+  monkeypatch.chdir(tmp_path)
+  values = flags.FlagValues()
+  config.define_compare_flags(values)
+  monkeypatch.setattr(flags, "FLAGS", values)
+  cli.invoke("mammo_train.compare", compare.main, cli.parse(
+      "mammo_train.compare", values, ["mammo_train.compare", "--workdir=out/ab", "--n_bootstrap=10", "a", "b"],
+      takes_paths=True))
+  printed = capsys.readouterr().out.splitlines()
+  assert printed[-1] == "report: out/ab/report.md" and (tmp_path / "out" / "ab" / "report.md").is_file()
+  assert len(printed) == 2 and printed[0].startswith("a minus b: macro one-vs-rest ROC-AUC difference +0.000")
 
 
 def test_the_command_line_prints_one_line_and_no_traceback(tmp_path):
@@ -183,7 +320,7 @@ def test_compares_real_evaluations_with_their_checklists(tiny_builder, tmp_path)
   assert "leakage check of" in (tmp_path / "out" / "report.md").read_text()
 
 
-@pytest.mark.parametrize("damage", ["no_patient_column", "metrics_without_dataset", "multi_class"])
+@pytest.mark.parametrize("damage", ["no_patient_column", "metrics_without_dataset", "multi_class_without_p_columns"])
 def test_damaged_folders_are_named_not_tracebacks(tmp_path, damage):
   rows = _cases(5)
   scores = np.linspace(0.01, 0.99, len(rows))

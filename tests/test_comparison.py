@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 from scipy import stats
+from sklearn import metrics as skm
 
 from mammo_train.evaluation import comparison, metrics
 
@@ -107,3 +108,49 @@ def test_sensitivity_at_specificity_matches_scikit_learn_under_weights():
   for row, target in enumerate(targets):
     fpr, tpr, _ = skm.roc_curve(labels, scores, sample_weight=weights[row], drop_intermediate=False)
     assert found[row] == pytest.approx(tpr[(1 - fpr) >= target - 1e-12].max())
+
+
+def _three_classes(n_patients, seed):
+  """Two films per patient (MIAS-like), one class per patient; a model and a noisier copy of it."""
+  rng = np.random.default_rng(seed)
+  labels = np.repeat(rng.integers(0, 3, n_patients), 2)
+  groups = np.repeat([f"p{i}" for i in range(n_patients)], 2)
+  logits = 1.5 * np.eye(3)[labels] + rng.normal(size=(len(labels), 3))
+  noisy = logits + rng.normal(scale=1.5, size=logits.shape)
+  return labels, groups, _softmax(logits), _softmax(noisy)
+
+
+def _softmax(logits):
+  return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+def test_multi_class_auc_difference_is_scikit_learns_macro_one_vs_rest():
+  labels, groups, good, noisy = _three_classes(150, 0)
+  result = comparison.auc_difference(labels, groups, good, noisy, 200, 0)
+  macro = [skm.roc_auc_score(labels, scores, multi_class="ovr", average="macro") for scores in (good, noisy)]
+  assert result["difference"] == pytest.approx(macro[0] - macro[1]) and result["resolved"] and result["ci"][0] > 0
+  for i, entry in enumerate(result["per_class"]):
+    assert entry["difference"] == pytest.approx(skm.roc_auc_score(labels == i, good[:, i])
+                                                - skm.roc_auc_score(labels == i, noisy[:, i]))
+  assert result["difference"] == pytest.approx(np.mean([entry["difference"] for entry in result["per_class"]]))
+  each = comparison.one_vs_rest_aucs(labels, groups, good, 200, 0)
+  assert [entry["value"] for entry in each] == pytest.approx(
+      skm.roc_auc_score(labels, good, multi_class="ovr", average=None))
+  same = comparison.auc_difference(labels, groups, good, good, 200, 0)
+  assert same["difference"] == 0 and same["ci"] == [0, 0] and not same["resolved"]
+
+
+def test_the_paired_bootstrap_resamples_patients_and_their_images_move_together():
+  """Each film copied four times under its patient: resampling patients draws the same patients with the same
+  weights, so the interval is exactly the original's; resampling images (each copy its own unit) would
+  narrow it, as four times the data would."""
+  labels, groups, good, noisy = _three_classes(60, 1)
+  original = comparison.auc_difference(labels, groups, good, noisy, 300, 0)
+  copies = [np.repeat(values, 4, axis=0) for values in (labels, groups, good, noisy)]
+  copied = comparison.auc_difference(*copies, 300, 0)
+  assert copied["difference"] == pytest.approx(original["difference"])
+  assert copied["ci"] == pytest.approx(original["ci"])
+  for before, after in zip(original["per_class"], copied["per_class"]):
+    assert after["ci"] == pytest.approx(before["ci"])
+  as_images = comparison.auc_difference(copies[0], np.arange(len(copies[0])).astype(str), *copies[2:], 300, 0)
+  assert np.diff(as_images["ci"])[0] < 0.7 * np.diff(original["ci"])[0]

@@ -250,11 +250,16 @@ def assess(target: Predictions, class_names, operating: OperatingPoint | None, *
   return result, curves
 
 
+def verdict_level(levels) -> str:
+  """The level a verdict is said at: breast where there is one (binary tasks), else image (the only one)."""
+  return "breast" if "breast" in levels else "image"
+
+
 def verdict(result: dict, class_names) -> dict:
   """What the report says first: does the model beat the metadata-only baseline, overall and in each
   stratum, and which subgroup is weakest; at breast level for binary tasks (the level CMMD's labels are
   defined at; a MIAS breast is one film), image level otherwise."""
-  level = "breast" if "breast" in result["levels"] else "image"
+  level = verdict_level(result["levels"])
   metric = subgroups.ranking_metric(class_names)
   tables = result["subgroups"]["levels"]
   # The weakest subgroup at that level, or, where none there has enough patients, at the next level that has.

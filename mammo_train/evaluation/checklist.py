@@ -179,6 +179,9 @@ def _run_folder(candidates) -> pathlib.Path | None:
   return next((pathlib.Path(c) for c in candidates if c and (pathlib.Path(c) / "run.json").is_file()), None)
 
 
+RUN_TOPICS = ("model", "initialisation", "training details", "selection of the final model")  # run_items' topics
+
+
 def run_items(run_folder) -> list:
   """The model and its training, from a training run's run.json and flags.txt (None: not from a run here)."""
   if run_folder is None:
@@ -346,22 +349,31 @@ def record(builder, result: dict, workdir, model_path, levels, n_resamples: int,
 
 def facts_for_comparison(loaded: list, result: dict) -> list:
   """The checklist of a comparison: the data, each model's run, the shared protocol, each model's leakage
-  check as its evaluation recorded it."""
+  check as its evaluation recorded it.
+
+  A model's run is read from the run folder beside its evaluation; a cv folder has none there (its runs are
+  the folds), so its own checklist's run items are taken, as its pooled evaluation filled them.
+  """
   dataset = result["dataset"]
   items = [Item("7", "5a", "data source", f"{dataset['name']} version {dataset['version']}, split "
                 f"'{dataset['split']}', the same examples for every model (checked).")]
   for model in loaded:
-    stored = model.folder / CHECKLIST
-    leak = json.loads(stored.read_text()).get("leakage") if stored.is_file() else None
+    path = model.folder / CHECKLIST
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    leak = stored.get("leakage")
     said = ("no checklist.json in its evaluation: not checked" if leak is None
             else "passed" if leak["passed"] else "**FAILED**")
     items.append(Item("20", "12a", f"leakage check of {model.name}", f"{said}."))
-    for item in run_items(_run_folder([model.folder.parent, model.folder])):
+    run = _run_folder([model.folder.parent, model.folder])
+    recorded = [Item(**item) for item in stored.get("items", ()) if item["topic"] in RUN_TOPICS]
+    for item in run_items(run) if run or not recorded else recorded:
       items.append(dataclasses.replace(item, topic=f"{item.topic} of {model.name}"))
   items.append(software_item())
   boot = result["bootstrap"]
   items.append(Item("29", "12e", "statistical comparison", (
       f"paired patient bootstrap ({boot['n_resamples']} resamples, seed {boot['seed']}) of every difference; "
-      "DeLong's test (Sun & Xu algorithm); McNemar's test on the decisions"
+      + ("DeLong's test (Sun & Xu algorithm)" if not result.get("not_computed")
+         else "DeLong's test not computed (binary ROC curves only)")
+      + "; McNemar's test on the decisions"
       + ("; Holm adjustment across pairs" if result.get("multiple_comparisons") else "") + ".")))
   return items + author_items()

@@ -4,19 +4,25 @@ Two models scored on one test split share its examples, so their errors are
 correlated; comparing their two intervals side by side wastes that (and
 usually says "overlap, can't tell"). Every statistic here is paired:
 
-- DeLong's test for two correlated ROC curves (DeLong, DeLong & Clarke-Pearson
-  1988), computed with Sun & Xu's (2014) midrank algorithm in O(N log N). It
-  treats the units as independent: exact at patient level, optimistic at
-  image and breast level where one patient gives several units.
 - The AUC difference with a paired patient bootstrap: both models scored on
   the same resamples of PATIENTS (`metrics.patient_resamples`), so the
-  interval respects the clustering DeLong ignores. This interval decides
-  whether a difference is resolved.
-- Sensitivity of one model at the other's specificity (on the scored data):
-  compares the curves where the other model operates, with a paired interval.
-- McNemar's test on the decisions at each model's own operating point:
+  interval respects the clustering of a patient's images. This interval
+  decides whether a difference is resolved. Binary tasks: the ROC-AUC of
+  P(malignant); multi-class tasks: the macro one-vs-rest ROC-AUC (the mean of
+  each class's AUC against all others, the evaluation's `macro_roc_auc`),
+  and each class's one-vs-rest difference beside it.
+- McNemar's test on which units each model decides right (its own operating
+  point, or argmax for multi-class; valid for any number of classes):
   exact binomial when there are fewer than MCNEMAR_EXACT_BELOW discordant
   units, the continuity-corrected chi-square otherwise.
+- Binary tasks only, since both need one ROC curve per model: DeLong's test
+  for two correlated ROC curves (DeLong, DeLong & Clarke-Pearson 1988),
+  computed with Sun & Xu's (2014) midrank algorithm in O(N log N), which
+  treats the units as independent (exact at patient level, optimistic at
+  image and breast level where one patient gives several units); and the
+  sensitivity of one model at the other's specificity (on the scored data),
+  with a paired interval. Neither has a standard multi-class form: they are
+  not computed there (BINARY_ONLY says so in the results).
 - With more than two models, Holm's step-down adjustment of each family of
   p-values (one family per test and level).
 """
@@ -28,6 +34,10 @@ from scipy import stats
 from mammo_train.evaluation import metrics
 
 MCNEMAR_EXACT_BELOW = 25  # discordant pairs; below this the chi-square approximation is poor
+P_VALUE_TESTS = ("delong", "mcnemar")  # each a family for Holm's adjustment
+BINARY_ONLY = ("DeLong's test and the sensitivity at the other's specificity compare two binary ROC curves; "
+               "with more than two classes they are not computed, and the paired patient bootstrap of the macro "
+               "one-vs-rest AUC difference decides")
 
 
 def delong(labels, scores_a, scores_b) -> dict:
@@ -92,7 +102,7 @@ def sensitivity_at_other_specificity(labels, groups, model, other, n_resamples: 
   `other`'s specificity is that of its decisions on these units (in each
   resample, on the resample); `model` takes its best threshold reaching it.
   """
-  weights = np.vstack([np.ones(len(labels)), metrics.patient_resamples(groups, n_resamples, seed)])
+  weights = _point_and_resamples(groups, n_resamples, seed)
   specificity = _rate(labels, other[1], weights, 0)
   sensitivity = _sensitivity_at(labels, model[0], specificity, weights)
   difference = sensitivity - _rate(labels, other[1], weights, 1)
@@ -100,17 +110,46 @@ def sensitivity_at_other_specificity(labels, groups, model, other, n_resamples: 
           "difference": float(difference[0]), "ci": metrics.percentile_interval(difference[1:], confidence)}
 
 
+def _point_and_resamples(groups, n_resamples: int, seed: int) -> np.ndarray:
+  """[1 + n_resamples, N] unit weights: the data as it is (all ones), then `metrics.patient_resamples`."""
+  return np.vstack([np.ones(len(groups)), metrics.patient_resamples(groups, n_resamples, seed)])
+
+
+def _estimate(samples, confidence: float) -> dict:
+  """A statistic under `_point_and_resamples` [1 + B]: its value and percentile interval."""
+  return {"value": float(samples[0]), "ci": metrics.percentile_interval(samples[1:], confidence)}
+
+
+def _difference(samples_a, samples_b, confidence: float) -> dict:
+  """a - b under the same `_point_and_resamples` rows; resolved when the paired interval excludes 0."""
+  estimate = _estimate(np.asarray(samples_a) - np.asarray(samples_b), confidence)
+  interval = estimate["ci"]
+  return {"difference": estimate["value"], "ci": interval, "resolved": bool(interval[0] > 0 or interval[1] < 0)}
+
+
+def one_vs_rest_aucs(labels, groups, scores, n_resamples: int = 1000, seed: int = 0,
+                     confidence: float = 0.95) -> list:
+  """Each class's one-vs-rest ROC-AUC ([N, K] scores), in class order, with its patient-bootstrap interval."""
+  weights = _point_and_resamples(groups, n_resamples, seed)
+  return [_estimate(samples, confidence) for samples in metrics.one_vs_rest_roc_aucs(labels, scores, weights)]
+
+
 def auc_difference(labels, groups, scores_a, scores_b, n_resamples: int = 1000, seed: int = 0,
                    confidence: float = 0.95) -> dict:
-  """AUC(a) - AUC(b) with a paired patient-bootstrap interval; resolved when the interval excludes 0."""
-  weights = metrics.patient_resamples(groups, n_resamples, seed)
-  samples = (metrics.weighted_roc_auc(labels, scores_a, weights)
-             - metrics.weighted_roc_auc(labels, scores_b, weights))
-  point = (metrics.weighted_roc_auc(labels, scores_a, np.ones(len(labels)))
-           - metrics.weighted_roc_auc(labels, scores_b, np.ones(len(labels))))[0]
-  interval = metrics.percentile_interval(samples, confidence)
-  return {"difference": float(point), "ci": interval,
-          "resolved": bool(interval[0] > 0 or interval[1] < 0)}
+  """AUC(a) - AUC(b) with a paired patient-bootstrap interval; resolved when the interval excludes 0.
+
+  Binary scores [N]: the ROC-AUC. Class probabilities [N, K]: the macro
+  one-vs-rest ROC-AUC, plus "per_class", each class's one-vs-rest difference
+  (class order), from the same resamples.
+  """
+  weights = _point_and_resamples(groups, n_resamples, seed)
+  if np.ndim(scores_a) == 1:
+    return _difference(metrics.weighted_roc_auc(labels, scores_a, weights),
+                       metrics.weighted_roc_auc(labels, scores_b, weights), confidence)
+  per_class_a = metrics.one_vs_rest_roc_aucs(labels, scores_a, weights)
+  per_class_b = metrics.one_vs_rest_roc_aucs(labels, scores_b, weights)
+  return {**_difference(per_class_a.mean(axis=0), per_class_b.mean(axis=0), confidence),
+          "per_class": [_difference(a, b, confidence) for a, b in zip(per_class_a, per_class_b)]}
 
 
 def mcnemar(labels, decisions_a, decisions_b) -> dict:
@@ -144,19 +183,20 @@ def holm(p_values) -> list:
 
 
 def compare_pair(level, model_a, model_b, n_resamples: int = 1000, seed: int = 0) -> dict:
-  """Every paired statistic of two models on one level's units.
+  """Every paired statistic of two models on one level's units (the binary-only ones for binary scores).
 
   `level` is (labels, groups); each model is (scores, one-hot decisions) on
-  those units in the same order.
+  those units in the same order; scores are [N] (binary) or [N, K].
   """
   labels, groups = level
-  return {
-      "delong": delong(labels, model_a[0], model_b[0]),
-      "auc_difference": auc_difference(labels, groups, model_a[0], model_b[0], n_resamples, seed),
-      "a_at_b_specificity": sensitivity_at_other_specificity(labels, groups, model_a, model_b, n_resamples, seed),
-      "b_at_a_specificity": sensitivity_at_other_specificity(labels, groups, model_b, model_a, n_resamples, seed),
-      "mcnemar": mcnemar(labels, model_a[1], model_b[1]),
-  }
+  result = {"auc_difference": auc_difference(labels, groups, model_a[0], model_b[0], n_resamples, seed),
+            "mcnemar": mcnemar(labels, model_a[1], model_b[1])}
+  if np.ndim(model_a[0]) == 1:
+    result.update(
+        delong=delong(labels, model_a[0], model_b[0]),
+        a_at_b_specificity=sensitivity_at_other_specificity(labels, groups, model_a, model_b, n_resamples, seed),
+        b_at_a_specificity=sensitivity_at_other_specificity(labels, groups, model_b, model_a, n_resamples, seed))
+  return result
 
 
 def compare_all(levels: dict, models: dict, n_resamples: int = 1000, seed: int = 0) -> list:
@@ -173,8 +213,8 @@ def compare_all(levels: dict, models: dict, n_resamples: int = 1000, seed: int =
       name: compare_pair(level, models[a][name], models[b][name], n_resamples, seed)
       for name, level in levels.items()}} for a, b in itertools.combinations(models, 2)]
   for name in levels:
-    for test in ("delong", "mcnemar"):
-      entries = [pair["levels"][name][test] for pair in pairs]
+    for test in P_VALUE_TESTS:
+      entries = [pair["levels"][name][test] for pair in pairs if test in pair["levels"][name]]
       adjusted = holm([entry["p"] for entry in entries]) if len(models) > 2 else [e["p"] for e in entries]
       for entry, value in zip(entries, adjusted):
         entry["p_holm"] = value

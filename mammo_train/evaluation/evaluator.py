@@ -20,7 +20,7 @@ from absl import logging
 
 from mammo_train import config, run_folder
 from mammo_train.evaluation import (assessment, baselines, calibration, checklist, explain, report, saliency_pictures,
-                                    subgroups)
+                                    scored, subgroups)
 from mammo_train.inputs import data
 from mammo_train.models import classifiers
 
@@ -159,11 +159,10 @@ def write_predictions(workdir, builder, split, target: assessment.Predictions, c
   the rows `mammo_train.predict` writes for the same files, so the two can be compared."""
   metadata = data.split_metadata(builder, split, ("source",))
   scores = np.asarray(target.scores, dtype=float)
-  score_columns = ["score"] if scores.ndim == 1 else [f"p_{name}" for name in class_names]
   path = pathlib.Path(workdir) / PREDICTIONS
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(["source", "patient_id", "laterality", "view", "label", *score_columns])
+    writer.writerow(["source", "patient_id", "laterality", "view", "label", *scored.score_columns(class_names)])
     for i, label in enumerate(target.labels):
       writer.writerow([metadata["source"][i], metadata["patient_id"][i], metadata["laterality"][i],
                        metadata["view"][i], class_names[int(label)], *np.atleast_1d(scores[i]).tolist()])

@@ -179,6 +179,13 @@ def weighted_roc_auc(labels, scores, weights) -> np.ndarray:
   return _ratio((pos * (neg_below + 0.5 * neg)).sum(axis=1), pos.sum(axis=1) * neg.sum(axis=1))
 
 
+def one_vs_rest_roc_aucs(labels, scores, weights) -> np.ndarray:
+  """[K, B]: each class's one-vs-rest ROC-AUC (its probability column, that class against all others) under
+  each row of `weights`; their mean over classes is the macro AUC, as scikit-learn's multi_class="ovr"."""
+  labels, scores = np.asarray(labels), np.asarray(scores)
+  return np.array([weighted_roc_auc(labels == i, scores[:, i], weights) for i in range(scores.shape[1])])
+
+
 def weighted_average_precision(labels, scores, weights) -> np.ndarray:
   """Average precision (scikit-learn's step-wise PR-AUC) of every row of `weights` at once."""
   order = np.argsort(-np.asarray(scores), kind="stable")
@@ -244,8 +251,7 @@ def resampled_metrics(labels, scores, decisions, weights, class_names) -> dict:
     result["pr_auc"] = weighted_average_precision(labels, scores, weights)
     result["pf1"] = probabilistic_f1(labels, scores, weights)
   else:
-    result["macro_roc_auc"] = np.mean(
-        [weighted_roc_auc(labels == i, scores[:, i], weights) for i in range(k)], axis=0)
+    result["macro_roc_auc"] = one_vs_rest_roc_aucs(labels, scores, weights).mean(axis=0)
   return result
 
 

@@ -174,13 +174,13 @@ def difference_text(row: dict) -> str:
   return f"{row['difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
-def _metric_label(metric: str) -> str:
+def metric_label(metric: str) -> str:
   return {"roc_auc": "ROC-AUC", "macro_roc_auc": "macro ROC-AUC"}.get(metric, metric)
 
 
 def verdict_lines(verdict: dict) -> list:
   """The report's first lines: beats the metadata-only baseline or not, overall and per stratum; weakest."""
-  level, metric = verdict["level"], _metric_label(verdict["metric"])
+  level, metric = verdict["level"], metric_label(verdict["metric"])
   lines = []
   baseline = verdict.get("baseline")
   if baseline is None and verdict.get("shortcuts"):
@@ -248,7 +248,7 @@ def _strata_section(strata: dict, baselines: dict, metric: str) -> list:
   lines = ["## The model against the metadata-only baseline, inside each stratum", "",
            f"{name}: {baselines[name]['description']}. Inside a stratum of a "
            f"shortcut, that shortcut cannot separate the classes any more; what is left is what the model "
-           f"learned elsewhere. {_metric_label(metric)}; difference = model minus baseline with a paired "
+           f"learned elsewhere. {metric_label(metric)}; difference = model minus baseline with a paired "
            "patient-bootstrap interval.", ""]
   for level_name, rows in strata["levels"].items():
     if not rows:

@@ -3,9 +3,11 @@
 Three kinds of folder hold one model's scores on a dataset:
 
 - an evaluation folder (`mammo_train.evaluate`'s workdir): predictions.csv
-  (one row per image: source, patient_id, laterality, view, label, score),
-  metrics.json (the dataset's name, version and split; the thresholds that
-  were applied, chosen on validation, and how);
+  (one row per image: source, patient_id, laterality, view, label, then
+  `score`, P(malignant), for a binary task, or one `p_<class>` column per
+  class otherwise), metrics.json (the dataset's name, version, split and
+  class names; for a binary task the thresholds that were applied, chosen on
+  validation, and how: a multi-class evaluation decides by argmax);
 - a training run: its `eval/` folder is that evaluation;
 - a cross-validation folder: `cv/` holds the same two files over the pooled
   out-of-fold predictions, predictions.csv with one more column, `fold`.
@@ -13,8 +15,9 @@ Three kinds of folder hold one model's scores on a dataset:
 An image is identified by its `source` (the file it was built from,
 relative to the dataset's manual dir), which is unique within a dataset.
 Two folders are comparable only if they scored the same examples: same
-dataset name and version, same split, the same set of sources, with the
-same labels, patients and breasts (and, for cv, each in the same fold).
+dataset name and version, same split, the same classes, the same set of
+sources, with the same labels, patients and breasts (and, for cv, each in
+the same fold).
 """
 import csv
 import dataclasses
@@ -41,10 +44,21 @@ class Scored:
   dataset: str
   version: str
   split: str
+  class_names: tuple
   sources: np.ndarray
   predictions: assessment.Predictions
-  operating: assessment.OperatingPoint
+  operating: assessment.OperatingPoint | None  # None for multi-class: argmax decisions
   folds: np.ndarray | None = None
+
+
+def score_columns(class_names) -> list:
+  """predictions.csv's score columns, as `evaluator.write_predictions` names them."""
+  return ["score"] if len(class_names) == 2 else [f"p_{name}" for name in class_names]
+
+
+def kind(class_names) -> str:
+  """"binary (benign / malignant)" or "3-class (fatty / fatty-glandular / dense)": how refusals name a task."""
+  return f"{'binary' if len(class_names) == 2 else f'{len(class_names)}-class'} ({' / '.join(class_names)})"
 
 
 def evaluation_folder(path) -> pathlib.Path:
@@ -66,7 +80,7 @@ def load(path, name: str | None = None) -> Scored:
     stored = json.loads((folder / METRICS).read_text())
     dataset = stored["dataset"]
     what = (dataset["name"], str(dataset["version"]), dataset["split"])
-    class_names = dataset.get("class_names", [])
+    class_names = tuple(dataset.get("class_names", ()))
     threshold = stored.get("threshold")
     operating = threshold and assessment.OperatingPoint(threshold["values"], threshold["how"],
                                                         threshold.get("rule"), threshold.get("target_recall"),
@@ -75,12 +89,15 @@ def load(path, name: str | None = None) -> Scored:
       rows = list(csv.DictReader(f))
   except (OSError, ValueError, KeyError, TypeError) as error:
     raise NotComparableError(f"{folder}: unreadable evaluation ({error!r})") from None
-  if len(class_names) != 2 or not operating:
-    raise NotComparableError(f"{folder}: compare handles binary tasks decided at a threshold; this evaluation "
-                             f"has classes {class_names}")
-  missing = {"source", "score"} - set(rows[0] if rows else ())
+  if len(class_names) < 2:
+    raise NotComparableError(f"{folder / METRICS}: no class names (dataset.class_names) to read labels by")
+  if len(class_names) == 2 and not operating:
+    raise NotComparableError(f"{folder / METRICS}: a binary evaluation without the thresholds it applied")
+  columns = score_columns(class_names)
+  missing = [name for name in ("source", *columns) if name not in (rows[0] if rows else ())]
   if missing:
-    raise NotComparableError(f"{folder / PREDICTIONS}: no rows, or no {' / '.join(sorted(missing))} column")
+    raise NotComparableError(f"{folder / PREDICTIONS}: no rows, or no {' / '.join(missing)} column for the "
+                             f"{kind(class_names)} task its {METRICS} names")
   rows.sort(key=lambda row: row["source"])
   sources = np.array([row["source"] for row in rows])
   repeated = sources[1:][sources[1:] == sources[:-1]]
@@ -88,7 +105,8 @@ def load(path, name: str | None = None) -> Scored:
     raise NotComparableError(f"{folder / PREDICTIONS}: source {repeated[0]} appears more than once")
   try:
     labels = np.array([class_names.index(row["label"]) for row in rows])
-    scores = np.array([float(row["score"]) for row in rows])
+    scores = np.array([[float(row[name]) for name in columns] for row in rows])
+    scores = scores[:, 0] if len(class_names) == 2 else scores
     predictions = assessment.Predictions(labels, scores, np.array([row["patient_id"] for row in rows]),
                                          np.array([row["laterality"] for row in rows]))
   except ValueError as error:
@@ -98,7 +116,7 @@ def load(path, name: str | None = None) -> Scored:
   folds = np.array([row["fold"] for row in rows]) if "fold" in rows[0] else None
   if folds is not None:  # a cv folder: each unit decided at its own fold's thresholds (`OperatingPoint.by_fold`)
     predictions.features = {"fold": folds}
-  return Scored(name or str(path), folder, *what, sources, predictions, operating, folds)
+  return Scored(name or str(path), folder, *what, class_names, sources, predictions, operating or None, folds)
 
 
 def check_same_examples(scored: list) -> None:
@@ -109,6 +127,10 @@ def check_same_examples(scored: list) -> None:
     for what in ("dataset", "version", "split"):
       if getattr(other, what) != getattr(first, what):
         raise NotComparableError(f"{where}: different {what} ({getattr(other, what)} vs {getattr(first, what)})")
+    if other.class_names != first.class_names:
+      mixed = (len(other.class_names) == 2) != (len(first.class_names) == 2)
+      raise NotComparableError(f"{where}: {'a binary and a multi-class task' if mixed else 'different classes'} "
+                               f"({kind(other.class_names)} vs {kind(first.class_names)})")
     if (first.folds is None) != (other.folds is None):
       raise NotComparableError(f"{where}: one is cross-validated, the other a single split")
     if not np.array_equal(other.sources, first.sources):
