@@ -76,8 +76,8 @@ def _definition(field: dataclasses.Field, help_text: str | None = None) -> Defin
 
 def define(cls, values: flags.FlagValues):
   """Defines the flags `cls` declares into `values`; help lists them under the config's module."""
+  where = dict(flag_values=values, module_name=cls.__module__)
   for definition in definitions(cls):
-    where = dict(flag_values=values, module_name=cls.__module__)
     if definition.enum:
       flags.DEFINE_enum(definition.name, definition.default, definition.enum, definition.help, **where)
     else:
