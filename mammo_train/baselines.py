@@ -21,7 +21,7 @@ def main(argv):
   runtime.require_splits(prepared.builder, ["train", "validation"] + ([cfg.split] if cfg.split != "all" else []),
                          "the baselines (fitted on train, thresholds chosen on validation)")
   run_folder.write_flags(cfg.workdir, config.flagfile(flags.FLAGS, config.BASELINES_FLAGS))
-  baselines.run(prepared.builder, cfg.split, cfg.workdir, cfg.names, cfg.image_size, cfg.batch_size, cfg.epochs,
+  baselines.run(prepared.builder, cfg.split, cfg.workdir, cfg.baselines, cfg.image_size, cfg.batch_size, cfg.epochs,
                 cfg.protocol)
   print((pathlib.Path(cfg.workdir) / report.REPORT).read_text())
 

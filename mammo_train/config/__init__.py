@@ -3,10 +3,12 @@
 Each command (`python -m mammo_train`, `.tune`, `.cv`, `.evaluate`, `.baselines`,
 `.predict`, `.export`, `.compare`) defines its flags with `define_<command>_flags` and
 resolves them once with `<command>_from_flags` into a frozen, validated
-dataclass; nothing below a command reads absl flags. A command's flags live
-in `config/<command>.py` (the trainer's in `train.py`); what several commands
-share is defined once, in `shared.py`. A new command adds its module here and
-its names below. A bad value or combination raises `ConfigError`, which
+dataclass; nothing below a command reads absl flags. Each flag is declared
+once, on its config field (`fields.flag`: name, type, default, help), from
+which `define_<command>_flags` defines it and `<command>_from_flags` reads it.
+A command's config lives in `config/<command>.py` (the trainer's in
+`train.py`); what several commands share is declared once, in `shared.py`. A
+new command adds its module here and its names below. A bad value or combination raises `ConfigError`, which
 `mammo_train.cli` prints as one line with exit status 2.
 """
 from mammo_train.config.baselines import BASELINES_FLAGS, Baselines, baselines_from_flags, define_baselines_flags

@@ -4,22 +4,21 @@ import os
 
 from absl import flags
 
+from mammo_train.config import fields
+from mammo_train.config.fields import flag
 from mammo_train.config.shared import check, flag_names, require_positive
 
 
-def define_compare_flags(values: flags.FlagValues = flags.FLAGS):
-  define = dict(flag_values=values)
-  flags.DEFINE_string("workdir", None, "Folder for report.md, compare.json and the overlaid ROC curves.", **define)
-  flags.DEFINE_integer("n_bootstrap", 1000, "Paired patient-bootstrap resamples of every interval.", **define)
-  flags.DEFINE_integer("seed", 0, "Bootstrap seed.", **define)
-
-
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Compare:
-  workdir: str
-  folders: tuple
-  n_bootstrap: int
-  seed: int
+  workdir: str = flag(None, "Folder for report.md, compare.json and the overlaid ROC curves.")
+  folders: tuple  # the runs, evaluation folders or cv folders after the flags
+  n_bootstrap: int = flag(1000, "Paired patient-bootstrap resamples of every interval.")
+  seed: int = flag(0, "Bootstrap seed.")
+
+
+def define_compare_flags(values: flags.FlagValues = flags.FLAGS):
+  fields.define(Compare, values)
 
 
 def compare_from_flags(values: flags.FlagValues, paths) -> Compare:
@@ -28,7 +27,7 @@ def compare_from_flags(values: flags.FlagValues, paths) -> Compare:
   for path in paths:
     check(os.path.isdir(path), f"{path}: no such folder")
   require_positive(values, "n_bootstrap")
-  return Compare(workdir=values.workdir, folders=tuple(paths), n_bootstrap=values.n_bootstrap, seed=values.seed)
+  return fields.read(Compare, values, folders=tuple(paths))
 
 
 COMPARE_FLAGS = flag_names(define_compare_flags)

@@ -4,38 +4,30 @@ import os
 
 from absl import flags
 
-from mammo_train.config.shared import Protocol, check, dataset_of, define_shared, flag_names, model_file, \
-    protocol_of, require_positive, split_of
+from mammo_train.config import fields
+from mammo_train.config.fields import flag
+from mammo_train.config.shared import Protocol, check, check_protocol, data_dir_flag, dataset_flag, dataset_of, \
+    flag_names, model_file, require_positive, split_of
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Evaluate:
+  model: str = flag(None, "Saved Keras model (.keras) to evaluate.")
+  dataset: str = dataset_flag("cmmd")
+  data_dir: str | None = data_dir_flag()
+  split: str = flag("test", "Split to score: test, validation, train, or all (cross-dataset).")
+  workdir: str = flag(None, "Report folder (default: eval-<dataset>-<split> beside the model).")
+  tb_logdir: str | None = flag(None, "Also log the plots to TensorBoard here.")
+  batch_size: int = flag(16, "Prediction batch size.")
+  # A fixed value, an operating_point.json, or None: choose on validation.
+  threshold: float | str | None = flag(None, "A fixed threshold, or an operating_point.json, instead of "
+                                       "choosing one.", kind=str)
+  baselines_dir: str | None = flag(None, "A `mammo_train.baselines` workdir to compare with too.")
+  protocol: Protocol = fields.nested(Protocol, seed="Bootstrap seed.")
 
 
 def define_evaluate_flags(values: flags.FlagValues = flags.FLAGS):
-  define_shared(values, dataset="cmmd", batch_size=16, batch_help="Prediction batch size.",
-                 seed_help="Bootstrap seed.")
-  define = dict(flag_values=values)
-  flags.DEFINE_string("model", None, "Saved Keras model (.keras) to evaluate.", **define)
-  flags.DEFINE_string("split", "test", "Split to score: test, validation, train, or all (cross-dataset).",
-                      **define)
-  flags.DEFINE_string("workdir", None, "Report folder (default: eval-<dataset>-<split> beside the model).",
-                      **define)
-  flags.DEFINE_string("tb_logdir", None, "Also log the plots to TensorBoard here.", **define)
-  flags.DEFINE_string("threshold", None, "A fixed threshold, or an operating_point.json, instead of "
-                      "choosing one.", **define)
-  flags.DEFINE_string("baselines_dir", None, "A `mammo_train.baselines` workdir to compare with too.",
-                      **define)
-
-
-@dataclasses.dataclass(frozen=True)
-class Evaluate:
-  model: str
-  dataset: str
-  data_dir: str | None
-  split: str
-  workdir: str
-  tb_logdir: str | None
-  batch_size: int
-  threshold: float | str | None  # a fixed value, an operating_point.json, or None: choose on validation
-  baselines_dir: str | None
-  protocol: Protocol
+  fields.define(Evaluate, values)
 
 
 def _threshold(value: str | None):
@@ -58,10 +50,9 @@ def evaluate_from_flags(values: flags.FlagValues = flags.FLAGS) -> Evaluate:
         f"--baselines_dir={values.baselines_dir}: no such folder")
   workdir = values.workdir or os.path.join(os.path.dirname(model),
                                            f"eval-{dataset.replace('/', '-')}-{split}")
-  return Evaluate(model=model, dataset=dataset, data_dir=values.data_dir, split=split, workdir=workdir,
-                  tb_logdir=values.tb_logdir, batch_size=values.batch_size,
-                  threshold=_threshold(values.threshold), baselines_dir=values.baselines_dir,
-                  protocol=protocol_of(values))
+  threshold = _threshold(values.threshold)
+  check_protocol(values)
+  return fields.read(Evaluate, values, workdir=workdir, threshold=threshold)
 
 
 EVALUATE_FLAGS = flag_names(define_evaluate_flags)

@@ -1,15 +1,17 @@
-"""What every command's flags share: the choices, the shared flags (defined once each), the protocol.
+"""What every command's flags share: the choices, the flags several commands take, the protocol.
 
-Flags that several commands share (dataset, data_dir, batch size, seed,
-threshold rule, target recall, bootstrap resamples) are defined here, in one
-helper each, so their names, defaults and help are the same everywhere; the
-helpers below check a value once for every command that takes it.
+Flags that several commands take with one meaning (dataset, data_dir, runtime,
+the evaluation protocol) are declared here, once each, so their names, types
+and help are the same everywhere; the helpers below check a value once for
+every command that takes it. A flag is declared on its config field
+(`fields.flag`); a command's config module lists its own.
 """
 import dataclasses
 import os
 
 from absl import flags
 
+from mammo_train.config import fields
 from mammo_train.errors import ConfigError, check  # pylint: disable=unused-import
 from mammo_train.inputs import data
 
@@ -22,43 +24,34 @@ BASELINES = ("majority", "prior_random", "pixel_logistic", "age_logistic", "meta
 EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
 
 
+def dataset_flag(default: str):
+  """--dataset (the trainer, evaluate, baselines), its default the command's."""
+  return fields.flag(default, "Prepared TFDS dataset, optionally with a config: "
+                     "cmmd, mias, mias/density, cbis_ddsm, rsna_screening, manifest, synthetic, synthetic/tiny.")
 
 
-def define_shared(values: flags.FlagValues, *, dataset: str, batch_size: int, batch_help: str, seed_help: str):
-  """The flags every command has: dataset, data dir, batch size, seed and the evaluation protocol."""
-  flags.DEFINE_string("dataset", dataset, "Prepared TFDS dataset, optionally with a config: "
-                      "cmmd, mias, mias/density, cbis_ddsm, rsna_screening, manifest, synthetic, synthetic/tiny.",
-                      flag_values=values)
-  flags.DEFINE_string("data_dir", None, "TFDS data dir holding the prepared dataset (default: TFDS's own).",
-                      flag_values=values)
-  flags.DEFINE_integer("batch_size", batch_size, batch_help, flag_values=values)
-  flags.DEFINE_integer("seed", 0, seed_help, flag_values=values)
-  define_protocol(values)
+def data_dir_flag():
+  return fields.flag(None, "TFDS data dir holding the prepared dataset (default: TFDS's own).")
 
 
-def define_runtime(values: flags.FlagValues, what: str):
+def runtime_flag(what: str):
   """--runtime (the trainer's feature cache and predict): who runs a model's forward pass."""
-  flags.DEFINE_enum("runtime", "auto", RUNTIMES, f"Who runs {what}: auto = the fastest installed (openvino, "
-                    "then onnxruntime, then keras; keras on a GPU or under mixed precision). The model is "
-                    "converted once and checked against Keras on a few images before use.", flag_values=values)
-
-
-def define_protocol(values: flags.FlagValues):
-  flags.DEFINE_enum("threshold_rule", "recall", THRESHOLD_RULES, "How the operating threshold is chosen on "
-                    "the validation split: the highest reaching --target_recall, or Youden's J.",
-                    flag_values=values)
-  flags.DEFINE_float("target_recall", 0.95, "Malignant recall the threshold must reach (rule 'recall').",
-                     flag_values=values)
-  flags.DEFINE_integer("n_bootstrap", 1000, "Patient-level bootstrap resamples of every interval.",
-                       flag_values=values)
+  return fields.flag("auto", f"Who runs {what}: auto = the fastest installed (openvino, "
+                     "then onnxruntime, then keras; keras on a GPU or under mixed precision). The model is "
+                     "converted once and checked against Keras on a few images before use.", enum=RUNTIMES)
 
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
-  """How predictions are turned into decisions and scored (one protocol for models and baselines)."""
-  threshold_rule: str = "recall"
-  target_recall: float = 0.95
-  n_bootstrap: int = 1000
+  """How predictions are turned into decisions and scored (one protocol for models and baselines).
+
+  Its seed is a flag each command declares with its own help (`fields.nested`), since what else it
+  seeds differs: the trainer's also seeds the weights, baselines' the SGD."""
+  threshold_rule: str = fields.flag("recall", "How the operating threshold is chosen on the validation "
+                                    "split: the highest reaching --target_recall, or Youden's J.",
+                                    enum=THRESHOLD_RULES)
+  target_recall: float = fields.flag(0.95, "Malignant recall the threshold must reach (rule 'recall').")
+  n_bootstrap: int = fields.flag(1000, "Patient-level bootstrap resamples of every interval.")
   seed: int = 0
 
 
@@ -75,10 +68,9 @@ def require_positive(values: flags.FlagValues, *names: str):
     check(values[name].value >= 1, f"--{name} must be at least 1, got {values[name].value}")
 
 
-def protocol_of(values: flags.FlagValues) -> Protocol:
+def check_protocol(values: flags.FlagValues):
   check(0 < values.target_recall <= 1, f"--target_recall must be in (0, 1], got {values.target_recall}")
   require_positive(values, "n_bootstrap")
-  return Protocol(values.threshold_rule, values.target_recall, values.n_bootstrap, values.seed)
 
 
 def model_file(flag: str, path: str | None) -> str:

@@ -6,6 +6,8 @@ import os
 
 from absl import flags
 
+from mammo_train.config import fields
+from mammo_train.config.fields import flag
 from mammo_train.config.shared import check, flagfile, flag_names
 from mammo_train.config.train import TRAIN_FLAGS, Train, define_train_flags, train_from_flags
 
@@ -16,42 +18,38 @@ TUNERS = ("hyperband", "bayesian", "random")
 DEFAULT_MAX_TRIALS = 10  # of random and Bayesian searches
 
 
-def define_tune_flags(values: flags.FlagValues = flags.FLAGS):
-  """The trainer's flags, plus the search's."""
-  define_train_flags(values)
-  define = dict(flag_values=values)
-  flags.DEFINE_enum("tuner", "hyperband", TUNERS, "Search algorithm: Hyperband, Bayesian optimisation "
-                    "or random search; each maximises the validation AUC.", **define)
-  flags.DEFINE_integer("max_epochs", None, "Epochs a trial trains at most (Hyperband gives most trials "
-                       "fewer). Default: --epochs.", **define)
-  flags.DEFINE_integer("max_trials", None, f"Trials to run. Default: {DEFAULT_MAX_TRIALS} for random and "
-                       "bayesian; Hyperband runs its brackets in full unless this caps it.", **define)
-  flags.DEFINE_integer("hyperband_factor", 3, "Hyperband's reduction factor: each round keeps 1 in this "
-                       "many trials and trains it this many times longer.", **define)
-  flags.DEFINE_list("search", list(HYPERPARAMETERS), "Hyperparameters searched, from "
-                    f"{','.join(HYPERPARAMETERS)}; the others take their trainer flag's value.", **define)
-  for name, default in SEARCH_RANGES.items():
-    flags.DEFINE_list(f"{name}_range", list(default), f"MIN,MAX of the {name} searched ({HYPERPARAMETERS[name]} "
-                      "scale).", **define)
-  flags.DEFINE_boolean("overwrite", False, "Delete the workdir's search and start over instead of resuming "
-                       "it.", **define)
-
-
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Search:
   """The tuner's own settings, resolved from its flags."""
-  tuner: str
-  max_epochs: int
-  max_trials: int | None  # None: Hyperband's full brackets
-  hyperband_factor: int
-  ranges: dict  # the searched hyperparameters' (MIN, MAX)
+  tuner: str = flag("hyperband", "Search algorithm: Hyperband, Bayesian optimisation or random search; each "
+                    "maximises the validation AUC.", enum=TUNERS)
+  max_epochs: int = flag(None, "Epochs a trial trains at most (Hyperband gives most trials fewer). Default: "
+                         "--epochs.")
+  # None once resolved: Hyperband's full brackets.
+  max_trials: int | None = flag(None, f"Trials to run. Default: {DEFAULT_MAX_TRIALS} for random and bayesian; "
+                                "Hyperband runs its brackets in full unless this caps it.")
+  hyperband_factor: int = flag(3, "Hyperband's reduction factor: each round keeps 1 in this many trials and "
+                               "trains it this many times longer.")
+  ranges: dict  # the searched hyperparameters' (MIN, MAX), from --search and the --<name>_range flags
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Tune:
   train: Train  # the trainer settings every trial uses; searched ones take the trial's values
   search: Search
-  overwrite: bool
+  overwrite: bool = flag(False, "Delete the workdir's search and start over instead of resuming it.")
+
+
+def define_tune_flags(values: flags.FlagValues = flags.FLAGS):
+  """The trainer's flags, plus the search's: Search's and Tune's, and which hyperparameters in what ranges."""
+  define_train_flags(values)
+  fields.define(Search, values)
+  fields.define(Tune, values)
+  flags.DEFINE_list("search", list(HYPERPARAMETERS), "Hyperparameters searched, from "
+                    f"{','.join(HYPERPARAMETERS)}; the others take their trainer flag's value.", flag_values=values)
+  for name, default in SEARCH_RANGES.items():
+    flags.DEFINE_list(f"{name}_range", list(default), f"MIN,MAX of the {name} searched ({HYPERPARAMETERS[name]} "
+                      "scale).", flag_values=values)
 
 
 def _range(values: flags.FlagValues, name: str) -> tuple:
@@ -95,9 +93,9 @@ def tune_from_flags(values: flags.FlagValues = flags.FLAGS) -> Tune:
   max_trials = values.max_trials
   if max_trials is None and values.tuner != "hyperband":
     max_trials = DEFAULT_MAX_TRIALS
-  search = Search(tuner=values.tuner, max_epochs=values.max_epochs or train.epochs, max_trials=max_trials,
-                  hyperband_factor=values.hyperband_factor, ranges=ranges)
-  return Tune(train, search, values.overwrite)
+  search = fields.read(Search, values, max_epochs=values.max_epochs or train.epochs, max_trials=max_trials,
+                       ranges=ranges)
+  return fields.read(Tune, values, train=train, search=search)
 
 
 TUNE_FLAGS = flag_names(define_tune_flags)
