@@ -4,14 +4,16 @@ A plain `tfds build` writes both beside `dataset_info.json`, with the
 thumbnails of the page in `audit/`:
 
 * `audit.csv`, one row per source file: `example` (it became an example),
-  `roi` (a CBIS-DDSM ROI file that gave an example its lesion box) or
-  `skipped` (left out, with the reason and a message), and every decision
+  `roi` (a CBIS-DDSM ROI file that gave an example its lesion box),
+  `skipped` (could not become one: the reason code and a message) or
+  `left_out` (left out by design, e.g. normal films of an abnormality task:
+  the reason and a message), and every decision
   made about it: patient, laterality, view and view modifiers, label, split,
   crop box, the chest wall's side and what decided it, and the rule that
   admitted the file as a mammogram.
 * `audit.html`, a page to check those decisions by eye: each example's
   source image with the crop box drawn on it beside the stored image, grouped
-  by split and label, every skipped file with its reason, counts at the top,
+  by split and label, every skipped and left-out file with its reason, counts at the top,
   filters by split, label, reason and view modifier. Plain HTML and a few
   lines of JavaScript; thumbnails are small JPEGs loaded lazily, so the page
   stays quick at CBIS-DDSM's ~3,100 films.
@@ -34,7 +36,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-EXAMPLE, ROI, SKIPPED = "example", "roi", "skipped"
+EXAMPLE, ROI, SKIPPED, LEFT_OUT = "example", "roi", "skipped", "left_out"
 CSV_NAME, PAGE_NAME, THUMBNAIL_DIR = "audit.csv", "audit.html", "audit"
 SOURCE_SIDE = 200  # longest side of a source thumbnail, pixels
 STORED_SIDE = 160  # side of a stored-image thumbnail
@@ -186,8 +188,16 @@ class Collector:
     self.rows.append(row)
 
   def skipped(self, path, reason: str, message: str = "", **fields):
-    """A file left out: skipped (from the skip log) or left out by design (the builder says which)."""
-    self.rows.append(Row(path=str(path), fate=SKIPPED, reason=str(reason), message=message,
+    """A file that could not become an example (from the skip log)."""
+    self._left(SKIPPED, path, reason, message, fields)
+
+  def left_out(self, path, reason: str, message: str = "", **fields):
+    """A file left out by design (e.g. a normal film of an abnormality task): counted apart from skips,
+    as the build's summary line counts it."""
+    self._left(LEFT_OUT, path, reason, message, fields)
+
+  def _left(self, fate: str, path, reason: str, message: str, fields: dict):
+    self.rows.append(Row(path=str(path), fate=fate, reason=str(reason), message=message,
                          **{name: str(value) for name, value in fields.items()}))
 
   def write(self, folder, title: str, summary: str = "") -> pathlib.Path:
@@ -207,11 +217,12 @@ class Collector:
 
 
 def counts(rows: Sequence[Row]) -> List[Tuple[str, collections.Counter]]:
-  """The page's count tables: fates, skips by reason, examples per split and label."""
+  """The page's count tables: fates, skips and left-outs by reason, examples per split and label."""
   examples = [row for row in rows if row.fate == EXAMPLE]
   return [
       ("Files", collections.Counter(row.fate for row in rows)),
       ("Skipped, by reason", collections.Counter(row.reason for row in rows if row.fate == SKIPPED)),
+      ("Left out by design, by reason", collections.Counter(row.reason for row in rows if row.fate == LEFT_OUT)),
       ("Examples, by split and label", collections.Counter(f"{row.split} / {row.label}" for row in examples)),
       ("Examples, by view modifier",
        collections.Counter(row.view_modifiers or "(none)" for row in examples)),
@@ -231,7 +242,7 @@ _FIELDS = ("path", "reason", "message", "label", "split", "patient_id", "lateral
 
 
 def cards(rows: Sequence[Row]) -> List[Tuple[str, List[Card]]]:
-  """The audit's rows as page groups: examples by split and label, then skipped files.
+  """The audit's rows as page groups: examples by split and label, then skipped, then left-out files.
 
   ROI files are listed on their example's card (field `roi_files`), not as
   cards of their own: CBIS-DDSM has about two per abnormality, and the page
@@ -257,7 +268,7 @@ def cards(rows: Sequence[Row]) -> List[Tuple[str, List[Card]]]:
     if row.fate == EXAMPLE:
       heading = (order.get(row.split, 3), f"{row.split or '(no split)'} / {row.label}")
     else:
-      heading = (4, "Skipped")
+      heading = (4, "Skipped") if row.fate == SKIPPED else (5, "Left out by design")
     groups[heading].append(Card(images, fields, attributes))
   return [(heading, groups[(rank, heading)]) for rank, heading in sorted(groups)]
 

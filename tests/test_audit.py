@@ -16,7 +16,6 @@ import pytest
 import tensorflow_datasets as tfds
 
 from mammo_tfds import audit, builder_configs
-from mammo_tfds.manifest import examples as manifest_examples
 from mammo_tfds.reasons import Reason
 from mammo_tfds.manifest import manifest_dataset_builder
 from mammo_tfds.mias import examples as mias_examples
@@ -76,13 +75,13 @@ def _read_audit(dataset_dir: pathlib.Path):
     assert image["loading"] == "lazy"
     assert (dataset_dir / image["src"]).is_file(), image["src"]
   for row in rows:
-    assert row["fate"] in (audit.EXAMPLE, audit.ROI, audit.SKIPPED), row
+    assert row["fate"] in (audit.EXAMPLE, audit.ROI, audit.SKIPPED, audit.LEFT_OUT), row
     if row["fate"] == audit.EXAMPLE:
       assert row["split"] and row["label"] and len(row["crop_box"].split()) == 4, row
       assert row["chest_wall"] in ("left", "right") and row["chest_wall_by"], row
       for name in ("source_thumbnail", "stored_thumbnail"):
         assert (dataset_dir / row[name]).stat().st_size < 20_000, row  # a few kB each
-    if row["fate"] == audit.SKIPPED:
+    if row["fate"] in (audit.SKIPPED, audit.LEFT_OUT):
       assert row["reason"], row
   for name, column in (("split", "split"), ("label", "label"), ("reason", "reason")):
     assert set(page.menus[name]) == {""} | {row[column] for row in rows if row[column]}
@@ -116,7 +115,7 @@ def test_real_mias_build_has_a_row_and_a_card_for_each_of_its_322_films(mias_bui
   rows, page = _read_audit(_dataset_dir(mias_build))
   assert sorted(row["path"] for row in rows) == [f"mdb{n:03d}.pgm" for n in range(1, 323)]
   fates = collections.Counter((row["fate"], row["reason"]) for row in rows)
-  assert fates == {(audit.EXAMPLE, ""): 115, (audit.SKIPPED, mias_examples.NORMAL_LEFT_OUT): 207}
+  assert fates == {(audit.EXAMPLE, ""): 115, (audit.LEFT_OUT, mias_examples.NORMAL_LEFT_OUT): 207}
   kept = {row["path"]: row for row in rows if row["fate"] == audit.EXAMPLE}
   assert sum(split.num_examples for split in mias_build.info.splits.values()) == len(kept)
   # The split column is the split each example was written to.
@@ -129,6 +128,9 @@ def test_real_mias_build_has_a_row_and_a_card_for_each_of_its_322_films(mias_bui
   # Normal films are left out by design: on the page and in the CSV, not in the skip count.
   assert "audit: " + str(mias_build._final_data_path / audit.PAGE_NAME) in mias_build.info.metadata["summary"]
   assert "skipped 0" in mias_build.info.metadata["summary"]
+  html_text = (_dataset_dir(mias_build) / audit.PAGE_NAME).read_text()
+  files_table = html_text[html_text.index("Files</th>"):].split("</table>", 1)[0]
+  assert "<td>left_out</td><td>207</td>" in files_table and "skipped" not in files_table  # as the summary says
   assert all(row["patient_id"] and row["split"] for row in rows)
   assert sum(len(card["images"]) == 2 for card in page.cards) == 115
 

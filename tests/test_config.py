@@ -14,7 +14,7 @@ import pytest
 
 from mammo_train import config
 from mammo_train.config import fields
-from mammo_train.inputs import data
+from mammo_train.inputs import augmentations
 
 TRAIN_ONLY = {"augment"}  # --noaugment turns the Augmentation fields' flags off
 TUNE_ONLY = {"search", "dropout_range", "l2_range", "learning_rate_range"}  # give Search.ranges
@@ -71,9 +71,9 @@ def test_the_protocol_and_augmentation_flags_fill_their_nested_configs():
   train = config.train_from_flags(values)
   assert train.protocol == config.Protocol(threshold_rule="youden", target_recall=0.95, n_bootstrap=50, seed=7)
   assert train.seed == 7  # the trainer's one --seed seeds its protocol too
-  assert train.augmentation == data.Augmentation(flip=False, rotation=3.0, zoom=0.1, shift=0.05)
+  assert train.augmentation == augmentations.Augmentation(flip=False, rotation=3.0, zoom=0.1, shift=0.05)
   values["augment"].value = False
-  assert config.train_from_flags(values).augmentation == data.Augmentation.none()
+  assert config.train_from_flags(values).augmentation == augmentations.Augmentation.none()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ import pytest
 
 from mammo_train import cli, config, cv
 from mammo_train.inputs import data, feature_cache
+from mammo_train.evaluation import baselines, subgroups
 from mammo_train.training import cross_validation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -91,6 +92,29 @@ def test_pooled_decisions_use_each_fold_s_own_thresholds(cv_run):
   assert matrix[:, 1].sum() == decided  # malignant calls at each image's own fold threshold
   report = (workdir / "cv" / "report.md").read_text()
   assert "## Folds" in report and "mean (SD)" in report
+
+
+def test_pixel_logistic_is_refitted_on_each_fold_s_training_part_and_compared_paired(cv_run, tiny_builder,
+                                                                                     monkeypatch):
+  workdir, metrics = cv_run
+  assert set(metrics["baselines"]["pixel_logistic"]["comparison"]) == {"image", "breast"}
+  assert "pixel_logistic" in (workdir / "cv" / "report.md").read_text()
+  development = cross_validation.development(False)
+  folds = cross_validation.assign(tiny_builder, development, 3, 0)
+  fitted_on = []
+  fit = baselines.fit_pixel_logistic
+  monkeypatch.setattr(baselines, "fit_pixel_logistic",
+                      lambda builder, *, train, **kwargs: fitted_on.append(train) or fit(builder, train=train, **kwargs))
+  declaration = subgroups.declared(tiny_builder)
+  pooled, _, _ = cross_validation.pooled_predictions(tiny_builder, development, folds, str(workdir), declaration)
+  compared = cross_validation._pooled_baselines(  # pylint: disable=protected-access
+      tiny_builder, development, folds, pooled, declaration, tiny_builder.info.features["label"].names, config.Protocol())
+  assert len(fitted_on) == 3
+  for fold, train in enumerate(fitted_on):
+    held_out = folds.patients(lambda f, fold=fold: f in (fold, folds.validation_of(fold)))
+    assert train.patients == folds.patients(lambda f: True) - held_out  # never its own fold nor its validation fold
+  scores, operating, _ = compared["pixel_logistic"]
+  assert scores.same_examples(pooled) and set(operating.by_fold) == {"0", "1", "2"}
 
 
 def test_duplicate_pixels_keep_two_patients_in_one_fold(tiny_builder, monkeypatch):
@@ -182,3 +206,6 @@ def test_the_report_carries_the_reporting_checklist(cv_run):
   report = (workdir / "cv" / "report.md").read_text()
   assert report.index("## Folds") < report.index("## Reporting checklist")
   assert json.loads((workdir / "cv" / "checklist.json").read_text())["leakage"]["passed"]
+  # It describes the folds, not a held-out split: the data was cross-validated.
+  assert "Cross-validated over train+validation: 3 folds by patient" in report
+  assert "internal: 3-fold cross-validation over train+validation" in report and "held-out 'cv'" not in report

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mammo_train.inputs import data
+from mammo_train.inputs import augmentations, data
 
 SIZE = 32
 
@@ -26,7 +26,7 @@ def test_eval_batches_follow_split_metadata_order(tiny_builder):
   np.testing.assert_array_equal(first, again)
 
 
-def _train(builder, oversample, augmentation=data.Augmentation.none(), batch=16):
+def _train(builder, oversample, augmentation=augmentations.Augmentation.none(), batch=16):
   return data.train_batches(builder, image_size=SIZE, batch_size=batch, augmentation=augmentation,
                             oversample=oversample, cache=True, seed=1, deterministic=True)
 
@@ -48,7 +48,7 @@ def test_oversample_balances_training_batches_only(tiny_builder):
 
 def test_augmentation_changes_training_images_but_not_their_kind(tiny_builder):
   plain, _ = next(iter(_train(tiny_builder, False)))
-  augmented, targets = next(iter(_train(tiny_builder, False, data.Augmentation(rotation=20, zoom=0.2, shift=0.1))))
+  augmented, targets = next(iter(_train(tiny_builder, False, augmentations.Augmentation(rotation=20, zoom=0.2, shift=0.1))))
   assert augmented.dtype == plain.dtype == np.uint8 and augmented.shape == plain.shape == (16, SIZE, SIZE, 1)
   assert targets.shape == (16, 1)
   assert not np.array_equal(augmented.numpy(), plain.numpy())
@@ -85,7 +85,7 @@ def test_a_share_is_oversampled_to_balance_with_its_own_seed(tiny_builder):
   share = data.Share(1, 2)
   counts = data.class_counts(tiny_builder, share=share)
   assert counts.sum() < data.num_examples(tiny_builder, "train") and counts.min() > 0
-  batches = data.train_batches(tiny_builder, image_size=SIZE, batch_size=16, augmentation=data.Augmentation.none(),
+  batches = data.train_batches(tiny_builder, image_size=SIZE, batch_size=16, augmentation=augmentations.Augmentation.none(),
                                oversample=True, cache=True, seed=1, deterministic=True, share=share)
   balanced = _labels(batches, 40)
   assert 0.42 < balanced.mean() < 0.58, balanced.mean()
@@ -94,7 +94,7 @@ def test_a_share_is_oversampled_to_balance_with_its_own_seed(tiny_builder):
 
 def test_class_weights_ride_in_the_batches(tiny_builder):
   weights = data.balancing_class_weights(data.class_counts(tiny_builder))
-  batches = data.train_batches(tiny_builder, image_size=SIZE, batch_size=16, augmentation=data.Augmentation.none(),
+  batches = data.train_batches(tiny_builder, image_size=SIZE, batch_size=16, augmentation=augmentations.Augmentation.none(),
                                oversample=False, cache=True, seed=1, deterministic=True, class_weight=weights)
   for _, targets, sample_weights in batches.take(5):
     expected = [weights[int(label)] for label in targets.numpy()[:, 0]]

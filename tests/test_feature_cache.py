@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mammo_train.inference import runtimes
-from mammo_train.inputs import data, feature_cache
+from mammo_train.inputs import augmentations, data, feature_cache
 from mammo_train.models import classifiers
 
 SIZE = 32
@@ -36,7 +36,7 @@ def test_head_shares_the_models_weights(resnet):
   np.testing.assert_array_equal(head.get_layer("output").kernel.numpy(), 1.0)
 
 
-def _compute(tmp_path, builder, extractor, views=2, augmentation=data.Augmentation(), seed=0):
+def _compute(tmp_path, builder, extractor, views=2, augmentation=augmentations.Augmentation(), seed=0):
   return feature_cache.compute(str(tmp_path), builder, extractor, SIZE, 16, augmentation, views, seed)
 
 
@@ -53,14 +53,14 @@ def test_cache_is_reused_for_the_same_key_and_recomputed_when_it_changes(resnet,
   assert _compute(tmp_path, tiny_builder, extractor, views=3) != first
   assert _compute(tmp_path, tiny_builder, extractor, seed=1) != first
   assert _compute(tmp_path, tiny_builder, extractor,
-                  augmentation=dataclasses.replace(data.Augmentation(), rotation=5.0)) != first
+                  augmentation=dataclasses.replace(augmentations.Augmentation(), rotation=5.0)) != first
   other_weights = keras.models.clone_model(resnet)  # fresh random backbone weights
   assert _compute(tmp_path, tiny_builder, classifiers.split_head(other_weights)[0]) != first
 
 
 def test_cache_key_names_the_dataset_version(resnet, tiny_builder):
   extractor, _ = classifiers.split_head(resnet)
-  key = feature_cache.cache_key(tiny_builder, extractor, SIZE, data.Augmentation(), 2, 0)
+  key = feature_cache.cache_key(tiny_builder, extractor, SIZE, augmentations.Augmentation(), 2, 0)
   assert key["dataset"] == tiny_builder.info.full_name and str(tiny_builder.info.version) in key["dataset"]
 
 
@@ -70,7 +70,7 @@ def test_cached_views_and_batches(resnet, tiny_builder, tmp_path):
   train = [np.load(os.path.join(folder, f"train_view{v}.npy")) for v in range(2)]
   assert train[0].shape == (data.num_examples(tiny_builder, "train"), 2048)
   assert not np.allclose(train[0], train[1]), "two augmented views differ"
-  unaugmented = _compute(tmp_path, tiny_builder, extractor, views=4, augmentation=data.Augmentation.none())
+  unaugmented = _compute(tmp_path, tiny_builder, extractor, views=4, augmentation=augmentations.Augmentation.none())
   assert not os.path.exists(os.path.join(unaugmented, "train_view1.npy")), "no augmentation: one view"
   features, targets = next(iter(feature_cache.train_batches(folder, 2, 8, oversample=True, seed=0)))
   assert features.shape == (8, 2048) and targets.shape == (8, 1)

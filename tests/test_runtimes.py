@@ -10,7 +10,7 @@ import pytest
 
 from mammo_train import config
 from mammo_train.inference import runtimes
-from mammo_train.inputs import data, feature_cache
+from mammo_train.inputs import augmentations, feature_cache
 from mammo_train.models import classifiers
 
 CONVERTED = [name for name in ("onnxruntime", "openvino") if runtimes.installed(name)]
@@ -99,7 +99,7 @@ def test_feature_cache_on_a_converted_resnet50_gives_kerass_features(tiny_builde
   classifiers.set_fine_tune(model, 0)
   extractor, _ = classifiers.split_head(model)
   folders = {name: feature_cache.compute(str(tmp_path / name), tiny_builder, extractor, 32, 16,
-                                         data.Augmentation.none(), 1, 0, runtime=name)
+                                         augmentations.Augmentation.none(), 1, 0, runtime=name)
              for name in ("keras", "onnxruntime")}
   for file in ("train_view0.npy", "validation.npy"):
     converted, kept = (np.load(os.path.join(folders[n], file)) for n in ("onnxruntime", "keras"))

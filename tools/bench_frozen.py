@@ -79,11 +79,11 @@ def head_epoch_seconds(head, width: int, classes: int, batch: int, train: int, v
 
 def compare_plain(args, builder, fresh_model) -> list:
   """Rows of the plain fit (backbone every epoch) against the cached path, with validation AUCs."""
-  from mammo_train.inputs import data, feature_cache  # pylint: disable=import-outside-toplevel
+  from mammo_train.inputs import augmentations, data, feature_cache  # pylint: disable=import-outside-toplevel
   from mammo_train.models import classifiers  # pylint: disable=import-outside-toplevel
   classes, size, batch = data.num_classes(builder), args.image_size, args.batch_size
   steps = data.steps_per_epoch(builder, batch)
-  augmentation = data.Augmentation()
+  augmentation = augmentations.Augmentation()
   model = fresh_model()
   batches = data.train_batches(builder, image_size=size, batch_size=batch, augmentation=augmentation,
                                oversample=True, cache=True, seed=0, deterministic=False)

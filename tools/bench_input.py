@@ -109,11 +109,11 @@ def main():
   parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
   args = parser.parse_args()
 
-  from mammo_train.inputs import data  # pylint: disable=import-outside-toplevel
+  from mammo_train.inputs import augmentations, data  # pylint: disable=import-outside-toplevel
   data_dir = bench_common.ensure_synthetic(args.data_dir) if args.dataset == "synthetic" else args.data_dir
   builder = data.load_builder(args.dataset, data_dir)
-  flips = data.Augmentation(flip=True, rotation=0.0, zoom=0.0, shift=0.0)
-  full = data.Augmentation()
+  flips = augmentations.Augmentation(flip=True, rotation=0.0, zoom=0.0, shift=0.0)
+  full = augmentations.Augmentation()
   figures = {
       "decode limit, 1 thread": bench_common.rate(decode_limit(builder, args.images, 1), args.images),
       "decode limit, all cores": bench_common.rate(decode_limit(builder, args.images, None), args.images),

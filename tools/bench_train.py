@@ -73,7 +73,7 @@ def measure(builder, model_name: str, size: int, policy: str, args) -> dict:
   """
   import keras  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from mammo_train.inputs import data  # pylint: disable=import-outside-toplevel
+  from mammo_train.inputs import augmentations, data  # pylint: disable=import-outside-toplevel
   from mammo_train.models import classifiers  # pylint: disable=import-outside-toplevel
   keras.mixed_precision.set_global_policy(policy)
   classes = data.num_classes(builder)
@@ -81,7 +81,7 @@ def measure(builder, model_name: str, size: int, policy: str, args) -> dict:
   classifiers.set_fine_tune(model, None)
   classifiers.compile(model, classes, 1e-3)
   batches = data.train_batches(builder, image_size=size, batch_size=args.batch_size,
-                               augmentation=data.Augmentation(), oversample=False, cache=True, seed=0,
+                               augmentation=augmentations.Augmentation(), oversample=False, cache=True, seed=0,
                                deterministic=False)
   pipeline, pipeline_steps = timed_fit(model, batches, WARMUP_STEPS, args)
   images, targets = next(iter(batches))

@@ -57,7 +57,7 @@ class Builder(generation.ParallelBuilder):
     self.info.metadata.update(examples.report(result, duplicates))
     self._without_row = len(result.without_row)
     for path in result.without_row:
-      self.audit.skipped(path, examples.NO_SHEET_ROW, "the breast has no row in the clinical sheet: no label")
+      self.audit.left_out(path, examples.NO_SHEET_ROW, "the breast has no row in the clinical sheet: no label")
     self._manual_dir = str(dl_manager.manual_dir)
     return self._splits_of({split: [pair for pair in result.labelled if split_of[pair[0].patient_id] == split]
                             for split in splits.SPLITS})

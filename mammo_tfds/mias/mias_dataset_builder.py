@@ -155,10 +155,10 @@ class Builder(generation.ParallelBuilder):
     assignment = splits.assign_patients(patient_strata(table.values()), seed=SPLIT_SEED)
     films = [f for f in table.values() if self.builder_config.task == "density" or f.findings]
     for film in table.values():
-      if film not in films:  # by design: counted in the audit, not a skip
-        self.audit.skipped(film.file_name, examples.NORMAL_LEFT_OUT, "no abnormality in the label table",
-                           patient_id=film.patient_id, laterality=film.laterality, view="MLO",
-                           label=film.severity, split=assignment[film.patient_id])
+      if film not in films:
+        self.audit.left_out(film.file_name, examples.NORMAL_LEFT_OUT, "no abnormality in the label table",
+                            patient_id=film.patient_id, laterality=film.laterality, view="MLO",
+                            label=film.severity, split=assignment[film.patient_id])
     return {
         split: self._generate_examples(
             (examples.FilmItem(f, source.read(f.file_name)) for f in films if assignment[f.patient_id] == split),

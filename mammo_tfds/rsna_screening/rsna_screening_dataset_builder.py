@@ -74,8 +74,8 @@ class Builder(generation.ParallelBuilder):
         "test_images_not_built": len(joined.test_images),
         "identical_pixels": [[item.row.path for item in same] for same in duplicates],
     })
-    for path, reason, message, fields in joined.left_out_by_design(split_of):  # by design: not skips
-      self.audit.skipped(path, reason, message, **fields)
+    for path, reason, message, fields in joined.left_out_by_design(split_of):
+      self.audit.left_out(path, reason, message, **fields)
     self._manual_dir = manual_dir
     self._left_out = (len(joined.left_out_views), len(joined.test_images))
     return self._splits_of({split: [item for item in items if split_of[item.row.patient_id] == split]

@@ -17,7 +17,8 @@ class CrossValidation:
                     "their highest label; fold k is scored by a model trained on the others, fold (k+1) mod K "
                     "choosing its epoch, threshold and calibration.")
   include_test: bool = flag(False, "Cross-validate over the test split too (default: the train and validation "
-                            "splits only, the test split left untouched).")
+                            "splits only; no test image is decoded or scored, the reporting checklist's leakage "
+                            "check reads only its patient ids and image digests).")
 
 
 def define_cv_flags(values: flags.FlagValues = flags.FLAGS):

@@ -43,7 +43,7 @@ def flag(default, help, *, enum=None, kind=None):  # pylint: disable=redefined-b
 
 def nested(cls, **help):  # pylint: disable=redefined-builtin
   """A field holding a `cls` built from flags named like its fields: the fields `cls` marks with `flag`,
-  and those given their help here (for a class that is no config, like data.Augmentation, or a field whose
+  and those given their help here (for a class that is no config, like augmentations.Augmentation, or a field whose
   meaning the command tells, like the protocol's seed). A field of `cls` that is neither takes the flag of
   its name that the enclosing config defines (the trainer's seed)."""
   return dataclasses.field(default=cls(), metadata={_NESTED: help})

@@ -8,7 +8,7 @@ from mammo_train.config import fields
 from mammo_train.config.fields import flag
 from mammo_train.config.shared import MODELS, PRECISIONS, STRATEGIES, Protocol, check, check_protocol, \
     data_dir_flag, dataset_flag, dataset_of, flag_names, model_file, require_positive, runtime_flag
-from mammo_train.inputs import data
+from mammo_train.inputs import augmentations, data
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -33,8 +33,8 @@ class Train:
   oversample: bool = flag(False, "Sample the training split's classes up to balance, on the fly.")
   class_weights: bool = flag(False, "Weight the loss by inverse class frequency (not with --oversample).")
   # With --noaugment, Augmentation.none() whatever these flags say.
-  augmentation: data.Augmentation = fields.nested(
-      data.Augmentation, flip="Random up-down flips (the chest wall stays on the left).",
+  augmentation: augmentations.Augmentation = fields.nested(
+      augmentations.Augmentation, flip="Random up-down flips (the chest wall stays on the left).",
       rotation="Largest random rotation, degrees; 0 = none.",
       zoom="Largest random zoom in or out, as a fraction; 0 = none.",
       shift="Largest random shift, as a fraction of the side; 0 = none.")
@@ -109,7 +109,7 @@ def train_from_flags(values: flags.FlagValues = flags.FLAGS) -> Train:
   if fine_tune_layers is None and values.model != "cnn" and (weights != "none" or values.init_from):
     fine_tune_layers = 0  # a pretrained backbone starts frozen; a random one trains whole (None)
   check_protocol(values)
-  augmentation = fields.build(data.Augmentation, values) if values.augment else data.Augmentation.none()
+  augmentation = fields.build(augmentations.Augmentation, values) if values.augment else augmentations.Augmentation.none()
   return fields.read(Train, values, weights=weights, fine_tune_layers=fine_tune_layers, augmentation=augmentation)
 
 

@@ -47,11 +47,15 @@ _IDENTITY = ("label", "patient_id")
 PREDICTIONS = "predictions.npz"
 
 
+# pixel_logistic's default input side and SGD batch (cross-validation's pooled baseline uses these).
+PIXEL_SIZE, PIXEL_BATCH = 256, 64
+
+
 def class_shares(labels, num_classes: int) -> np.ndarray:
   return np.bincount(np.asarray(labels, dtype=int), minlength=num_classes) / len(labels)
 
 
-def _predictions(metadata: dict, scores, decisions=None) -> assessment.Predictions:
+def as_predictions(metadata: dict, scores, decisions=None) -> assessment.Predictions:
   features = {key: value for key, value in metadata.items() if key not in _IDENTITY}
   return assessment.Predictions(metadata["label"], scores, metadata["patient_id"], metadata["laterality"],
                                 decisions, features)
@@ -65,15 +69,15 @@ def _constant_scores(shares: np.ndarray, n: int):
 def majority(shares: np.ndarray, metadata: dict) -> assessment.Predictions:
   n = len(metadata["label"])
   decisions = np.tile(np.eye(len(shares))[np.argmax(shares)], (n, 1))
-  return _predictions(metadata, _constant_scores(shares, n), decisions)
+  return as_predictions(metadata, _constant_scores(shares, n), decisions)
 
 
 def prior_random(shares: np.ndarray, metadata: dict) -> assessment.Predictions:
   n = len(metadata["label"])
-  return _predictions(metadata, _constant_scores(shares, n), np.tile(shares, (n, 1)))
+  return as_predictions(metadata, _constant_scores(shares, n), np.tile(shares, (n, 1)))
 
 
-def _pixels(builder, split: str, image_size: int, batch_size: int):
+def _pixels(builder, split, image_size: int, batch_size: int):
   """Flattened [0, 1] pixel batches, streamed: CMMD at 256x256 would not fit in memory as one array."""
   for images, labels in data.eval_batches(builder, split, image_size, batch_size).as_numpy_iterator():
     yield images.reshape(len(images), -1).astype(np.float32) / 255.0, labels
@@ -85,26 +89,29 @@ def _unit_norm(features):
   return features / np.sqrt(features.shape[1])
 
 
-def fit_pixel_logistic(builder, image_size: int = 256, batch_size: int = 64, epochs: int = 3, seed: int = 0):
+def fit_pixel_logistic(builder, *, train="train", image_size: int = PIXEL_SIZE, batch_size: int = PIXEL_BATCH,
+                       epochs: int = 3, seed: int = 0):
   """Standardised pixels -> L2 logistic regression by SGD, classes weighted to balance.
 
-  One streamed pass fits the per-pixel mean and scale, then `epochs` passes of SGD.
+  One streamed pass over `train` (the train split, or a cross-validation
+  fold's training part) fits the per-pixel mean and scale, then `epochs`
+  passes of SGD.
   """
   num_classes = data.num_classes(builder)
-  shares = class_shares(data.split_metadata(builder, "train")["label"], num_classes)
+  shares = class_shares(data.split_metadata(builder, train)["label"], num_classes)
   weights = {c: 1.0 / (num_classes * share) for c, share in enumerate(shares) if share > 0}
   scaler = preprocessing.StandardScaler()
-  for features, _ in _pixels(builder, "train", image_size, batch_size):
+  for features, _ in _pixels(builder, train, image_size, batch_size):
     scaler.partial_fit(features)
   features_of = pipeline.make_pipeline(scaler, preprocessing.FunctionTransformer(_unit_norm))
   classifier = linear_model.SGDClassifier(loss="log_loss", alpha=1e-3, class_weight=weights, random_state=seed)
   for _ in range(epochs):
-    for features, labels in _pixels(builder, "train", image_size, batch_size):
+    for features, labels in _pixels(builder, train, image_size, batch_size):
       classifier.partial_fit(features_of.transform(features), labels, classes=np.arange(num_classes))
   return pipeline.make_pipeline(features_of, classifier)
 
 
-def predict_pixel_logistic(model, builder, split: str, image_size: int, batch_size: int) -> np.ndarray:
+def predict_pixel_logistic(model, builder, split, image_size: int, batch_size: int) -> np.ndarray:
   probs = np.concatenate([model.predict_proba(x) for x, _ in _pixels(builder, split, image_size, batch_size)])
   return probs[:, 1] if probs.shape[1] == 2 else probs
 
@@ -183,7 +190,7 @@ def metadata_baseline(metadata: dict, target: assessment.Predictions, declaratio
                                        target.patient_id, target.laterality, features=target.features)
   operating = None
   if "validation" in metadata and predictions.scores.ndim == 1:
-    validation = _predictions(metadata["validation"], predict_metadata_logistic(model, metadata["validation"]))
+    validation = as_predictions(metadata["validation"], predict_metadata_logistic(model, metadata["validation"]))
     operating = assessment.choose_operating_point(validation, "validation", threshold_rule, target_recall)
   return predictions, operating, f"{DESCRIPTIONS['metadata_logistic']}: {', '.join(declaration.shortcuts)}"
 
@@ -239,17 +246,18 @@ def run(builder, split: str, workdir, names=ALL, image_size: int = 256, batch_si
       make = majority if name == "majority" else prior_random
       validation, target = make(shares, metadata["validation"]), make(shares, metadata[split])
     elif name == "pixel_logistic":
-      model = fit_pixel_logistic(builder, image_size, batch_size, epochs, protocol.seed)
-      validation, target = (_predictions(metadata[s], predict_pixel_logistic(model, builder, s, image_size,
+      model = fit_pixel_logistic(builder, image_size=image_size, batch_size=batch_size, epochs=epochs,
+                                 seed=protocol.seed)
+      validation, target = (as_predictions(metadata[s], predict_pixel_logistic(model, builder, s, image_size,
                                                                              batch_size))
                             for s in ("validation", split))
     elif name == "age_logistic":
       model = fit_age_logistic(metadata["train"])
-      validation, target = (_predictions(metadata[s], predict_age_logistic(model, metadata[s]))
+      validation, target = (as_predictions(metadata[s], predict_age_logistic(model, metadata[s]))
                             for s in ("validation", split))
     elif name == "metadata_logistic":
       model = fit_metadata_logistic(metadata["train"], declaration.shortcuts, declaration.missing_values())
-      validation, target = (_predictions(metadata[s], predict_metadata_logistic(model, metadata[s]))
+      validation, target = (as_predictions(metadata[s], predict_metadata_logistic(model, metadata[s]))
                             for s in ("validation", split))
     else:
       raise ValueError(f"unknown baseline {name!r}: expected some of {ALL}")

@@ -15,7 +15,7 @@ identical-pixel images (equal digests of the stored image) of every split
 are intersected, and a non-empty intersection is shown as FAILED at the top
 of the section.
 """
-# Where the item numbers were read (2026-12-04); docs/_incoming/claim.md has the item-by-item table.
+# Where the item numbers were read (2026-12-04); docs/research.md has the item-by-item table.
 #   CLAIM 2024: Tejani AS, Klontzas ME, Gatti AA, et al. Checklist for Artificial Intelligence in Medical
 #     Imaging (CLAIM): 2024 Update. Radiol Artif Intell 2024;6(4):e240300, https://doi.org/10.1148/ryai.240300.
 #     Numbers 1-44 from the checklist of RSNA's explanation-and-elaboration site, github.com/RSNA/CLAIM
@@ -140,8 +140,9 @@ def _per_split_characteristics(tables: dict, class_names) -> str:
   return "; ".join(parts) + "."
 
 
-def dataset_items(builder) -> tuple:
-  """(items, leakage check) from the built dataset: source, version, build, inclusion, split, leakage."""
+def dataset_items(builder, cross_validation: dict | None = None) -> tuple:
+  """(items, leakage check) from the built dataset: source, version, build, inclusion, split, leakage;
+  with `cross_validation` (a pooled cv evaluation's {"folds", "development"}), its folds too."""
   info = builder.info
   folder = pathlib.Path(builder.data_dir)
   stored = {}
@@ -167,7 +168,12 @@ def dataset_items(builder) -> tuple:
               if "flipped" in info.features else "") + "."),
       Item("19", "12a", "assignment to partitions", ", ".join(
           f"{split} {info.splits[split].num_examples} images" for split in splits)
-           + ": stratified by label, deterministic (mammo_tfds.splits)."),
+           + ": stratified by label, deterministic (mammo_tfds.splits)."
+           + (f" Cross-validated over {cross_validation['development']}: {cross_validation['folds']} folds by "
+              "patient, identical-pixel images in one fold, stratified by label, deterministic from --seed "
+              "(the same assignment code, mammo_tfds.splits); fold k scored by the model trained on the others, "
+              "fold (k+1) mod K choosing its epoch, threshold and calibration (cv/folds.json)."
+              if cross_validation else "")),
       Item("20", "12a", "level at which partitions are disjoint; leakage check", leakage_text(check)),
       Item("36", "20b, 21", "class balance and age per partition",
            _per_split_characteristics(tables, info.features["label"].names)),
@@ -296,9 +302,12 @@ def evaluation_items(result: dict, slopes: dict | None) -> list:
       "each class" if saliency else "no saliency grid (no Grad-CAM layer known for this model)") + "."))
   scored = result["dataset"]["split"]
   external = scored == "all"  # CLAIM 2024 tells internal testing (item 32) from external testing (item 33)
+  folds = result["dataset"].get("cross_validation")
   items.append(Item("33" if external else "32", "12a", "internal or external testing", (
       "external: this dataset was not the training data (split 'all')" if external
-      else f"internal: the held-out '{scored}' split of the training dataset") + "."))
+      else f"internal: {folds['folds']}-fold cross-validation over {folds['development']}, every image scored "
+      "once, by the model of the fold that did not train on its patient (out-of-fold predictions, pooled)"
+      if folds else f"internal: the held-out '{scored}' split of the training dataset") + "."))
   return items
 
 
@@ -310,7 +319,7 @@ def for_evaluation(builder, result: dict, workdir, model_path, levels: dict | No
                    seed: int) -> tuple:
   """(items, leakage check) of one evaluation; `levels` (`assessment.levels` of the scored split) for the
   calibration slope, binary tasks only."""
-  items, check = dataset_items(builder)
+  items, check = dataset_items(builder, result["dataset"].get("cross_validation"))
   run = _run_folder([pathlib.Path(model_path).parent if model_path else None, pathlib.Path(workdir).parent])
   slopes = None
   if levels and "breast" in levels:

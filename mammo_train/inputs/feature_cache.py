@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from mammo_train.inference import runtimes
-from mammo_train.inputs import data
+from mammo_train.inputs import augmentations, data
 
 KEY_FILE = "key.json"
 PARTS = ("train", "validation")  # the parts of a run's Partition the cache holds
@@ -57,7 +57,7 @@ def _rows(folder: str, part: str, split) -> np.ndarray | slice:
   return np.isin(np.load(os.path.join(folder, f"{part}_patients.npy")), sorted(split.patients))
 
 
-def cache_key(builder, extractor: keras.Model, image_size: int, augmentation: data.Augmentation,
+def cache_key(builder, extractor: keras.Model, image_size: int, augmentation: augmentations.Augmentation,
               views: int, seed: int, partition: data.Partition = data.Partition(),
               share: data.Share = data.WHOLE) -> dict:
   """Everything the cached features depend on."""
@@ -89,7 +89,7 @@ def _features(run, batches) -> tuple:
 
 
 def compute(root: str, builder, extractor, image_size: int, batch_size: int,
-            augmentation: data.Augmentation, views: int, seed: int, runtime: str = "keras",
+            augmentation: augmentations.Augmentation, views: int, seed: int, runtime: str = "keras",
             partition: data.Partition = data.Partition(), share: data.Share = data.WHOLE) -> str:
   """The cache folder for this key, computed now unless a complete one exists.
 
@@ -111,7 +111,7 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   train, validation = _whole(partition.train), _whole(partition.validation)
   for view in range(views):
     # The training part (this share of it) in file order, augmented with seeds fixed per view and batch.
-    stream = data.augmented(data.eval_batches(builder, train, image_size, batch_size, share), augmentation,
+    stream = augmentations.augmented(data.eval_batches(builder, train, image_size, batch_size, share), augmentation,
                             share.seed(seed) * 1000 + view)
     features, labels = _features(run, stream)
     np.save(os.path.join(partial, f"train_view{view}.npy"), features)

@@ -162,26 +162,37 @@ def pooled_predictions(builder, development_data, folds: Folds, workdir: str, de
   return predictions, metadata, columns
 
 
-def _fold_operating_point(workdir: str, folds: Folds, protocol) -> assessment.OperatingPoint:
-  by_fold = {str(fold): assessment.OperatingPoint.read(
-      run_folder.RunFolder(fold_folder(workdir, fold)).operating_point).thresholds for fold in range(folds.count)}
+def _each_fold_s_own(by_fold: dict, description: str, protocol) -> assessment.OperatingPoint:
+  """Per-fold thresholds (fold -> level -> threshold) as one operating point: each unit is decided at its
+  own fold's (`OperatingPoint.by_fold`); the values shown are the folds' medians."""
   return assessment.OperatingPoint(
       {level: float(np.median([chosen[level] for chosen in by_fold.values()]))
-       for level in assessment.THRESHOLD_LEVELS},
-      f"each fold's own thresholds, chosen on its validation fold ((k+1) mod {folds.count}) by its run "
-      "and applied to its held-out fold (the values shown are the folds' medians)",
+       for level in assessment.THRESHOLD_LEVELS}, description,
       protocol.threshold_rule, protocol.target_recall if protocol.threshold_rule == "recall" else None, by_fold)
+
+
+def _fold_operating_point(workdir: str, folds: Folds, protocol) -> assessment.OperatingPoint:
+  return _each_fold_s_own(
+      {str(fold): assessment.OperatingPoint.read(run_folder.RunFolder(fold_folder(workdir, fold)).operating_point)
+       .thresholds for fold in range(folds.count)},
+      f"each fold's own thresholds, chosen on its validation fold ((k+1) mod {folds.count}) by its run "
+      "and applied to its held-out fold (the values shown are the folds' medians)", protocol)
 
 
 def _pooled_baselines(builder, development_data, folds: Folds, pooled, declaration, class_names, protocol) -> dict:
   """The baselines under the same folds: each fitted on fold k's training part (threshold on its
-  validation fold) and scored on fold k, pooled like the model."""
+  validation fold) and scored on fold k, pooled like the model.
+
+  pixel_logistic is refitted per fold on the fold's training part (`baselines.PIXEL_SIZE` px, streamed), so the
+  cnn's advantage over pixels is measured on the same out-of-fold images, paired.
+  """
   tables = data.split_metadata(builder, development_data, declaration.columns)
   fold_of = pooled.features["fold"]
   n, k = len(pooled.labels), len(class_names)
   fixed = {name: np.zeros((n, k)) for name in ("majority", "prior_random")}
   fixed_scores = np.zeros((n,) if k == 2 else (n, k))  # both score the training part's class shares
-  metadata_scores, metadata_thresholds = np.zeros(n), {}
+  pixel_scores = np.zeros((n,) if k == 2 else (n, k))
+  metadata_scores, thresholds = np.zeros(n), {"metadata": {}, "pixel": {}}
   for fold in range(folds.count):
     parts = {"train": ~np.isin(fold_of, [fold, folds.validation_of(fold)]),
              "validation": fold_of == folds.validation_of(fold), "target": fold_of == fold}
@@ -191,23 +202,35 @@ def _pooled_baselines(builder, development_data, folds: Folds, pooled, declarati
       made = make(shares, sliced["target"])
       fixed[name][parts["target"]] = made.decisions
       fixed_scores[parts["target"]] = made.scores
+    partition = folds.partition(development_data, fold)
+    logging.info("baseline pixel_logistic: fitting on %s's training part (%s)", partition.test, partition.train)
+    pixels = baselines.fit_pixel_logistic(builder, train=partition.train, seed=protocol.seed)
+    scored = {part: baselines.predict_pixel_logistic(pixels, builder, selection, baselines.PIXEL_SIZE,
+                                                  baselines.PIXEL_BATCH)
+              for part, selection in (("validation", partition.validation), ("target", partition.test))}
+    pixel_scores[parts["target"]] = scored["target"]
+    if k == 2:
+      thresholds["pixel"][str(fold)] = assessment.choose_operating_point(
+          baselines.as_predictions(sliced["validation"], scored["validation"]), "validation",
+          protocol.threshold_rule, protocol.target_recall).thresholds
     if declaration.shortcuts and k == 2:
       target = assessment.Predictions(pooled.labels[parts["target"]], pooled.scores[parts["target"]],
                                       pooled.patient_id[parts["target"]], pooled.laterality[parts["target"]])
       made, operating, description = baselines.metadata_baseline(sliced, target, declaration,
                                                                  protocol.threshold_rule, protocol.target_recall)
       metadata_scores[parts["target"]] = made.scores
-      metadata_thresholds[str(fold)] = operating.thresholds
+      thresholds["metadata"][str(fold)] = operating.thresholds
   compared = {name: (dataclasses.replace(pooled, scores=fixed_scores, decisions=fixed[name]), None,
                      baselines.DESCRIPTIONS[name]) for name in fixed}
-  if metadata_thresholds:
-    operating = assessment.OperatingPoint(
-        {level: float(np.median([t[level] for t in metadata_thresholds.values()]))
-         for level in assessment.THRESHOLD_LEVELS},
-        "each fold's own, chosen on its validation fold", protocol.threshold_rule, protocol.target_recall,
-        metadata_thresholds)
-    compared[assessment.METADATA_BASELINE] = (dataclasses.replace(pooled, scores=metadata_scores), operating,
-                                              description)
+  own = "each fold's own, chosen on its validation fold"
+  compared["pixel_logistic"] = (
+      dataclasses.replace(pooled, scores=pixel_scores),
+      _each_fold_s_own(thresholds["pixel"], own, protocol) if k == 2 else None,
+      f"{baselines.DESCRIPTIONS['pixel_logistic']}, at {baselines.PIXEL_SIZE} px, refitted on each fold's "
+      "training part")
+  if thresholds["metadata"]:
+    compared[assessment.METADATA_BASELINE] = (dataclasses.replace(pooled, scores=metadata_scores),
+                                              _each_fold_s_own(thresholds["metadata"], own, protocol), description)
   return compared
 
 
