@@ -220,7 +220,7 @@ def load(baselines_dir, dataset: str, split: str) -> dict:
   return found
 
 
-def run(builder, split: str, workdir, names=ALL, image_size: int = 256, batch_size: int = 64,
+def run(builder, split: str, workdir, names=ALL, image_size: int = PIXEL_SIZE, batch_size: int = PIXEL_BATCH,
         epochs: int = 3, protocol: config.Protocol = config.Protocol()) -> dict:
   """Fits and scores each baseline; writes workdir/<name>/ reports and a side-by-side report.md.
 

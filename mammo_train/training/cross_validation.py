@@ -205,13 +205,12 @@ def _pooled_baselines(builder, development_data, folds: Folds, pooled, declarati
     partition = folds.partition(development_data, fold)
     logging.info("baseline pixel_logistic: fitting on %s's training part (%s)", partition.test, partition.train)
     pixels = baselines.fit_pixel_logistic(builder, train=partition.train, seed=protocol.seed)
-    scored = {part: baselines.predict_pixel_logistic(pixels, builder, selection, baselines.PIXEL_SIZE,
-                                                  baselines.PIXEL_BATCH)
-              for part, selection in (("validation", partition.validation), ("target", partition.test))}
-    pixel_scores[parts["target"]] = scored["target"]
-    if k == 2:
+    score = lambda selection: baselines.predict_pixel_logistic(  # noqa: E731
+        pixels, builder, selection, baselines.PIXEL_SIZE, baselines.PIXEL_BATCH)
+    pixel_scores[parts["target"]] = score(partition.test)
+    if k == 2:  # a threshold from the validation fold; multi-class decides by argmax, so it is not scored
       thresholds["pixel"][str(fold)] = assessment.choose_operating_point(
-          baselines.as_predictions(sliced["validation"], scored["validation"]), "validation",
+          baselines.as_predictions(sliced["validation"], score(partition.validation)), "validation",
           protocol.threshold_rule, protocol.target_recall).thresholds
     if declaration.shortcuts and k == 2:
       target = assessment.Predictions(pooled.labels[parts["target"]], pooled.scores[parts["target"]],
