@@ -396,6 +396,26 @@ def test_command_line_runtime_is_recorded_and_scores_as_keras(trained_run, share
   for source, row in rows["keras"].items():
     assert float(rows["onnxruntime"][source]["score"]) == pytest.approx(float(row["score"]), rel=1e-4, abs=1e-6)
   assert list((trained_run / "runtimes").glob("*.onnx")), "converted beside the run's model"
+  assert {row["runtime_difference"] for row in rows["keras"].values()} == {""}  # nothing to compare with
+  assert all(0 <= float(row["runtime_difference"]) <= runtimes.TOLERANCE for row in rows["onnxruntime"].values())
+
+
+@pytest.mark.skipif(not runtimes.available("openvino_bf16"),
+                    reason="openvino is not installed or this CPU has no bfloat16 instructions")
+def test_bfloat16_scores_carry_their_measured_difference_from_keras(trained_run, shared_data, tmp_path, capsys,
+                                                                    monkeypatch):
+  nyu = sorted(str(p) for p in (shared_data / "real-mammograms").glob("nyu_gmic_0_*.png"))
+  rows = {}
+  for name in ("keras", "openvino_bf16"):
+    status, printed = _predict_cli([f"--run={trained_run}", f"--out={tmp_path / name}", f"--runtime={name}", *nyu],
+                                   capsys, monkeypatch)
+    assert status == 0, printed.err
+    rows[name] = _scores_by_file(tmp_path / name)
+  differences = {float(row["runtime_difference"]) for row in rows["openvino_bf16"].values()}
+  assert len(differences) == 1 and 0 < differences.pop() < 1e-2
+  assert {row["runtime"] for row in rows["openvino_bf16"].values()} == {"openvino_bf16"}
+  for source, row in rows["keras"].items():
+    assert float(rows["openvino_bf16"][source]["score"]) == pytest.approx(float(row["score"]), abs=1e-2)
 
 
 @pytest.mark.skipif(not runtimes.installed("onnxruntime"), reason="onnxruntime is not installed")

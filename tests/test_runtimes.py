@@ -28,7 +28,9 @@ def cnn():
 
 def test_auto_takes_the_fastest_installed_runtime_and_keras_where_conversion_does_not_pay(monkeypatch):
   monkeypatch.setattr(runtimes, "installed", lambda name: True)
-  assert runtimes.resolve("auto", accelerator=False) == "openvino"
+  monkeypatch.setattr(runtimes, "bfloat16_cpu", lambda: True)
+  assert runtimes.resolve("auto", accelerator=False) == "openvino"  # never openvino_bf16: not Keras's outputs
+  assert runtimes.resolve("openvino_bf16", accelerator=False) == "openvino_bf16"
   assert runtimes.resolve("auto", accelerator=True) == "keras"
   assert runtimes.resolve("auto", "mixed_bfloat16", accelerator=False) == "keras"
   monkeypatch.setattr(runtimes, "installed", lambda name: name != "openvino")
@@ -123,3 +125,45 @@ def test_a_model_trained_under_mixed_precision_is_scored_by_keras(tmp_path):
   assert runtimes.resolve("auto", classifiers.compute_policy(loaded), accelerator=False) == "keras"
   with pytest.raises(config.ConfigError, match="computes in mixed_bfloat16: use --runtime=keras"):
     runtimes.resolve("onnxruntime", classifiers.compute_policy(loaded))
+
+
+@pytest.mark.skipif(not runtimes.available("openvino_bf16"),
+                    reason="openvino is not installed or this CPU has no bfloat16 instructions")
+def test_bfloat16_runtime_records_its_rounding_and_gates_its_float32_conversion(cnn, tmp_path):
+  images = _images(64)
+  forward = runtimes.checked_forward(cnn, "openvino_bf16", str(tmp_path))
+  outputs = forward(images)
+  # It really computes in bfloat16: further from Keras than any float32 runtime may be, yet close.
+  assert runtimes.TOLERANCE < forward.difference < 1e-2
+  assert forward.difference == runtimes.relative_difference(outputs[:runtimes.CHECK_IMAGES],
+                                                            runtimes.keras_forward(cnn)(images[:runtimes.CHECK_IMAGES]))
+  assert len(list(tmp_path.glob("*.onnx"))) == 1  # the float32 check compiles the same file
+  path = runtimes.onnx_file(cnn, str(tmp_path))
+  graph = onnx.load(path)
+  largest = max(graph.graph.initializer, key=lambda t: numpy_helper.to_array(t).size)
+  largest.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(largest) * 1.05, largest.name))
+  onnx.save(graph, path)
+  with pytest.raises(runtimes.RuntimeMismatchError,
+                     match=r"--runtime=openvino_bf16: float32 outputs on 4 check images differ from Keras's by "
+                           r"[0-9.e-]+ relative, above the tolerance 0.0001"):
+    runtimes.checked_forward(cnn, "openvino_bf16", str(tmp_path))(images)
+
+
+def test_bfloat16_on_a_cpu_without_its_instructions_is_refused_before_any_conversion(monkeypatch):
+  monkeypatch.setattr(runtimes, "installed", lambda name: True)
+  monkeypatch.setattr(runtimes, "bfloat16_cpu", lambda: False)
+  with pytest.raises(config.ConfigError, match=r"^--runtime=openvino_bf16: this CPU has no bfloat16 instructions "
+                                               r"\(AVX512-BF16 or AMX\), so OpenVINO would compute in float32: use "
+                                               r"--runtime=openvino$"):
+    runtimes.resolve("openvino_bf16", accelerator=False)
+  assert runtimes.resolve("openvino", accelerator=False) == "openvino"  # float32: what such a CPU runs
+  assert not runtimes.available("openvino_bf16") and runtimes.available("openvino")
+
+
+def test_bfloat16_features_get_a_cache_of_their_own_and_float32_runtimes_share_one(tiny_builder):
+  keras.utils.set_random_seed(0)
+  extractor, _ = classifiers.split_head(classifiers.build("resnet50", 32, 2, "none", dropout=0.5, l2=1e-4))
+  keys = {name: feature_cache.cache_key(tiny_builder, extractor, 32, augmentations.Augmentation.none(), 1, 0,
+                                        runtime=name) for name in config.RUNTIMES[1:]}
+  assert keys["keras"] == keys["onnxruntime"] == keys["openvino"]
+  assert keys["openvino_bf16"] == {**keys["openvino"], "backbone_compute": "bfloat16"}

@@ -36,6 +36,21 @@ def machine() -> str:
   return f"{os.cpu_count()} cores, {model or platform.processor()}"
 
 
+def runtime_names(parser, requested: str | None) -> list:
+  """Keras, then the runtimes of --runtimes (default: every one that can run here), each `resolve`d: every
+  ratio is to Keras in the same run. An unknown runtime, or one that cannot run here, is a usage error."""
+  from mammo_train import config  # pylint: disable=import-outside-toplevel
+  from mammo_train.inference import runtimes  # pylint: disable=import-outside-toplevel
+  names = requested.split(",") if requested else [n for n in config.RUNTIMES[1:] if runtimes.available(n)]
+  for name in names:
+    try:
+      config.check(name != "auto", f"{name}: name the runtimes themselves ({', '.join(config.RUNTIMES[1:])})")
+      runtimes.resolve(name, accelerator=False)
+    except config.ConfigError as error:
+      parser.error(f"--runtimes: {error}")
+  return ["keras"] + [name for name in names if name != "keras"]
+
+
 def emit(title: str, rows: list, as_json: bool, extra: dict | None = None):
   """Prints rows ([name, value, note]) as a table, or everything as JSON."""
   if as_json:

@@ -136,13 +136,7 @@ def main():
   parser.add_argument("--plain_epochs", type=int, default=2)
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args()
-  from mammo_train import config  # pylint: disable=import-outside-toplevel
-  from mammo_train.inference import runtimes  # pylint: disable=import-outside-toplevel
-  installed = [name for name in config.RUNTIMES[1:] if runtimes.installed(name)]
-  names = args.runtimes.split(",") if args.runtimes else installed
-  if any(name not in installed for name in names):
-    parser.error(f"--runtimes: {args.runtimes} names one that is not installed (installed: {', '.join(installed)})")
-  names = ["keras"] + [name for name in names if name != "keras"]  # every ratio is to Keras in the same run
+  names = bench_common.runtime_names(parser, args.runtimes)
   for name in ("images", "repeats", "views", "epochs", "train_images", "validation_images", "batch_size"):
     if getattr(args, name) < 1:
       parser.error(f"--{name} must be at least 1")

@@ -123,13 +123,7 @@ def main():
   if args.files < 1 or args.repeats < 1:
     parser.error("--files and --repeats must be at least 1")
   from mammo_train.inference import runtimes  # pylint: disable=import-outside-toplevel
-  names = (args.runtimes.split(",") if args.runtimes else
-           [name for name in config.RUNTIMES[1:] if runtimes.installed(name)])
-  for name in names:
-    if name not in config.RUNTIMES[1:] or not runtimes.installed(name):
-      parser.error(f"--runtimes: {name!r} is not an installed runtime (installed: "
-                   f"{', '.join(n for n in config.RUNTIMES[1:] if runtimes.installed(n))})")
-  names = ["keras"] + [name for name in names if name != "keras"]  # every ratio is to Keras in the same run
+  names = bench_common.runtime_names(parser, args.runtimes)
 
   import keras  # pylint: disable=import-outside-toplevel
   from mammo_train.inference import reading  # pylint: disable=import-outside-toplevel

@@ -18,7 +18,7 @@ from mammo_train.inputs import data
 MODELS = ("cnn", "resnet50", "vgg16", "inceptionv3")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-RUNTIMES = ("auto", "keras", "onnxruntime", "openvino")  # mammo_train.inference.runtimes
+RUNTIMES = ("auto", "keras", "onnxruntime", "openvino", "openvino_bf16")  # mammo_train.inference.runtimes
 THRESHOLD_RULES = ("recall", "youden")
 BASELINES = ("majority", "prior_random", "pixel_logistic", "age_logistic", "metadata_logistic")
 EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
@@ -37,8 +37,10 @@ def data_dir_flag():
 def runtime_flag(what: str):
   """--runtime (the trainer's feature cache and predict): who runs a model's forward pass."""
   return fields.flag("auto", f"Who runs {what}: auto = the fastest installed (openvino, "
-                     "then onnxruntime, then keras; keras on a GPU or under mixed precision). The model is "
-                     "converted once and checked against Keras on a few images before use.", enum=RUNTIMES)
+                     "then onnxruntime, then keras; keras on a GPU or under mixed precision). openvino_bf16: "
+                     "OpenVINO computing in bfloat16 on a CPU that has its instructions, about 2x openvino, "
+                     "never picked by auto. The model is converted once and checked against Keras on a few "
+                     "images before use.", enum=RUNTIMES)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,8 @@ model's input size, so a model sees what it was evaluated on.
   (the rule that made the file a mammogram) and `polarity_note`.
 - The model stage runs on the chosen runtime (`runtimes.checked_forward`:
   Keras, ONNX Runtime or OpenVINO, checked against Keras before use); the
-  runtime is named in every row. review.html beside predictions.csv shows
+  runtime and what its scores differed from Keras's by on the check images
+  (`runtime_difference`) are in every row. review.html beside predictions.csv shows
   every file's crop, input, score and decision (`review.write`).
 - Where the model looked (`--explain`): per scored file, the Grad-CAM heatmap
   of its malignant score (`explain.grad_cam`, one call per scoring batch),
@@ -331,7 +332,8 @@ def run(cfg: config.Predict, flagfile: str) -> tuple:
   image_rows, breast_rows = rows(result, operating.thresholds,
                                  (lambda level, scores: maps[level].apply(scores)) if maps else None)
   rule = operating.rule or "given"
-  identity = {**trained.identity, "runtime": scorer.name, "threshold_rule": f"{rule} {operating.target_recall:g}"
+  identity = {**trained.identity, "runtime": scorer.name, "runtime_difference": scorer.difference,
+              "threshold_rule": f"{rule} {operating.target_recall:g}"
               if operating.target_recall else rule}
   csv_path, json_path = write(cfg.out, identity, result, image_rows, breast_rows)
   line = summary(result, image_rows, breast_rows)

@@ -19,6 +19,20 @@ Equality is checked, not assumed: `Checked` sends the first images it is
 given through Keras too, and a relative difference above `TOLERANCE`
 stops the command with one line naming the difference and the tolerance
 (`RuntimeMismatchError`, a usage error: the fix is `--runtime=keras`).
+
+No float32 runtime can go much further on a CPU: OpenVINO's float32
+ResNet50 at 600 px (about 59 GFLOP an image) ran 4.1 img/s on this
+project's 2-core AMD EPYC, about 240 GFLOP/s, which is the two cores'
+float32 FMA peak (2 x 32 FLOP a cycle at about 3.7 GHz). On a CPU with
+bfloat16 instructions (AVX512-BF16, AMX) OpenVINO can compute in bfloat16
+at twice that (8.0 img/s there), but its outputs are not Keras's: on 16
+MIAS films ResNet50's (random weights) features differed by 3.4e-3 relative and its scores
+by up to 1.7e-3. So that is a runtime of its own, `openvino_bf16`, asked
+for by name and never picked by auto. Its check gates the conversion (the
+same file computing in float32 must match Keras within TOLERANCE) and
+measures bfloat16's rounding on the check images (`Checked.difference`),
+which predict writes on every row and the feature cache in its key file;
+its features get a cache folder of their own.
 """
 import hashlib
 import importlib.util
@@ -29,6 +43,7 @@ from typing import Callable
 
 import keras
 import numpy as np
+from absl import logging
 
 from mammo_train.config.shared import RUNTIMES
 from mammo_train.errors import ConfigError
@@ -36,7 +51,10 @@ from mammo_train.errors import ConfigError
 # Fastest first, as measured on 2 CPU cores (module docstring); Keras is always there.
 _PREFERENCE = ("openvino", "onnxruntime")
 _PACKAGES = {"openvino": ("openvino", "pip install 'mammo[openvino]'"),
+             "openvino_bf16": ("openvino", "pip install 'mammo[openvino]'"),
              "onnxruntime": ("onnxruntime", "pip install onnxruntime (a dependency of mammo: reinstall it)")}
+# Runtimes computing in bfloat16: outputs differ from Keras's by its rounding (module docstring).
+BFLOAT16 = ("openvino_bf16",)
 # The largest relative difference (max |runtime - Keras| / max |Keras|) accepted.
 TOLERANCE = 1e-4
 # Images of the first batch that go through both the runtime and Keras.
@@ -50,6 +68,18 @@ class RuntimeMismatchError(ConfigError):
 
 def installed(name: str) -> bool:
   return name == "keras" or importlib.util.find_spec(_PACKAGES[name][0]) is not None
+
+
+def bfloat16_cpu() -> bool:
+  """Whether OpenVINO computes bfloat16 natively on this CPU (AVX512-BF16 or AMX); elsewhere it would quietly
+  compute in float32, and a run would record a precision it did not get."""
+  import openvino  # pylint: disable=import-outside-toplevel
+  return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def available(name: str) -> bool:
+  """Whether runtime `name` (not auto) can run here: installed, and for bfloat16 a CPU that has it."""
+  return installed(name) and (name not in BFLOAT16 or bfloat16_cpu())
 
 
 def resolve(choice: str, precision: str = "float32", accelerator: bool | None = None) -> str:
@@ -72,8 +102,11 @@ def resolve(choice: str, precision: str = "float32", accelerator: bool | None = 
   if choice != "keras":
     if not installed(choice):
       raise ConfigError(f"--runtime={choice}: {_PACKAGES[choice][0]} is not installed: {_PACKAGES[choice][1]}")
+    if not available(choice):
+      raise ConfigError(f"--runtime={choice}: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), so "
+                        "OpenVINO would compute in float32: use --runtime=openvino")
     if precision != "float32":
-      raise ConfigError(f"--runtime={choice} runs float32 graphs; this model computes in {precision}: "
+      raise ConfigError(f"--runtime={choice} runs the model converted to float32; this model computes in {precision}: "
                         "use --runtime=keras, or train with --precision=float32")
   return choice
 
@@ -133,21 +166,25 @@ def _onnxruntime(path: str) -> Callable:
   return lambda images: session.run(None, {name: images})[0]
 
 
-def _openvino(path: str) -> Callable:
-  """f32 inference asked for explicitly: on CPUs with AVX512-BF16 (this project's AMD EPYCs) OpenVINO
-  2026 defaults to bfloat16, and the cnn's scores then differed from Keras's by 4e-4 relative."""
+def _openvino(path: str, precision: str = "f32") -> Callable:
+  """The file compiled for the CPU computing in `precision` (f32 | bf16), asked for explicitly: on CPUs
+  with AVX512-BF16 (this project's AMD EPYCs) OpenVINO 2026 defaults to bfloat16, and the cnn's scores then
+  differed from Keras's by 4e-4 relative."""
   import openvino  # pylint: disable=import-outside-toplevel
-  compiled = openvino.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+  compiled = openvino.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": precision})
   return lambda images: compiled(images)[0]
 
 
+_LOADERS = {"onnxruntime": _onnxruntime, "openvino": _openvino, "openvino_bf16": lambda path: _openvino(path, "bf16")}
+
+
 def forward(model: keras.Model, name: str, folder: str) -> Forward:
-  """The model's forward pass on runtime `name` (resolved: not auto), converting into `folder` if needed."""
+  """The model's forward pass on runtime `name` (`resolve`d), converting into `folder` if needed."""
   if name == "keras":
     return keras_forward(model)
   path = onnx_file(model, folder)
   try:
-    return Forward(name, {"onnxruntime": _onnxruntime, "openvino": _openvino}[name](path))
+    return Forward(name, _LOADERS[name](path))
   except Exception as error:  # pylint: disable=broad-except  # each runtime raises its own types
     reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
     raise ConfigError(f"{path}: {name} cannot load it ({reason[:200]}): delete it to convert again, or pass "
@@ -164,26 +201,40 @@ def relative_difference(outputs: np.ndarray, reference: np.ndarray) -> float:
 class Checked:
   """A Forward whose first call also runs its first `CHECK_IMAGES` images through Keras and compares.
 
-  Raises RuntimeMismatchError on that first call when they differ by more than TOLERANCE.
+  `difference` is what the runtime's outputs differ from Keras's by. For a
+  bfloat16 runtime the gate is on `conversion` instead, the same converted
+  file computing in float32: bfloat16's own rounding grows with the model's
+  depth (module docstring), so it is measured and recorded, not gated.
+
+  Raises RuntimeMismatchError on that first call when the (float32) conversion differs by more than TOLERANCE.
   """
 
-  def __init__(self, runtime: Forward, reference: Forward):
-    self.runtime, self.reference, self.name = runtime, reference, runtime.name
+  def __init__(self, runtime: Forward, reference: Forward, conversion: Forward | None = None):
+    self.runtime, self.reference, self.conversion, self.name = runtime, reference, conversion, runtime.name
     self.difference = None  # set by the check
 
   def __call__(self, images) -> np.ndarray:
     outputs = self.runtime(images)
     if self.difference is None and self.runtime.name != "keras":
       sample = np.asarray(images)[:CHECK_IMAGES]
-      self.difference = relative_difference(outputs[:CHECK_IMAGES], self.reference(sample))
-      if not self.difference <= TOLERANCE:  # NaN fails too
+      expected = self.reference(sample)
+      self.difference = relative_difference(outputs[:CHECK_IMAGES], expected)
+      converted = (self.difference if self.conversion is None
+                   else relative_difference(self.conversion(sample), expected))
+      if not converted <= TOLERANCE:  # NaN fails too
+        outputs_named = "outputs" if self.conversion is None else "float32 outputs"
         raise RuntimeMismatchError(
-            f"--runtime={self.name}: outputs on {len(sample)} check images differ from Keras's by "
-            f"{self.difference:.3g} relative, above the tolerance {TOLERANCE:g}: pass --runtime=keras")
+            f"--runtime={self.name}: {outputs_named} on {len(sample)} check images differ from Keras's by "
+            f"{converted:.3g} relative, above the tolerance {TOLERANCE:g}: pass --runtime=keras")
+      if self.conversion is not None:
+        logging.info("--runtime=%s: the conversion matches Keras to %.2g relative; bfloat16 outputs differ by %.2g "
+                     "on %d check images", self.name, converted, self.difference, len(sample))
     return outputs
 
 
 def checked_forward(model: keras.Model, name: str, folder: str) -> Checked:
   """`forward` on runtime `name`, checked against Keras on its first batch."""
   runtime = forward(model, name, folder)
-  return Checked(runtime, runtime if name == "keras" else keras_forward(model))
+  if name == "keras":
+    return Checked(runtime, runtime)
+  return Checked(runtime, keras_forward(model), forward(model, "openvino", folder) if name in BFLOAT16 else None)

@@ -59,9 +59,15 @@ def _rows(folder: str, part: str, split) -> np.ndarray | slice:
 
 def cache_key(builder, extractor: keras.Model, image_size: int, augmentation: augmentations.Augmentation,
               views: int, seed: int, partition: data.Partition = data.Partition(),
-              share: data.Share = data.WHOLE) -> dict:
-  """Everything the cached features depend on."""
-  return {
+              share: data.Share = data.WHOLE, runtime: str = "keras") -> dict:
+  """Everything the cached features depend on.
+
+  Not the runtime's name: float32 runtimes give features that agree to
+  `runtimes.TOLERANCE`, so a cache one computed serves them all. A bfloat16
+  runtime's features differ by its rounding, so they get a key (and folder)
+  of their own; caches computed before it existed keep theirs.
+  """
+  key = {
       "dataset": builder.info.full_name,  # name/config/version
       "splits": {part: data.split_names(builder, getattr(partition, part)) for part in PARTS},
       "backbone": extractor.name,
@@ -73,6 +79,9 @@ def cache_key(builder, extractor: keras.Model, image_size: int, augmentation: au
       "seed": seed,
       "share": [share.index, share.count],
   }
+  if runtime in runtimes.BFLOAT16:
+    key["backbone_compute"] = "bfloat16"
+  return key
 
 
 def _folder(root: str, key: dict) -> str:
@@ -99,7 +108,7 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
   checked against Keras on the first batch.
   """
   views = views if augmentation.active else 1  # unaugmented views would all be the same
-  key = cache_key(builder, extractor, image_size, augmentation, views, seed, partition, share)
+  key = cache_key(builder, extractor, image_size, augmentation, views, seed, partition, share, runtime)
   folder = _folder(root, key)
   if os.path.exists(os.path.join(folder, KEY_FILE)):
     logging.info("feature cache: reusing %s", folder)
@@ -125,7 +134,7 @@ def compute(root: str, builder, extractor, image_size: int, batch_size: int,
     np.save(os.path.join(partial, f"{part}_patients.npy"),
             data.split_metadata(builder, split, share=part_share)["patient_id"])
   with open(os.path.join(partial, KEY_FILE), "w") as f:
-    json.dump({**key, "runtime": runtime}, f, indent=2)  # not in the folder's hash: features agree to 1e-4
+    json.dump({**key, "runtime": runtime, "runtime_difference": run.difference}, f, indent=2)
   shutil.rmtree(folder, ignore_errors=True)
   os.rename(partial, folder)
   logging.info("feature cache: wrote %s", folder)
