@@ -4,7 +4,8 @@
   python -m mammo_train.compare --workdir=OUT runs/a/eval runs/b/eval-cmmd-test cv-a cv-b
 
 Each argument is a training run (its eval/), an evaluation folder
-(`mammo_train.evaluate`'s workdir) or a cross-validation folder (its cv/).
+(`mammo_train.evaluate`'s workdir), a cross-validation folder (its cv/) or
+one baseline of a `mammo_train.baselines` workdir (BASELINES/pixel_logistic).
 Binary and multi-class evaluations alike (not mixed). They must have
 scored the same examples (same dataset name and version, same split or
 folds, same classes, same images); otherwise one line names the difference

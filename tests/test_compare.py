@@ -14,7 +14,7 @@ import pytest
 from sklearn import metrics as skm
 
 from mammo_train import cli, compare, config
-from mammo_train.evaluation import comparison_report, evaluator, scored
+from mammo_train.evaluation import baselines, comparison_report, evaluator, scored
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # TensorFlow's C++ runtime logs a few lines when imported (as in test_cli); they are not the command's output.
@@ -185,6 +185,7 @@ def test_three_class_cv_folders_are_compared_at_argmax_and_fold_by_fold_checked(
   text = (tmp_path / "out" / "report.md").read_text()  # a cv folder's runs are its folds: its checklist names them
   assert f"| model of {a} | cnn at 128x128 (run {a}/fold_0). |" in text and "not a run item" not in text
   assert f"model and training of {b} | the model was not trained by a run" in text
+  assert "the pooled out-of-fold predictions of 5-fold cross-validation" in text and "split 'cv'" not in text
   shifted = _write_evaluation(tmp_path / "c" / "cv", rows, scores, class_names=DENSITY, split="cv",
                               folds=[(fold + 1) % 5 for fold in folds]).parent
   with pytest.raises(scored.NotComparableError, match="different folds"):
@@ -244,7 +245,7 @@ def test_different_folds_are_refused(tmp_path):
     ("other version", "different version (9.9.9 vs 1.1.0)"),
     ("multi-class", "a binary and a multi-class task"),
     ("one folder", "give two or more"),
-    ("not an evaluation", "not a training run, evaluation or cv folder"),
+    ("not an evaluation", "not a training run, evaluation, cv or baseline folder"),
     ("no workdir", "--workdir is required"),
     ("bad bootstrap", "--n_bootstrap must be at least 1"),
 ])
@@ -254,7 +255,9 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch, case, s
   a = _write_evaluation(tmp_path / "a", rows, scores)
   b = _write_evaluation(tmp_path / "b", rows, scores, version="9.9.9")
   c = _write_evaluation(tmp_path / "c", rows, np.full((len(rows), 3), 1 / 3), class_names=DENSITY)
-  argv = {"other version": [str(a), str(b)], "multi-class": [str(a), str(c)], "one folder": [str(a)], "not an evaluation": [str(a), str(tmp_path)],
+  (tmp_path / "empty").mkdir()
+  argv = {"other version": [str(a), str(b)], "multi-class": [str(a), str(c)], "one folder": [str(a)],
+          "not an evaluation": [str(a), str(tmp_path / "empty")],
           "no workdir": [str(a), str(a)], "bad bootstrap": ["--n_bootstrap=0", str(a), str(a)]}[case]
   if case != "no workdir":
     argv = [f"--workdir={tmp_path / 'out'}"] + argv
@@ -299,18 +302,23 @@ def test_the_command_line_prints_one_line_and_no_traceback(tmp_path):
   assert done.returncode == 2 and len(lines) == 1 and "different split" in lines[0], done.stderr
 
 
+def _evaluate_brightness_model(builder, folder, bias: float):
+  """mammo_train.evaluate's own folder for a model that scores an image by its mean brightness."""
+  import keras  # only the tests that evaluate need a model
+  images = keras.Input((64, 64, 1), dtype="uint8")
+  brightness = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(images))
+  output = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=keras.initializers.Constant(
+      3 * bias), bias_initializer=keras.initializers.Constant(bias))(brightness)
+  evaluator.evaluate_model(keras.Model(images, output), builder, "test", folder, 64, 16,
+                           config.Protocol(n_bootstrap=20))
+  return folder
+
+
 def test_compares_real_evaluations_with_their_checklists(tiny_builder, tmp_path):
   """Two evaluations written by mammo_train.evaluate itself: compare reads them, and their checklists."""
-  import keras  # only this test needs a model
   folders = []
   for bias in (-0.3, 0.4):
-    images = keras.Input((64, 64, 1), dtype="uint8")
-    brightness = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(images))
-    output = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=keras.initializers.Constant(
-        3 * bias), bias_initializer=keras.initializers.Constant(bias))(brightness)
-    folder = tmp_path / f"eval{bias}"
-    evaluator.evaluate_model(keras.Model(images, output), tiny_builder, "test", folder, 64, 16,
-                            config.Protocol(n_bootstrap=20))
+    folder = _evaluate_brightness_model(tiny_builder, tmp_path / f"eval{bias}", bias)
     stored = json.loads((folder / "checklist.json").read_text())
     assert stored["leakage"]["passed"]
     assert "## Reporting checklist" in (folder / "report.md").read_text()
@@ -318,6 +326,29 @@ def test_compares_real_evaluations_with_their_checklists(tiny_builder, tmp_path)
   result = comparison_report.compare_folders(folders, tmp_path / "out", n_bootstrap=20)
   assert result["dataset"]["name"] == "synthetic/tiny" and result["dataset"]["counts"]["images"] == 16
   assert "leakage check of" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_model_is_compared_with_the_baselines_written_on_its_split(tiny_builder, tmp_path):
+  """mammo_train.baselines' folders are ones compare takes (pixel_logistic: DeLong and McNemar beside the
+  bootstrap); those whose decisions ignore their scores, and the baselines workdir itself, are refused by name."""
+  model = _evaluate_brightness_model(tiny_builder, tmp_path / "model", 0.4)
+  base = tmp_path / "baselines"
+  baselines.run(tiny_builder, "test", base, image_size=32, batch_size=32, epochs=1,
+                protocol=config.Protocol(n_bootstrap=20))
+  result = comparison_report.compare_folders([model, base / "pixel_logistic"], tmp_path / "out", n_bootstrap=20)
+  assert list(result["models"]) == [str(model), str(base / "pixel_logistic")]
+  assert {"delong", "mcnemar", "auc_difference"} <= set(result["pairs"][0]["levels"]["image"])
+  pixel = result["models"][str(base / "pixel_logistic")]
+  assert "validation split" in pixel["operating_point"]["how"]  # its own threshold, chosen on validation
+  with pytest.raises(scored.NotComparableError, match=re.escape(
+      f"{base}: holds evaluations in its folders, not one itself: name one of them (majority, pixel_logistic, "
+      f"prior_random), "
+      f"e.g. {base / 'majority'}")):
+    comparison_report.compare_folders([model, base], tmp_path / "out2", n_bootstrap=20)
+  for own_decisions in ("majority", "prior_random"):
+    with pytest.raises(scored.NotComparableError, match=re.escape(f"{base / own_decisions}: its decisions are its "
+                                                                  "own, not made from its scores")):
+      comparison_report.compare_folders([model, base / own_decisions], tmp_path / "out3", n_bootstrap=20)
 
 
 @pytest.mark.parametrize("damage", ["no_patient_column", "metrics_without_dataset", "multi_class_without_p_columns"])

@@ -14,7 +14,7 @@ from absl import flags
 from PIL import Image
 
 from mammo_train import config
-from mammo_train.evaluation import assessment, baselines, calibration, evaluator, explain, metrics, report
+from mammo_train.evaluation import assessment, baselines, calibration, evaluator, explain, metrics, report, scored
 from mammo_train.inputs import data
 from mammo_train.models import classifiers
 from tests.test_explain import split_localisation
@@ -69,12 +69,12 @@ def test_evaluate_model_writes_every_report_file(tiny_builder, model, tmp_path):
   assert all(f"({name})" in markdown for name in PNGS)
   assert "validation split" in markdown
   assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
-  with open(workdir / evaluator.PREDICTIONS) as f:
+  with open(workdir / scored.PREDICTIONS) as f:
     rows = list(csv.DictReader(f))
-  scored = evaluator.predict(model, tiny_builder, "test", 64, 16)
-  assert [row["patient_id"] for row in rows] == list(scored.patient_id)
+  predicted = evaluator.predict(model, tiny_builder, "test", 64, 16)
+  assert [row["patient_id"] for row in rows] == list(predicted.patient_id)
   assert [row["source"] for row in rows] == list(data.split_metadata(tiny_builder, "test", ("source",))["source"])
-  np.testing.assert_allclose([float(row["score"]) for row in rows], scored.scores, atol=1e-6)
+  np.testing.assert_allclose([float(row["score"]) for row in rows], predicted.scores, atol=1e-6)
   assert {row["label"] for row in rows} <= {"benign", "malignant"} and {row["view"] for row in rows} == {"CC", "MLO"}
   validation = evaluator.predict(model, tiny_builder, "validation", 64, 16)
   assert result["threshold"]["values"]["image"] == metrics.choose_threshold(validation.labels, validation.scores)

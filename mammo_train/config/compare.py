@@ -12,7 +12,7 @@ from mammo_train.config.shared import check, flag_names, require_positive
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Compare:
   workdir: str = flag(None, "Folder for report.md, compare.json and the overlaid ROC curves.")
-  folders: tuple  # the runs, evaluation folders or cv folders after the flags
+  folders: tuple  # the runs, evaluation, cv or baseline folders after the flags
   n_bootstrap: int = flag(1000, "Paired patient-bootstrap resamples of every interval.")
   seed: int = flag(0, "Bootstrap seed.")
 
@@ -23,7 +23,7 @@ def define_compare_flags(values: flags.FlagValues = flags.FLAGS):
 
 def compare_from_flags(values: flags.FlagValues, paths) -> Compare:
   check(values.workdir, "--workdir is required: the folder the comparison is written to")
-  check(len(paths) >= 2, "give two or more training runs, evaluation folders or cv folders after the flags")
+  check(len(paths) >= 2, "give two or more training runs, evaluation, cv or baseline folders after the flags")
   for path in paths:
     check(os.path.isdir(path), f"{path}: no such folder")
   require_positive(values, "n_bootstrap")

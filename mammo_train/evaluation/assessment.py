@@ -25,6 +25,8 @@ import numpy as np
 
 from mammo_train.evaluation import metrics, subgroups
 
+# How a classifier that decides without its scores (the majority and prior_random baselines) is described.
+OWN_DECISIONS = "made by the classifier itself, without a threshold"
 OPERATING_POINT = "operating_point.json"
 DEFAULT_THRESHOLD = 0.5
 # Levels with a threshold (and calibration map) of their own, and at which
@@ -204,7 +206,7 @@ def assess(target: Predictions, class_names, operating: OperatingPoint | None, *
   result = {
       "decisions": ("malignant when the score reaches the operating threshold" if thresholded
                     else "the most probable class (argmax)" if target.decisions is None
-                    else "made by the classifier itself, without a threshold"),
+                    else OWN_DECISIONS),
       "threshold": None if not thresholded else {
           "values": {name: _threshold(operating, name) for name in decided if name in THRESHOLD_LEVELS},
           "how": operating.how if operating else f"no operating point was available: default {DEFAULT_THRESHOLD}",

@@ -21,7 +21,10 @@
 All are fitted on the training split; thresholds are chosen on validation and
 applied unchanged to the scored split. Each writes the same report as a model
 evaluation, plus predictions.npz, which `mammo_train.evaluate --baselines_dir`
-loads to compare a model with it on the same examples (paired bootstrap).
+loads to compare a model with it on the same examples (paired bootstrap), and
+predictions.csv, which makes its folder one that `mammo_train.compare` takes
+(DeLong and McNemar beside the bootstrap; not majority and prior_random,
+whose decisions are not made from their constant scores).
 """
 import dataclasses
 import pathlib
@@ -31,7 +34,7 @@ from absl import logging
 from sklearn import compose, impute, linear_model, pipeline, preprocessing
 
 from mammo_train import config
-from mammo_train.evaluation import assessment, report, subgroups
+from mammo_train.evaluation import assessment, report, scored, subgroups
 from mammo_train.inputs import data
 
 ALL = config.BASELINES
@@ -274,6 +277,7 @@ def run(builder, split: str, workdir, names=ALL, image_size: int = PIXEL_SIZE, b
     if operating:
       operating.save(folder)
     save_predictions(folder, target, builder.info.full_name, split)
+    scored.write_predictions(folder, builder, split, target, class_names)
     results[name] = report.plain(result)
   if results:
     (pathlib.Path(workdir) / report.REPORT).write_text(report.summary(results))

@@ -364,8 +364,12 @@ def facts_for_comparison(loaded: list, result: dict) -> list:
   the folds), so its own checklist's run items are taken, as its pooled evaluation filled them.
   """
   dataset = result["dataset"]
-  items = [Item("7", "5a", "data source", f"{dataset['name']} version {dataset['version']}, split "
-                f"'{dataset['split']}', the same examples for every model (checked).")]
+  folds = loaded[0].folds
+  scored_on = (f"the pooled out-of-fold predictions of {len(set(folds))}-fold cross-validation (each image scored "
+               "once, by the fold model that did not train on it), the same examples in the same folds for every "
+               "model (checked)" if folds is not None else
+               f"split '{dataset['split']}', the same examples for every model (checked)")
+  items = [Item("7", "5a", "data source", f"{dataset['name']} version {dataset['version']}, {scored_on}.")]
   for model in loaded:
     path = model.folder / CHECKLIST
     stored = json.loads(path.read_text()) if path.is_file() else {}

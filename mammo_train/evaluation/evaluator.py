@@ -11,7 +11,6 @@ file (or one folder below it); if there is none, 0.5, and the report says so.
 A missing or unreadable model, or one that does not fit the dataset (its
 classes, a one-channel square input), raises config.ConfigError naming it.
 """
-import csv
 import os
 import pathlib
 
@@ -30,8 +29,6 @@ GRID_PER_ROW = 6  # cases per row of the saliency grid
 LOCATIONS = {"lesion_box": "where the synthetic generator drew the lesion (its lesion_box feature)",
              "findings": "squares around the dataset's findings (centre and radius) of the image's own class"}
 
-
-PREDICTIONS = "predictions.csv"
 
 
 def predict(model, builder, split, image_size: int, batch_size: int) -> assessment.Predictions:
@@ -145,28 +142,13 @@ dataset records lesion locations, the pointing game (`_saliency`).
   report.write(result, curves, workdir, tb_logdir, pictures=pictures)
   checklist.record(builder, report.plain(result), workdir, model_path, assessment.levels(target, 2) if binary
                    else None, protocol.n_bootstrap, protocol.seed)
-  write_predictions(workdir, builder, split, target, class_names)
+  scored.write_predictions(workdir, builder, split, target, class_names)
   if operating is not None and _chooses_threshold(builder, split, threshold, partition):
     operating.save(workdir)
   if maps and validation is not None:
     calibration.save(maps, workdir)
   logging.info("evaluation of %s on %s %s written to %s", result["model"], builder.info.full_name, split, workdir)
   return report.plain(result)
-
-
-def write_predictions(workdir, builder, split, target: assessment.Predictions, class_names) -> pathlib.Path:
-  """workdir/predictions.csv: one row per scored image (source, patient, laterality, view, label, score),
-  the rows `mammo_train.predict` writes for the same files, so the two can be compared."""
-  metadata = data.split_metadata(builder, split, ("source",))
-  scores = np.asarray(target.scores, dtype=float)
-  path = pathlib.Path(workdir) / PREDICTIONS
-  with open(path, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(["source", "patient_id", "laterality", "view", "label", *scored.score_columns(class_names)])
-    for i, label in enumerate(target.labels):
-      writer.writerow([metadata["source"][i], metadata["patient_id"][i], metadata["laterality"][i],
-                       metadata["view"][i], class_names[int(label)], *np.atleast_1d(scores[i]).tolist()])
-  return path
 
 
 def _saliency(model, builder, split, image_size: int, batch_size: int, target: assessment.Predictions,

@@ -1,6 +1,7 @@
-"""What a finished evaluation left on disk, read back so that several can be compared on the same examples.
+"""What a finished evaluation leaves on disk (`write_predictions`), read back (`load`) so that several can be
+compared on the same examples.
 
-Three kinds of folder hold one model's scores on a dataset:
+Four kinds of folder hold one model's scores on a dataset:
 
 - an evaluation folder (`mammo_train.evaluate`'s workdir): predictions.csv
   (one row per image: source, patient_id, laterality, view, label, then
@@ -10,7 +11,9 @@ Three kinds of folder hold one model's scores on a dataset:
   validation, and how: a multi-class evaluation decides by argmax);
 - a training run: its `eval/` folder is that evaluation;
 - a cross-validation folder: `cv/` holds the same two files over the pooled
-  out-of-fold predictions, predictions.csv with one more column, `fold`.
+  out-of-fold predictions, predictions.csv with one more column, `fold`;
+- one baseline of a `mammo_train.baselines` workdir (BASELINES/pixel_logistic):
+  the same two files, so a model can be compared with it.
 
 An image is identified by its `source` (the file it was built from,
 relative to the dataset's manual dir), which is unique within a dataset.
@@ -27,8 +30,9 @@ import pathlib
 import numpy as np
 
 from mammo_train.evaluation import assessment
+from mammo_train.inputs import data
 
-PREDICTIONS = "predictions.csv"  # the name mammo_train.evaluate writes
+PREDICTIONS = "predictions.csv"
 METRICS = "metrics.json"
 
 
@@ -52,13 +56,28 @@ class Scored:
 
 
 def score_columns(class_names) -> list:
-  """predictions.csv's score columns, as `evaluator.write_predictions` names them."""
+  """predictions.csv's score columns."""
   return ["score"] if len(class_names) == 2 else [f"p_{name}" for name in class_names]
 
 
 def kind(class_names) -> str:
   """"binary (benign / malignant)" or "3-class (fatty / fatty-glandular / dense)": how refusals name a task."""
   return f"{'binary' if len(class_names) == 2 else f'{len(class_names)}-class'} ({' / '.join(class_names)})"
+
+
+def write_predictions(workdir, builder, split, target: assessment.Predictions, class_names) -> pathlib.Path:
+  """workdir/predictions.csv: one row per scored image (source, patient, laterality, view, label, score),
+  the rows `mammo_train.predict` writes for the same files, so the two can be compared."""
+  metadata = data.split_metadata(builder, split, ("source",))
+  scores = np.asarray(target.scores, dtype=float)
+  path = pathlib.Path(workdir) / PREDICTIONS
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["source", "patient_id", "laterality", "view", "label", *score_columns(class_names)])
+    for i, label in enumerate(target.labels):
+      writer.writerow([metadata["source"][i], metadata["patient_id"][i], metadata["laterality"][i],
+                       metadata["view"][i], class_names[int(label)], *np.atleast_1d(scores[i]).tolist()])
+  return path
 
 
 def evaluation_folder(path) -> pathlib.Path:
@@ -69,8 +88,12 @@ def evaluation_folder(path) -> pathlib.Path:
       if not (candidate / METRICS).is_file():
         raise NotComparableError(f"{candidate}: {PREDICTIONS} without {METRICS} (an unfinished evaluation?)")
       return candidate
-  raise NotComparableError(f"{path}: not a training run, evaluation or cv folder (no {PREDICTIONS} in it, "
-                           "its eval/ or its cv/)")
+  inside = sorted(candidate.parent.name for candidate in path.glob(f"*/{PREDICTIONS}"))
+  if inside:  # a baselines workdir, or a folder of evaluations
+    raise NotComparableError(f"{path}: holds evaluations in its folders, not one itself: name one of them "
+                             f"({', '.join(inside)}), e.g. {path / inside[0]}")
+  raise NotComparableError(f"{path}: not a training run, evaluation, cv or baseline folder (no {PREDICTIONS} in "
+                           "it, its eval/ or its cv/)")
 
 
 def load(path, name: str | None = None) -> Scored:
@@ -91,6 +114,10 @@ def load(path, name: str | None = None) -> Scored:
     raise NotComparableError(f"{folder}: unreadable evaluation ({error!r})") from None
   if len(class_names) < 2:
     raise NotComparableError(f"{folder / METRICS}: no class names (dataset.class_names) to read labels by")
+  if stored.get("decisions") == assessment.OWN_DECISIONS:
+    raise NotComparableError(f"{folder}: its decisions are its own, not made from its scores (the majority and "
+                             "prior_random baselines: constant scores): compare pairs models that decide by their "
+                             "scores")
   if len(class_names) == 2 and not operating:
     raise NotComparableError(f"{folder / METRICS}: a binary evaluation without the thresholds it applied")
   columns = score_columns(class_names)

@@ -29,7 +29,7 @@ import numpy as np
 
 from mammo_tfds import splits
 from mammo_train import config, run_folder
-from mammo_train.evaluation import assessment, baselines, checklist, evaluator, report, subgroups
+from mammo_train.evaluation import assessment, baselines, checklist, report, scored, subgroups
 from mammo_train.inputs import data
 from mammo_train.training import loop, runtime
 
@@ -128,33 +128,33 @@ def run(cfg: config.CrossValidation, flagfile: str) -> dict:
 
 
 def _fold_predictions(workdir: str, fold: int) -> list[dict]:
-  with open(os.path.join(run_folder.RunFolder(fold_folder(workdir, fold)).eval, evaluator.PREDICTIONS),
+  with open(os.path.join(run_folder.RunFolder(fold_folder(workdir, fold)).eval, scored.PREDICTIONS),
             newline="") as f:
     return list(csv.DictReader(f))
 
 
 def pooled_predictions(builder, development_data, folds: Folds, workdir: str, declaration) -> tuple:
   """(Predictions of every development image in `split_metadata` order, with a "fold" feature; sources;
-  score column names). An image scored twice, by the wrong fold, or never is an error naming it."""
+  score column names). An image seen twice, by the wrong fold, or never is an error naming it."""
   metadata = data.split_metadata(builder, development_data, (*declaration.columns, "source"))
   index = {source: i for i, source in enumerate(metadata["source"])}
   image_folds = np.array([folds.of_patient[patient] for patient in metadata["patient_id"]])
-  scored = np.zeros(len(index), bool)
+  seen = np.zeros(len(index), bool)
   scores, columns = None, None
   for fold in range(folds.count):
     for row in _fold_predictions(workdir, fold):
       i = index.get(row["source"])
-      if i is None or image_folds[i] != fold or scored[i]:
+      if i is None or image_folds[i] != fold or seen[i]:
         raise ValueError(f"{fold_folder(workdir, fold)}: image {row['source']} is not one of fold {fold}'s, "
-                         "or was scored twice")
+                         "or was seen twice")
       columns = columns or [name for name in row if name == "score" or name.startswith("p_")]
       if scores is None:
         scores = np.zeros((len(index), len(columns)))
       scores[i] = [float(row[name]) for name in columns]
-      scored[i] = True
-  if not scored.all():
-    raise ValueError(f"{int((~scored).sum())} development images were scored by no fold, e.g. "
-                     f"{metadata['source'][~scored][0]}")
+      seen[i] = True
+  if not seen.all():
+    raise ValueError(f"{int((~seen).sum())} development images were seen by no fold, e.g. "
+                     f"{metadata['source'][~seen][0]}")
   features = {key: value for key, value in metadata.items() if key not in ("label", "patient_id", "source")}
   features["fold"] = image_folds
   predictions = assessment.Predictions(metadata["label"], scores[:, 0] if columns == ["score"] else scores,
@@ -304,7 +304,7 @@ def pool(builder, development_data: data.Selection, folds: Folds, workdir: str, 
 
 def write_predictions(folder: str, pooled, metadata, columns, class_names, operating) -> str:
   """cv/predictions.csv: evaluate's columns, then each image's fold and its fold's thresholds."""
-  path = os.path.join(folder, evaluator.PREDICTIONS)
+  path = os.path.join(folder, scored.PREDICTIONS)
   folds = pooled.features["fold"]
   scores = np.asarray(pooled.scores, dtype=float).reshape(len(folds), -1)
   with open(path, "w", newline="") as f:
