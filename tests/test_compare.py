@@ -340,10 +340,11 @@ def test_a_model_is_compared_with_the_baselines_written_on_its_split(tiny_builde
   assert {"delong", "mcnemar", "auc_difference"} <= set(result["pairs"][0]["levels"]["image"])
   pixel = result["models"][str(base / "pixel_logistic")]
   assert "validation split" in pixel["operating_point"]["how"]  # its own threshold, chosen on validation
+  assert (f"| model and training of {base / 'pixel_logistic'} | baseline pixel_logistic: logistic regression"
+          in (tmp_path / "out" / "report.md").read_text())  # the checklist says what the baseline is
   with pytest.raises(scored.NotComparableError, match=re.escape(
       f"{base}: holds evaluations in its folders, not one itself: name one of them (majority, pixel_logistic, "
-      f"prior_random), "
-      f"e.g. {base / 'majority'}")):
+      f"prior_random), e.g. {base / 'pixel_logistic'}")):  # the example is one compare takes
     comparison_report.compare_folders([model, base], tmp_path / "out2", n_bootstrap=20)
   for own_decisions in ("majority", "prior_random"):
     with pytest.raises(scored.NotComparableError, match=re.escape(f"{base / own_decisions}: its decisions are its "

@@ -356,6 +356,19 @@ def record(builder, result: dict, workdir, model_path, levels, n_resamples: int,
   write(workdir, *for_evaluation(builder, result, workdir, model_path, levels, n_resamples, seed))
 
 
+def _baseline_item(folder: pathlib.Path) -> Item | None:
+  """What a `mammo_train.baselines` folder says its model is (its metrics.json's "baseline NAME: how"), or None."""
+  try:
+    described = json.loads((folder / "metrics.json").read_text()).get("model", "")
+  except (OSError, ValueError, AttributeError):
+    return None
+  if not str(described).startswith("baseline "):
+    return None
+  return Item("22, 24, 25, 26", "12c, 13", "model and training",
+              f"{described}; fitted on the training split by mammo_train.baselines, its threshold (binary tasks) "
+              "chosen on the validation split.")
+
+
 def facts_for_comparison(loaded: list, result: dict) -> list:
   """The checklist of a comparison: the data, each model's run, the shared protocol, each model's leakage
   check as its evaluation recorded it.
@@ -379,7 +392,8 @@ def facts_for_comparison(loaded: list, result: dict) -> list:
     items.append(Item("20", "12a", f"leakage check of {model.name}", f"{said}."))
     run = _run_folder([model.folder.parent, model.folder])
     recorded = [Item(**item) for item in stored.get("items", ()) if item["topic"] in RUN_TOPICS]
-    for item in run_items(run) if run or not recorded else recorded:
+    own = run_items(run) if run else recorded or [_baseline_item(model.folder) or run_items(None)[0]]
+    for item in own:
       items.append(dataclasses.replace(item, topic=f"{item.topic} of {model.name}"))
   items.append(software_item())
   boot = result["bootstrap"]

@@ -89,11 +89,20 @@ def evaluation_folder(path) -> pathlib.Path:
         raise NotComparableError(f"{candidate}: {PREDICTIONS} without {METRICS} (an unfinished evaluation?)")
       return candidate
   inside = sorted(candidate.parent.name for candidate in path.glob(f"*/{PREDICTIONS}"))
-  if inside:  # a baselines workdir, or a folder of evaluations
+  if inside:  # a baselines workdir, or a folder of evaluations: the example is one that decides by its scores
+    example = next((name for name in inside if not _own_decisions(path / name)), inside[0])
     raise NotComparableError(f"{path}: holds evaluations in its folders, not one itself: name one of them "
-                             f"({', '.join(inside)}), e.g. {path / inside[0]}")
+                             f"({', '.join(inside)}), e.g. {path / example}")
   raise NotComparableError(f"{path}: not a training run, evaluation, cv or baseline folder (no {PREDICTIONS} in "
                            "it, its eval/ or its cv/)")
+
+
+def _own_decisions(folder: pathlib.Path) -> bool:
+  """Whether the evaluation in `folder` records decisions not made from its scores (`assessment.OWN_DECISIONS`)."""
+  try:
+    return json.loads((folder / METRICS).read_text()).get("decisions") == assessment.OWN_DECISIONS
+  except (OSError, ValueError, AttributeError):
+    return False
 
 
 def load(path, name: str | None = None) -> Scored:
@@ -114,7 +123,7 @@ def load(path, name: str | None = None) -> Scored:
     raise NotComparableError(f"{folder}: unreadable evaluation ({error!r})") from None
   if len(class_names) < 2:
     raise NotComparableError(f"{folder / METRICS}: no class names (dataset.class_names) to read labels by")
-  if stored.get("decisions") == assessment.OWN_DECISIONS:
+  if _own_decisions(folder):
     raise NotComparableError(f"{folder}: its decisions are its own, not made from its scores (the majority and "
                              "prior_random baselines: constant scores): compare pairs models that decide by their "
                              "scores")
