@@ -106,8 +106,8 @@ def resolve(choice: str, precision: str = "float32", accelerator: bool | None = 
       raise ConfigError(f"--runtime={choice}: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), so "
                         "OpenVINO would compute in float32: use --runtime=openvino")
     if precision != "float32":
-      raise ConfigError(f"--runtime={choice} runs the model converted to float32; this model computes in {precision}: "
-                        "use --runtime=keras, or train with --precision=float32")
+      raise ConfigError(f"--runtime={choice} converts the model to a float32 graph; this model computes in "
+                        f"{precision}: use --runtime=keras, or train with --precision=float32")
   return choice
 
 
