@@ -9,7 +9,10 @@ same):
   per runtime   backbone features per second (Keras and every installed
                 runtime of `mammo_train.inference.runtimes`, converted and
                 checked against Keras first, timed interleaved, best of
-                --repeats: a shared machine only ever adds time)
+                --repeats: a shared machine only ever adds time); beside
+                them Keras under the policy --precision=auto picks, where
+                that is not float32 (mixed_bfloat16 on a CPU with bfloat16
+                instructions: the backbone pass a default run gets there)
   head          one epoch of head training at CMMD size (--train_images
                 features per epoch, --validation_images validated), on a
                 cache of random features of the backbone's width
@@ -40,21 +43,36 @@ import bench_common  # pylint: disable=wrong-import-position
 CMMD_TRAIN, CMMD_VALIDATION = 2620, 562
 
 
-def runtime_rates(extractor, images, names: list, batch: int, repeats: int, folder: str) -> dict:
-  """Images per second of each runtime's backbone pass over `images`, interleaved, best of `repeats`."""
-  from mammo_train.inference import runtimes  # pylint: disable=import-outside-toplevel
-  forwards = {}
-  for name in names:
-    forwards[name] = runtimes.checked_forward(extractor, name, folder)
-    forwards[name](images[:batch])  # conversion check, tracing, first compilation: not timed
-  seconds = {name: float("inf") for name in names}
+def runtime_rates(forwards: dict, images, batch: int, repeats: int) -> dict:
+  """Images per second of each backbone pass (name -> forward) over `images`, interleaved, best of `repeats`."""
+  for forward in forwards.values():
+    forward(images[:batch])  # conversion check, tracing, first compilation: not timed
+  seconds = {name: float("inf") for name in forwards}
   for _ in range(repeats):
     for name, forward in forwards.items():
       start = time.perf_counter()
       for first in range(0, len(images), batch):
         forward(images[first:first + batch])
       seconds[name] = min(seconds[name], time.perf_counter() - start)
-  return {name: len(images) / seconds[name] for name in names}
+  return {name: len(images) / seconds[name] for name in forwards}
+
+
+def auto_policy_forward(fresh_model):
+  """(name, forward) of Keras under the policy --precision=auto picks here, when that is not float32 (a CPU
+  with bfloat16 instructions: mixed_bfloat16, where auto keeps the backbone pass on Keras), else None."""
+  import keras  # pylint: disable=import-outside-toplevel
+  from mammo_train.inference import runtimes  # pylint: disable=import-outside-toplevel
+  from mammo_train.models import classifiers  # pylint: disable=import-outside-toplevel
+  from mammo_train.training import runtime  # pylint: disable=import-outside-toplevel
+  policy = runtime.resolve_precision("auto")
+  if policy == "float32":
+    return None
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    extractor, _ = classifiers.split_head(fresh_model())
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  return f"keras {policy} (--precision=auto)", runtimes.keras_forward(extractor)
 
 
 def head_epoch_seconds(head, width: int, classes: int, batch: int, train: int, validation: int, views: int) -> float:
@@ -159,18 +177,23 @@ def main():
   images = np.concatenate([np.asarray(batch[0]) for batch in
                            data.eval_batches(builder, "train", args.image_size, args.batch_size)])
   images = np.resize(images, (args.images, *images.shape[1:]))  # repeated if the split is smaller
+  from mammo_train.inference import runtimes  # pylint: disable=import-outside-toplevel
   with tempfile.TemporaryDirectory() as conversions:
-    rates = runtime_rates(extractor, images, names, args.batch_size, args.repeats, conversions)
+    forwards = {name: runtimes.checked_forward(extractor, name, conversions) for name in names}
+    auto = auto_policy_forward(fresh_model)
+    if auto:
+      forwards[auto[0]] = auto[1]
+    rates = runtime_rates(forwards, images, args.batch_size, args.repeats)
   head_epoch = head_epoch_seconds(head, extractor.output_shape[-1], classes, args.batch_size, args.train_images,
                                   args.validation_images, args.views)
   passes = args.train_images * args.views + args.validation_images
   rows = []
-  for name in names:
+  for name in rates:
     rows.append([f"{name}: backbone features", rates[name],
                  f"img/s ({args.images} images, batch {args.batch_size}); x{rates[name] / rates['keras']:.2f} keras"])
   rows.append(["head: one epoch at CMMD size", head_epoch,
                f"s ({args.train_images} features, {args.validation_images} validated)"])
-  for name in names:
+  for name in rates:
     total = passes / rates[name] + args.epochs * head_epoch
     rows.append([f"{name}: {args.epochs}-epoch run, min (extrapolated)", total / 60,
                  f"{passes} backbone passes + {args.epochs} head epochs; target < 45"])
