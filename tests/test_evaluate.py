@@ -68,6 +68,7 @@ def test_evaluate_model_writes_every_report_file(tiny_builder, model, tmp_path):
   markdown = (workdir / "report.md").read_text()
   assert all(f"({name})" in markdown for name in PNGS)
   assert "validation split" in markdown
+  assert "| majority | roc_auc | 0.500 [0.500, 0.500] |" in markdown  # a baseline's value has its interval too
   assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
   with open(workdir / scored.PREDICTIONS) as f:
     rows = list(csv.DictReader(f))

@@ -140,9 +140,12 @@ def test_compare_is_paired():
   model = (scores, metrics.threshold_decisions(scores, 0.5))
   constant = (np.full(120, 0.5), metrics.one_hot(np.ones(120, int), 2))
   against_itself = metrics.compare(labels, groups, model, model, NAMES, n_resamples=100)
-  assert against_itself["roc_auc"] == {"difference": 0.0, "ci": [0.0, 0.0], "beats": False}
+  own = metrics.with_intervals(labels, scores, model[1], groups, NAMES, n_resamples=100)["ci"]["roc_auc"]
+  assert against_itself["roc_auc"] == {"difference": 0.0, "ci": [0.0, 0.0], "beats": False, "baseline_ci": own}
   against_constant = metrics.compare(labels, groups, model, constant, NAMES, n_resamples=100)
   assert against_constant["roc_auc"]["beats"]
+  # A constant scorer's AUC is 0.5 on every resample: its own interval says so.
+  assert against_constant["roc_auc"]["baseline_ci"] == [0.5, 0.5]
   assert against_constant["roc_auc"]["difference"] == pytest.approx(skm.roc_auc_score(labels, scores) - 0.5)
 
 

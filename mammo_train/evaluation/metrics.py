@@ -292,7 +292,8 @@ def compare(labels, groups, model, baseline, class_names, n_resamples: int = 100
   same order. Both are scored on the same resamples, so the interval is for
   the difference itself, which is much narrower than the two intervals side by
   side suggest. The model beats the baseline on a metric when the whole
-  interval of the difference is above zero.
+  interval of the difference is above zero. `baseline_ci` is the baseline's
+  own interval on those resamples, so its figure is never given bare.
   """
   weights = patient_resamples(groups, n_resamples, seed)
   point_model = headline(point_metrics(labels, *model, class_names))
@@ -303,5 +304,6 @@ def compare(labels, groups, model, baseline, class_names, n_resamples: int = 100
   for name in point_model:
     interval = percentile_interval(samples_model[name] - samples_baseline[name], confidence)
     result[name] = {"difference": point_model[name] - point_baseline[name], "ci": interval,
-                    "beats": bool(interval[0] > 0)}
+                    "beats": bool(interval[0] > 0),
+                    "baseline_ci": percentile_interval(samples_baseline[name], confidence)}
   return result

@@ -140,8 +140,9 @@ def _flat(level: dict, class_names) -> dict:
 
 def _baseline_section(baselines: dict, levels) -> list:
   lines = ["## Baselines", "",
-           "Same splits, same metrics. Differences are model minus baseline with a paired patient-level "
-           "bootstrap interval; the model beats a baseline on a metric when the whole interval is above 0.", ""]
+           "Same splits, same metrics. Each baseline value has its patient-bootstrap interval; differences are "
+           "model minus baseline with a paired patient-level bootstrap interval (the same resamples); the model "
+           "beats a baseline on a metric when the whole interval is above 0.", ""]
   for level_name in [name for name in levels if any(name in b["comparison"] for b in baselines.values())]:
     lines += [f"### {level_name.capitalize()} level", "",
               "| baseline | metric | baseline value | model - baseline [95% CI] | model beats it |",
@@ -155,9 +156,9 @@ def _baseline_section(baselines: dict, levels) -> list:
         difference = "n/a" if row["difference"] is None else (
             f"{row['difference']:+.3f} [{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}]"
             if row["ci"][0] is not None else f"{row['difference']:+.3f}")
-        value = baseline["levels"][level_name][metric]
-        lines.append(f"| {name} | {metric} | {'n/a' if value is None else f'{value:.3f}'} | "
-                     f"{difference} | {'yes' if row['beats'] else 'no'} |")
+        value, (low, high) = baseline["levels"][level_name][metric], row.get("baseline_ci") or (None, None)
+        shown = "n/a" if value is None else f"{value:.3f}" + ("" if low is None else f" [{low:.3f}, {high:.3f}]")
+        lines.append(f"| {name} | {metric} | {shown} | {difference} | {'yes' if row['beats'] else 'no'} |")
     lines.append("")
   for name, baseline in baselines.items():
     lines.append(f"- **{name}**: {baseline['description']}")
