@@ -168,11 +168,11 @@ def test_bad_calibration_is_one_clear_error(bad, message):
 
 def test_mixed_precision_model_is_exported_in_float32():
   model = _model()
-  rebuilt = serving_graph.float32_model(model)
+  rebuilt = classifiers.float32_model(model)
   assert {layer.dtype_policy.compute_dtype for layer in rebuilt.layers} == {"float32"}
   images = np.random.default_rng(0).integers(0, 256, (4, SIZE, SIZE, 1), dtype=np.uint8)
   np.testing.assert_allclose(rebuilt.predict(images, verbose=0), model.predict(images, verbose=0), atol=0.05)
-  assert serving_graph.float32_model(rebuilt) is rebuilt
+  assert classifiers.float32_model(rebuilt) is rebuilt
 
 
 def test_unknown_format_and_missing_model_are_refused(tmp_path):

@@ -381,16 +381,22 @@ def _scores_by_file(out) -> dict:
     return {row["source"]: row for row in csv.DictReader(f) if row["level"] == "image"}
 
 
-@pytest.mark.skipif(not runtimes.installed("onnxruntime"), reason="onnxruntime is not installed")
-def test_command_line_runtime_is_recorded_and_scores_as_keras(trained_run, shared_data, tmp_path, capsys,
-                                                              monkeypatch):
+def _rows_per_runtime(names, trained_run, shared_data, tmp_path, capsys, monkeypatch) -> dict:
+  """{runtime: image rows by source} of predict on the NYU films, once per runtime in `names`."""
   nyu = sorted(str(p) for p in (shared_data / "real-mammograms").glob("nyu_gmic_0_*.png"))
   rows = {}
-  for name in ("keras", "onnxruntime"):
+  for name in names:
     status, printed = _predict_cli([f"--run={trained_run}", f"--out={tmp_path / name}", f"--runtime={name}", *nyu],
                                    capsys, monkeypatch)
     assert status == 0, printed.err
     rows[name] = _scores_by_file(tmp_path / name)
+  return rows
+
+
+@pytest.mark.skipif(not runtimes.installed("onnxruntime"), reason="onnxruntime is not installed")
+def test_command_line_runtime_is_recorded_and_scores_as_keras(trained_run, shared_data, tmp_path, capsys,
+                                                              monkeypatch):
+  rows = _rows_per_runtime(("keras", "onnxruntime"), trained_run, shared_data, tmp_path, capsys, monkeypatch)
   assert {row["runtime"] for row in rows["onnxruntime"].values()} == {"onnxruntime"}
   assert {row["runtime"] for row in rows["keras"].values()} == {"keras"}
   for source, row in rows["keras"].items():
@@ -404,13 +410,7 @@ def test_command_line_runtime_is_recorded_and_scores_as_keras(trained_run, share
                     reason="openvino is not installed or this CPU has no bfloat16 instructions")
 def test_bfloat16_scores_carry_their_measured_difference_from_keras(trained_run, shared_data, tmp_path, capsys,
                                                                     monkeypatch):
-  nyu = sorted(str(p) for p in (shared_data / "real-mammograms").glob("nyu_gmic_0_*.png"))
-  rows = {}
-  for name in ("keras", "openvino_bf16"):
-    status, printed = _predict_cli([f"--run={trained_run}", f"--out={tmp_path / name}", f"--runtime={name}", *nyu],
-                                   capsys, monkeypatch)
-    assert status == 0, printed.err
-    rows[name] = _scores_by_file(tmp_path / name)
+  rows = _rows_per_runtime(("keras", "openvino_bf16"), trained_run, shared_data, tmp_path, capsys, monkeypatch)
   differences = {float(row["runtime_difference"]) for row in rows["openvino_bf16"].values()}
   assert len(differences) == 1 and 0 < differences.pop() < 1e-2
   assert {row["runtime"] for row in rows["openvino_bf16"].values()} == {"openvino_bf16"}

@@ -29,9 +29,13 @@ def cnn():
 def test_auto_takes_the_fastest_installed_runtime_and_keras_where_conversion_does_not_pay(monkeypatch):
   monkeypatch.setattr(runtimes, "installed", lambda name: True)
   monkeypatch.setattr(runtimes, "bfloat16_cpu", lambda: True)
-  assert runtimes.resolve("auto", accelerator=False) == "openvino"  # never openvino_bf16: not Keras's outputs
+  assert runtimes.resolve("auto", accelerator=False) == "openvino"  # a float32 model: never bfloat16
   assert runtimes.resolve("openvino_bf16", accelerator=False) == "openvino_bf16"
   assert runtimes.resolve("auto", accelerator=True) == "keras"
+  assert runtimes.resolve("auto", "mixed_bfloat16", accelerator=False) == "openvino_bf16"  # bfloat16 already
+  assert runtimes.resolve("auto", "mixed_bfloat16", accelerator=True) == "keras"
+  assert runtimes.resolve("auto", "mixed_float16", accelerator=False) == "keras"
+  monkeypatch.setattr(runtimes, "bfloat16_cpu", lambda: False)
   assert runtimes.resolve("auto", "mixed_bfloat16", accelerator=False) == "keras"
   monkeypatch.setattr(runtimes, "installed", lambda name: name != "openvino")
   assert runtimes.resolve("auto", accelerator=False) == "onnxruntime"
@@ -44,8 +48,13 @@ def test_a_runtime_that_is_missing_or_cannot_run_the_policy_is_refused_in_one_li
   with pytest.raises(config.ConfigError, match=r"--runtime=openvino: openvino is not installed: pip install "
                                                r"'mammo\[openvino\]'"):
     runtimes.resolve("openvino")
-  with pytest.raises(config.ConfigError, match="computes in mixed_bfloat16"):
+  with pytest.raises(config.ConfigError, match="computes in float32; this model computes in mixed_bfloat16"):
     runtimes.resolve("onnxruntime", "mixed_bfloat16")
+  monkeypatch.setattr(runtimes, "installed", lambda name: True)
+  monkeypatch.setattr(runtimes, "bfloat16_cpu", lambda: True)
+  with pytest.raises(config.ConfigError, match="openvino_bf16 computes in bfloat16; this model computes in "
+                                               "mixed_float16"):
+    runtimes.resolve("openvino_bf16", "mixed_float16")
   with pytest.raises(config.ConfigError, match="expected one of"):
     runtimes.resolve("tensorrt")
 
@@ -111,9 +120,10 @@ def test_feature_cache_on_a_converted_resnet50_gives_kerass_features(tiny_builde
   assert len(list((tmp_path / "onnxruntime" / "runtimes").glob("*.onnx"))) == 1
 
 
-def test_a_model_trained_under_mixed_precision_is_scored_by_keras(tmp_path):
+def test_a_model_trained_under_mixed_bfloat16_is_scored_in_bfloat16_or_by_keras(tmp_path, monkeypatch):
   """A saved model keeps its training policy; a float32 graph of it would not give the scores its threshold
-  was chosen on, so auto keeps Keras and a converted runtime is refused (predict resolves by `compute_policy`)."""
+  was chosen on, so float32 runtimes are refused, and auto takes openvino_bf16 where it can run, else Keras
+  (predict resolves by `compute_policy`)."""
   keras.mixed_precision.set_global_policy("mixed_bfloat16")
   try:
     classifiers.build("cnn", 32, 2, "none", dropout=0.5, l2=1e-4).save(tmp_path / "mixed.keras")
@@ -122,9 +132,30 @@ def test_a_model_trained_under_mixed_precision_is_scored_by_keras(tmp_path):
   loaded = keras.models.load_model(tmp_path / "mixed.keras")
   assert classifiers.compute_policy(loaded) == "mixed_bfloat16"
   assert classifiers.compute_policy(classifiers.build("cnn", 32, 2, "none", dropout=0.5, l2=1e-4)) == "float32"
+  monkeypatch.setattr(runtimes, "bfloat16_cpu", lambda: False)
   assert runtimes.resolve("auto", classifiers.compute_policy(loaded), accelerator=False) == "keras"
   with pytest.raises(config.ConfigError, match="computes in mixed_bfloat16: use --runtime=keras"):
     runtimes.resolve("onnxruntime", classifiers.compute_policy(loaded))
+
+
+@pytest.mark.skipif(not runtimes.available("openvino_bf16"),
+                    reason="openvino is not installed or this CPU has no bfloat16 instructions")
+def test_a_mixed_bfloat16_model_is_converted_from_its_float32_twin_and_stays_near_its_own_outputs(tmp_path):
+  keras.utils.set_random_seed(0)
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    mixed = classifiers.build("cnn", 64, 2, "none", dropout=0.5, l2=1e-4)
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  assert runtimes.resolve("auto", classifiers.compute_policy(mixed), accelerator=False) == "openvino_bf16"
+  images = _images(64)
+  forward = runtimes.checked_forward(mixed, "openvino_bf16", str(tmp_path))  # the float32 conversion gated
+  outputs = forward(images)
+  assert 0 < forward.difference < 1e-2
+  np.testing.assert_allclose(outputs, runtimes.keras_forward(mixed)(images), atol=1e-2)
+  twin = classifiers.float32_model(mixed)
+  assert runtimes.onnx_file(twin, str(tmp_path)) == runtimes.onnx_file(mixed, str(tmp_path))  # one float32 file
+  assert len(list(tmp_path.glob("*.onnx"))) == 1
 
 
 @pytest.mark.skipif(not runtimes.available("openvino_bf16"),

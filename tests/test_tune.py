@@ -216,6 +216,7 @@ def test_a_frozen_backbone_search_trains_every_trial_on_one_feature_cache(tiny_d
                          "--tuner=random", "--max_trials=2", "--search=dropout,learning_rate"))
   assert [row["status"] for row in rows] == ["COMPLETED", "COMPLETED"]
   assert computed == [str(tmp_path / "feature_cache")]  # once for the whole search
-  assert len(os.listdir(tmp_path / "feature_cache")) == 1
+  caches = [name for name in os.listdir(tmp_path / "feature_cache") if name != "runtimes"]  # beside: a conversion
+  assert len(caches) == 1
   trial = json.loads((tmp_path / search.PROJECT / "trial_0" / "trial.json").read_text())
   assert trial["status"] == "COMPLETED"

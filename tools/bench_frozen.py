@@ -12,7 +12,7 @@ same):
                 --repeats: a shared machine only ever adds time); beside
                 them Keras under the policy --precision=auto picks, where
                 that is not float32 (mixed_bfloat16 on a CPU with bfloat16
-                instructions: the backbone pass a default run gets there)
+                instructions, where --runtime=auto takes openvino_bf16)
   head          one epoch of head training at CMMD size (--train_images
                 features per epoch, --validation_images validated), on a
                 cache of random features of the backbone's width
@@ -59,7 +59,7 @@ def runtime_rates(forwards: dict, images, batch: int, repeats: int) -> dict:
 
 def auto_policy_forward(fresh_model):
   """(name, forward) of Keras under the policy --precision=auto picks here, when that is not float32 (a CPU
-  with bfloat16 instructions: mixed_bfloat16, where auto keeps the backbone pass on Keras), else None."""
+  with bfloat16 instructions: mixed_bfloat16, which openvino_bf16 is measured against), else None."""
   import keras  # pylint: disable=import-outside-toplevel
   from mammo_train.inference import runtimes  # pylint: disable=import-outside-toplevel
   from mammo_train.models import classifiers  # pylint: disable=import-outside-toplevel

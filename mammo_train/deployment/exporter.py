@@ -346,7 +346,7 @@ def export(model_path, fmt: str, out_dir, calibration=None, run_info=None, *, im
   calibration, calibration_source = _run_calibration(calibration, run.folder)
   builder = run_builder(run, data_dir)
   trained = classifiers.load(str(model_path), data.num_classes(builder), flag="model")
-  model = serving_graph.float32_model(trained)
+  model = classifiers.float32_model(trained)
   serving = serving_graph.Serving(model, serving_graph.image_calibration(calibration))
   size = model.input_shape[1]
   with tempfile.TemporaryDirectory(prefix="mammo-export-") as scratch:

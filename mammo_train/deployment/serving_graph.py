@@ -1,10 +1,9 @@
 """The serving graph every export holds: the trained model rebuilt in float32, the run's calibration map
 inside the graph, one signature (uint8 image -> P(malignant), calibrated too), and the writers of each format.
 
-Exports compute in float32 (`float32_model`); the calibration map is part of the graph, so a deployer
+Exports compute in float32 (`classifiers.float32_model`); the calibration map is part of the graph, so a deployer
 needs nothing but the export and its runtime (the exporter's docstring says why and how it is checked).
 """
-import copy
 import json
 import os
 import pathlib
@@ -26,26 +25,6 @@ _EPSILON = 1e-7
 
 class ExportError(Exception):
   """An export could not be made, or does not give Keras's scores."""
-
-
-def _float32_config(config):
-  """The model config with every mixed-precision layer policy replaced by float32."""
-  if isinstance(config, dict):
-    if config.get("class_name") == "DTypePolicy" and config.get("config", {}).get("name", "").startswith("mixed_"):
-      return "float32"
-    return {key: _float32_config(value) for key, value in config.items()}
-  if isinstance(config, list):
-    return [_float32_config(value) for value in config]
-  return config
-
-
-def float32_model(model: keras.Model) -> keras.Model:
-  """`model` with float32 compute in every layer and the same weights (itself if it already is)."""
-  if classifiers.compute_policy(model) == "float32":
-    return model
-  rebuilt = model.__class__.from_config(_float32_config(copy.deepcopy(model.get_config())))
-  rebuilt.set_weights(model.get_weights())
-  return rebuilt
 
 
 def is_binary_model(model: keras.Model) -> bool:

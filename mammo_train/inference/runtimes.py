@@ -2,18 +2,18 @@
 
 The frozen backbone's pass over every training image (the feature cache)
 and predict's model stage are almost all of their commands' time, and on a
-CPU the same float32 graph runs faster outside TensorFlow: ResNet50 at 600
-px, batch 16, on 2 cores, OpenVINO ran 2.1x Keras and ONNX Runtime 1.6x,
-with features equal to 3e-7 relative. So `--runtime` (auto | keras |
-onnxruntime | openvino) picks who runs that pass; auto takes the fastest
-installed, in that order, and Keras on a GPU or under a mixed precision
-policy (there Keras is the fast path, and the converted graph would be
-float32 while the cache is keyed on the policy).
+CPU the same float32 graph runs faster outside TensorFlow. So `--runtime`
+(auto | keras | onnxruntime | openvino | openvino_bf16) picks who runs that
+pass. auto takes, for a float32 model, the fastest installed float32
+runtime (OpenVINO, then ONNX Runtime; measured in docs/performance.md); for
+a mixed_bfloat16 model, `openvino_bf16` where this CPU can run it (below);
+Keras on a GPU, under mixed_float16, or when nothing else is installed.
 
 The model is converted once (tf2onnx, the same converter `export` uses;
-OpenVINO reads the ONNX file itself) and the file is kept in a folder the
-caller names, keyed on what it depends on: the model's name, input side
-and a hash of its weights. A rerun with the same weights reuses it.
+OpenVINO reads the ONNX file itself) into a float32 graph, and the file is
+kept in a folder the caller names, keyed on what it depends on: the
+model's name, input side and a hash of its weights. A rerun with the same
+weights reuses it.
 
 Equality is checked, not assumed: `Checked` sends the first images it is
 given through Keras too, and a relative difference above `TOLERANCE`
@@ -25,14 +25,19 @@ ResNet50 at 600 px (about 59 GFLOP an image) ran 4.1 img/s on this
 project's 2-core AMD EPYC, about 240 GFLOP/s, which is the two cores'
 float32 FMA peak (2 x 32 FLOP a cycle at about 3.7 GHz). On a CPU with
 bfloat16 instructions (AVX512-BF16, AMX) OpenVINO can compute in bfloat16
-at twice that (8.0 img/s there), but its outputs are not Keras's: on 16
-MIAS films ResNet50's (random weights) features differed by 3.4e-3 relative and its scores
-by up to 1.7e-3. So that is a runtime of its own, `openvino_bf16`, asked
-for by name and never picked by auto. Its check gates the conversion (the
-same file computing in float32 must match Keras within TOLERANCE) and
-measures bfloat16's rounding on the check images (`Checked.difference`),
-which predict writes on every row and the feature cache in its key file;
-its features get a cache folder of their own.
+at twice that (8.0 img/s there; Keras under mixed_bfloat16 4.9), but its
+outputs are not a float32 model's: on MIAS films ResNet50's (random
+weights) features differed by 3.4e-3 relative and its scores by up to
+1.7e-3. So that is a runtime of its own, `openvino_bf16`, which auto never
+picks for a float32 model. A mixed_bfloat16 model computes in bfloat16
+already, and there openvino_bf16 is as near to it as Keras's own bfloat16
+is to float32 (features: 3.7e-3 from the mixed model's, against 5.6e-3
+between the mixed model and its float32 twin), so auto picks it. Its check
+gates the conversion (the same file computing in float32 must match the
+float32 model within TOLERANCE) and measures bfloat16's rounding against
+the model's own outputs on the check images (`Checked.difference`), which
+predict writes on every row and the feature cache in its key file; its
+features get a cache folder of their own.
 """
 import hashlib
 import importlib.util
@@ -47,6 +52,7 @@ from absl import logging
 
 from mammo_train.config.shared import RUNTIMES
 from mammo_train.errors import ConfigError
+from mammo_train.models import classifiers
 
 # Fastest first, as measured on 2 CPU cores (module docstring); Keras is always there.
 _PREFERENCE = ("openvino", "onnxruntime")
@@ -96,7 +102,11 @@ def resolve(choice: str, precision: str = "float32", accelerator: bool | None = 
     if accelerator is None:
       import tensorflow as tf  # pylint: disable=import-outside-toplevel
       accelerator = bool(tf.config.list_physical_devices("GPU"))
-    if accelerator or precision != "float32":
+    if accelerator:
+      return "keras"
+    if precision == "mixed_bfloat16":  # the model computes in bfloat16 already (module docstring)
+      return next((name for name in BFLOAT16 if available(name)), "keras")
+    if precision != "float32":
       return "keras"
     return next((name for name in _PREFERENCE if installed(name)), "keras")
   if choice != "keras":
@@ -105,9 +115,9 @@ def resolve(choice: str, precision: str = "float32", accelerator: bool | None = 
     if not available(choice):
       raise ConfigError(f"--runtime={choice}: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), so "
                         "OpenVINO would compute in float32: use --runtime=openvino")
-    if precision != "float32":
-      raise ConfigError(f"--runtime={choice} converts the model to a float32 graph; this model computes in "
-                        f"{precision}: use --runtime=keras, or train with --precision=float32")
+    if precision != "float32" and not (choice in BFLOAT16 and precision == "mixed_bfloat16"):
+      raise ConfigError(f"--runtime={choice} computes in {'bfloat16' if choice in BFLOAT16 else 'float32'}; this "
+                        f"model computes in {precision}: use --runtime=keras, or train with --precision=float32")
   return choice
 
 
@@ -137,8 +147,10 @@ def keras_forward(model: keras.Model) -> Forward:
 
 
 def onnx_file(model: keras.Model, folder: str) -> str:
-  """The model converted to ONNX in `folder`, converted now unless a copy with these weights is there.
+  """The model converted to a float32 ONNX graph in `folder`, now unless a copy with these weights is there.
 
+  A mixed-precision model is converted from its float32 twin (`classifiers.float32_model`: the same
+  weights; tf2onnx's graph of the mixed one does not load in OpenVINO), so both share one file.
   Written to a temporary name and renamed, so a killed conversion never leaves a file that looks done.
   """
   size = model.input_shape[1]
@@ -151,7 +163,8 @@ def onnx_file(model: keras.Model, folder: str) -> str:
   import tf2onnx  # pylint: disable=import-outside-toplevel
   os.makedirs(folder, exist_ok=True)
   spec = [tf.TensorSpec([None, size, size, 1], tf.uint8, name="image")]
-  function = tf.function(lambda image: tf.cast(model(image, training=False), tf.float32), input_signature=spec)
+  float32 = classifiers.float32_model(model)
+  function = tf.function(lambda image: tf.cast(float32(image, training=False), tf.float32), input_signature=spec)
   handle, partial = tempfile.mkstemp(suffix=".partial", dir=folder)
   os.close(handle)
   tf2onnx.convert.from_function(function, input_signature=spec, opset=ONNX_OPSET, output_path=partial)
@@ -201,15 +214,17 @@ def relative_difference(outputs: np.ndarray, reference: np.ndarray) -> float:
 class Checked:
   """A Forward whose first call also runs its first `CHECK_IMAGES` images through Keras and compares.
 
-  `difference` is what the runtime's outputs differ from Keras's by. For a
-  bfloat16 runtime the gate is on `conversion` instead, the same converted
-  file computing in float32: bfloat16's own rounding grows with the model's
-  depth (module docstring), so it is measured and recorded, not gated.
+  `difference` is what the runtime's outputs differ from the model's own
+  (Keras's) by. For a bfloat16 runtime the gate is on `conversion` instead:
+  (the same converted file computing in float32, Keras running the float32
+  twin of the model) must agree within TOLERANCE. bfloat16's own rounding
+  grows with the model's depth (module docstring), so it is measured and
+  recorded, not gated.
 
   Raises RuntimeMismatchError on that first call when the (float32) conversion differs by more than TOLERANCE.
   """
 
-  def __init__(self, runtime: Forward, reference: Forward, conversion: Forward | None = None):
+  def __init__(self, runtime: Forward, reference: Forward, conversion: tuple[Forward, Forward] | None = None):
     self.runtime, self.reference, self.conversion, self.name = runtime, reference, conversion, runtime.name
     self.difference = None  # set by the check
 
@@ -219,16 +234,19 @@ class Checked:
       sample = np.asarray(images)[:CHECK_IMAGES]
       expected = self.reference(sample)
       self.difference = relative_difference(outputs[:CHECK_IMAGES], expected)
-      converted = (self.difference if self.conversion is None
-                   else relative_difference(self.conversion(sample), expected))
+      converted = self.difference
+      if self.conversion is not None:
+        float32, float32_reference = self.conversion
+        converted = relative_difference(float32(sample), expected if float32_reference is self.reference
+                                        else float32_reference(sample))
       if not converted <= TOLERANCE:  # NaN fails too
         outputs_named = "outputs" if self.conversion is None else "float32 outputs"
         raise RuntimeMismatchError(
             f"--runtime={self.name}: {outputs_named} on {len(sample)} check images differ from Keras's by "
             f"{converted:.3g} relative, above the tolerance {TOLERANCE:g}: pass --runtime=keras")
       if self.conversion is not None:
-        logging.info("--runtime=%s: the conversion matches Keras to %.2g relative; bfloat16 outputs differ by %.2g "
-                     "on %d check images", self.name, converted, self.difference, len(sample))
+        logging.info("--runtime=%s: the conversion matches Keras to %.2g relative; bfloat16 outputs differ from "
+                     "the model's by %.2g on %d check images", self.name, converted, self.difference, len(sample))
     return outputs
 
 
@@ -237,4 +255,9 @@ def checked_forward(model: keras.Model, name: str, folder: str) -> Checked:
   runtime = forward(model, name, folder)
   if name == "keras":
     return Checked(runtime, runtime)
-  return Checked(runtime, keras_forward(model), forward(model, "openvino", folder) if name in BFLOAT16 else None)
+  reference = keras_forward(model)
+  if name not in BFLOAT16:
+    return Checked(runtime, reference)
+  float32 = classifiers.float32_model(model)
+  return Checked(runtime, reference, (forward(model, "openvino", folder),
+                                      reference if float32 is model else keras_forward(float32)))

@@ -12,6 +12,7 @@ A frozen backbone computes the same features for the same image every epoch;
 keeping it one layer lets those features be computed once and only the head
 trained on them, instead of rerunning the backbone each epoch.
 """
+import copy
 import os
 import socket
 
@@ -157,6 +158,26 @@ def compute_policy(model: keras.Model) -> str:
     if layer.dtype_policy.compute_dtype in ("bfloat16", "float16"):
       return layer.dtype_policy.name
   return "float32"
+
+
+def _float32_config(config):
+  """The model config with every mixed-precision layer policy replaced by float32."""
+  if isinstance(config, dict):
+    if config.get("class_name") == "DTypePolicy" and config.get("config", {}).get("name", "").startswith("mixed_"):
+      return "float32"
+    return {key: _float32_config(value) for key, value in config.items()}
+  if isinstance(config, list):
+    return [_float32_config(value) for value in config]
+  return config
+
+
+def float32_model(model: keras.Model) -> keras.Model:
+  """`model` with float32 compute in every layer and the same weights (itself if it already is)."""
+  if compute_policy(model) == "float32":
+    return model
+  rebuilt = model.__class__.from_config(_float32_config(copy.deepcopy(model.get_config())))
+  rebuilt.set_weights(model.get_weights())
+  return rebuilt
 
 
 def _all_layers(model: keras.Model):
