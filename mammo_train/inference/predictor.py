@@ -332,7 +332,9 @@ def run(cfg: config.Predict, flagfile: str) -> tuple:
   image_rows, breast_rows = rows(result, operating.thresholds,
                                  (lambda level, scores: maps[level].apply(scores)) if maps else None)
   rule = operating.rule or "given"
-  identity = {**trained.identity, "runtime": scorer.name, "runtime_difference": scorer.difference,
+  measured = scorer.difference  # 3 significant digits: a 4-image sample says no more
+  identity = {**trained.identity, "runtime": scorer.name,
+              "runtime_difference": None if measured is None else float(f"{measured:.3g}"),
               "threshold_rule": f"{rule} {operating.target_recall:g}"
               if operating.target_recall else rule}
   csv_path, json_path = write(cfg.out, identity, result, image_rows, breast_rows)
