@@ -123,7 +123,7 @@ def load(path, name: str | None = None) -> Scored:
     raise NotComparableError(f"{folder}: unreadable evaluation ({error!r})") from None
   if len(class_names) < 2:
     raise NotComparableError(f"{folder / METRICS}: no class names (dataset.class_names) to read labels by")
-  if _own_decisions(folder):
+  if stored.get("decisions") == assessment.OWN_DECISIONS:
     raise NotComparableError(f"{folder}: its decisions are its own, not made from its scores (the majority and "
                              "prior_random baselines: constant scores): compare pairs models that decide by their "
                              "scores")

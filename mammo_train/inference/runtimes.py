@@ -54,7 +54,7 @@ from mammo_train.config.shared import RUNTIMES
 from mammo_train.errors import ConfigError
 from mammo_train.models import classifiers
 
-# Fastest first, as measured on 2 CPU cores (module docstring); Keras is always there.
+# Fastest first among float32 runtimes, as measured on 2 CPU cores (docs/performance.md); Keras is always there.
 _PREFERENCE = ("openvino", "onnxruntime")
 _PACKAGES = {"openvino": ("openvino", "pip install 'mammo[openvino]'"),
              "openvino_bf16": ("openvino", "pip install 'mammo[openvino]'"),
