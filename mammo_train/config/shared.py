@@ -36,10 +36,11 @@ def data_dir_flag():
 
 def runtime_flag(what: str):
   """--runtime (the trainer's feature cache and predict): who runs a model's forward pass."""
-  return fields.flag("auto", f"Who runs {what}: auto = the fastest installed (openvino, "
-                     "then onnxruntime, then keras; keras on a GPU or under mixed precision). openvino_bf16: "
-                     "OpenVINO computing in bfloat16 on a CPU that has its instructions, about 2x openvino, "
-                     "never picked by auto. The model is converted once and checked against Keras on a few "
+  return fields.flag("auto", f"Who runs {what}: auto = for a float32 model the fastest installed "
+                     "float32 one (openvino, then onnxruntime, then keras); for a mixed_bfloat16 model "
+                     "openvino_bf16 where the CPU has bfloat16 instructions, else keras; keras on a GPU. "
+                     "openvino_bf16: OpenVINO computing in bfloat16, about 2x openvino; for a float32 model "
+                     "only when asked for. The model is converted once and checked against Keras on a few "
                      "images before use.", enum=RUNTIMES)
 
 
