@@ -117,7 +117,7 @@ def _every_item(tiny_builder, tmp_path) -> list:
   items += [checklist.software_item()] + checklist.author_items()
   for split in ("test", "all"):
     items += checklist.evaluation_items(_result(split), slopes)
-  model = types.SimpleNamespace(name="a", folder=tmp_path / "evaluation", folds=None)
+  model = types.SimpleNamespace(name="a", folder=tmp_path / "evaluation", folds=None, described="best.keras")
   return items + checklist.facts_for_comparison([model], _result("test"))
 
 

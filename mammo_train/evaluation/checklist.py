@@ -356,13 +356,9 @@ def record(builder, result: dict, workdir, model_path, levels, n_resamples: int,
   write(workdir, *for_evaluation(builder, result, workdir, model_path, levels, n_resamples, seed))
 
 
-def _baseline_item(folder: pathlib.Path) -> Item | None:
-  """What a `mammo_train.baselines` folder says its model is (its metrics.json's "baseline NAME: how"), or None."""
-  try:
-    described = json.loads((folder / "metrics.json").read_text()).get("model", "")
-  except (OSError, ValueError, AttributeError):
-    return None
-  if not str(described).startswith("baseline "):
+def _baseline_item(described: str) -> Item | None:
+  """What a `mammo_train.baselines` evaluation says its model is ("baseline NAME: how"), or None."""
+  if not described.startswith("baseline "):
     return None
   return Item("22, 24, 25, 26", "12c, 13", "model and training",
               f"{described}; fitted on the training split by mammo_train.baselines, its threshold (binary tasks) "
@@ -392,7 +388,7 @@ def facts_for_comparison(loaded: list, result: dict) -> list:
     items.append(Item("20", "12a", f"leakage check of {model.name}", f"{said}."))
     run = _run_folder([model.folder.parent, model.folder])
     recorded = [Item(**item) for item in stored.get("items", ()) if item["topic"] in RUN_TOPICS]
-    own = run_items(run) if run else recorded or [_baseline_item(model.folder) or run_items(None)[0]]
+    own = run_items(run) if run else recorded or [_baseline_item(model.described) or run_items(None)[0]]
     for item in own:
       items.append(dataclasses.replace(item, topic=f"{item.topic} of {model.name}"))
   items.append(software_item())

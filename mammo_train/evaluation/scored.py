@@ -53,6 +53,7 @@ class Scored:
   predictions: assessment.Predictions
   operating: assessment.OperatingPoint | None  # None for multi-class: argmax decisions
   folds: np.ndarray | None = None
+  described: str = ""  # metrics.json's "model": a model path, or "baseline NAME: how" for a baseline
 
 
 def score_columns(class_names) -> list:
@@ -152,7 +153,8 @@ def load(path, name: str | None = None) -> Scored:
   folds = np.array([row["fold"] for row in rows]) if "fold" in rows[0] else None
   if folds is not None:  # a cv folder: each unit decided at its own fold's thresholds (`OperatingPoint.by_fold`)
     predictions.features = {"fold": folds}
-  return Scored(name or str(path), folder, *what, class_names, sources, predictions, operating or None, folds)
+  return Scored(name or str(path), folder, *what, class_names, sources, predictions, operating or None, folds,
+                str(stored.get("model") or ""))
 
 
 def check_same_examples(scored: list) -> None:
